@@ -1,0 +1,277 @@
+"""DIFFA: frozen Whisper encoder + semantic/acoustic adapters + masked-diffusion LLaDA.
+
+The model speaks *text coordinates* to the outside world (DESIGN.md §3): callers pass token ids
+with the index ``audio_pos`` where the audio belongs, and get logits for exactly those token
+positions back. The audio block is spliced in and cut out again inside, vectorised over the batch
+(:func:`diffa.model.splice.splice_audio`).
+
+Audio block per layout (SPEC §1):
+
+* ``stage1``: [20 learned prompts ; semantic tokens] (curriculum stage 1);
+* ``dual``:   [64 acoustic tokens ; semantic tokens] (every later stage).
+
+A DIFFA directory (``save_pretrained`` / ``from_pretrained``) is self-describing::
+
+    config.json              DIFFAConfig
+    adapters.safetensors     semantic.*, acoustic.*, prompts.weight
+    lora.safetensors         unmerged LoRA weights (only when config.lora is set)
+    encoder/                 Whisper config.json + model.safetensors (model.encoder.* keys)
+    llm/                     official LLaDA directory (config.json + safetensors)
+
+Example
+-------
+>>> import torch
+>>> model = DIFFA(tiny_config())
+>>> feats, feat_lens = torch.randn(2, 40, 16), torch.tensor([40, 24])
+>>> ids = torch.randint(0, 90, (2, 7))
+>>> model(feats, feat_lens, ids, audio_pos=torch.tensor([2, 3])).shape
+torch.Size([2, 7, 100])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import WhisperConfig
+
+from diffa.model.config import DIFFAConfig
+from diffa.model.splice import splice_audio
+from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
+from diffa.nnet.llada import LLaDAConfig, LLaDAModel
+from diffa.nnet.lora import LoRAConfig, add_lora, base_state_dict, has_lora, load_lora_state_dict, lora_state_dict, merge_lora
+from diffa.nnet.whisper import WhisperEncoder
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+ADAPTER_PREFIXES = ("semantic.", "acoustic.", "prompts.")
+
+
+def tiny_config(layout: str = "dual", vocab: int = 100, d_llm: int = 32, n_mels: int = 16) -> DIFFAConfig:
+    """A DIFFA config small enough for examples and unit tests (random weights).
+
+    Example
+    -------
+    >>> tiny_config().taps
+    [1, 2]
+    """
+    encoder = WhisperConfig(
+        num_mel_bins=n_mels, d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=1500,
+        vocab_size=vocab,
+    ).to_dict()
+    llm = LLaDAConfig(
+        d_model=d_llm, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, vocab_size=vocab,
+        embedding_size=vocab, mask_token_id=vocab - 1, eos_token_id=vocab - 2, pad_token_id=vocab - 2,
+    ).to_dict()
+    return DIFFAConfig(encoder=encoder, llm=llm, taps=[1, 2], layout=layout, n_prompts=3, n_queries=4, qformer_ffn=32)
+
+
+class DIFFA(torch.nn.Module):
+    """Audio-conditioned masked-diffusion LM (see module docstring).
+
+    Arguments
+    ---------
+    config : DIFFAConfig
+        What to build.
+    encoder : WhisperEncoder, optional
+        A loaded encoder (else built from ``config.encoder`` with random weights).
+    llm : LLaDAModel, optional
+        A loaded LLaDA (else built from ``config.llm`` with random weights).
+    """
+
+    def __init__(self, config: DIFFAConfig, encoder: Optional[WhisperEncoder] = None, llm: Optional[LLaDAModel] = None):
+        super().__init__()
+        self.config = config
+        whisper_cfg = WhisperConfig(**config.encoder)
+        self.encoder = encoder or WhisperEncoder(whisper_cfg, taps=config.taps, pad_to_30s=config.pad_to_30s)
+        self.llm = llm or LLaDAModel(LLaDAConfig.from_dict(config.llm))
+        d_in, d_llm = whisper_cfg.d_model, self.llm.config.d_model
+        self.semantic = SemanticAdapter(d_in, d_llm)
+        self.acoustic = AcousticAdapter(
+            d_in, d_llm, n_taps=len(config.taps), n_heads=whisper_cfg.encoder_attention_heads,
+            n_queries=config.n_queries, ffn=config.qformer_ffn, n_layers=config.qformer_layers,
+            dropout=config.qformer_dropout,
+        )
+        self.prompts = torch.nn.Embedding(config.n_prompts, d_llm)
+        if config.lora is not None:
+            add_lora(self.llm, LoRAConfig.from_dict(config.lora))
+
+    # ------------------------------------------------------------------ construction / io
+    @classmethod
+    def from_components(
+        cls,
+        config: DIFFAConfig,
+        whisper_dir: PathLike,
+        llada_dir: PathLike,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> "DIFFA":
+        """Pretrained Whisper + pretrained LLaDA + freshly initialised adapters (stage-1 start).
+
+        ``config.encoder`` / ``config.llm`` are replaced by the loaded models' configs.
+        """
+        encoder = WhisperEncoder.from_pretrained(whisper_dir, taps=config.taps, pad_to_30s=config.pad_to_30s, dtype=dtype, device=device)
+        llm = LLaDAModel.from_pretrained(llada_dir, dtype=dtype, device=device)
+        config.encoder = encoder.config.to_dict()
+        config.llm = llm.config.to_dict()
+        model = cls(config, encoder=encoder, llm=llm)
+        return model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
+
+    @classmethod
+    def from_pretrained(
+        cls, path: PathLike, dtype: Optional[torch.dtype] = None, device: Optional[Union[str, torch.device]] = None
+    ) -> "DIFFA":
+        """Load a directory written by :meth:`save_pretrained` (no training code needed)."""
+        path = Path(path)
+        missing = [p for p in ("config.json", "adapters.safetensors", "encoder", "llm") if not (path / p).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a DIFFA model directory: missing {', '.join(missing)}")
+        config = DIFFAConfig.from_dict(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+        lora = config.lora
+        config.lora = None  # LoRA is added after the base weights are in place
+        model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device)
+        model.load_adapters(load_file(str(path / "adapters.safetensors")), where=str(path / "adapters.safetensors"))
+        if lora is not None:
+            model.add_lora(LoRAConfig.from_dict(lora))
+            lora_file = path / "lora.safetensors"
+            if not lora_file.exists():
+                raise FileNotFoundError(f"{path}/config.json declares LoRA but {lora_file} is missing")
+            load_lora_state_dict(model.llm, load_file(str(lora_file)), where=str(lora_file))
+        return model
+
+    def save_pretrained(self, path: PathLike, merge: bool = False) -> None:
+        """Write the self-describing directory (module docstring); ``merge`` folds LoRA into the LLM.
+
+        Files are written into a temporary sibling directory that is renamed into place at the
+        end, so an interrupted save never leaves a half-written model behind.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if merge and has_lora(self.llm):
+            merge_lora(self.llm)
+            self.config.lora = None
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        save_file({k: v.contiguous() for k, v in self.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
+        if has_lora(self.llm):
+            save_file({k: v.contiguous() for k, v in lora_state_dict(self.llm).items()}, str(tmp / "lora.safetensors"))
+        self.encoder.save_pretrained(tmp / "encoder")
+        self.llm.save_pretrained(tmp / "llm", state_dict=base_state_dict(self.llm))
+        (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            path.rename(old)
+            tmp.rename(path)
+            _rmtree(old)
+        else:
+            tmp.rename(path)
+
+    def adapter_state_dict(self) -> dict:
+        """Weights of the trainable audio side: semantic, acoustic adapters and stage-1 prompts."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(ADAPTER_PREFIXES)}
+
+    def load_adapters(self, state: dict, where: str = "state dict") -> None:
+        """Load :meth:`adapter_state_dict` weights; errors name ``where`` and the offending keys."""
+        own = self.adapter_state_dict()
+        missing, unknown = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unknown:
+            raise ValueError(f"{where}: adapter weights do not match the model: missing {missing[:5]}, unknown {unknown[:5]}")
+        for key, value in state.items():
+            if own[key].shape != value.shape:
+                raise ValueError(f"{where}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
+        self.load_state_dict(state, strict=False)
+
+    def add_lora(self, lora: LoRAConfig, adapter_name: str = "default") -> None:
+        """Attach a LoRA adapter to the LLM and record it in the config."""
+        add_lora(self.llm, lora, adapter_name=adapter_name)
+        if adapter_name == "default":
+            self.config.lora = lora.to_dict()
+
+    # ------------------------------------------------------------------ forward
+    def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel (B, T, n_mels) -> audio embeddings (B, A, D_llm) and their lengths (B,)."""
+        enc = self.encoder(feats, feat_lens)
+        semantic, sem_lens = self.semantic(enc.last_hidden, enc.lens)
+        B = feats.shape[0]
+        if self.config.layout == "stage1":
+            prefix = self.prompts.weight.unsqueeze(0).expand(B, -1, -1)
+        else:
+            prefix = self.acoustic(enc.taps, enc.lens if self.config.qformer_padding_mask else None)
+        audio = torch.cat([prefix.to(semantic.dtype), semantic], dim=1)
+        return audio, sem_lens + prefix.shape[1]
+
+    def text_hidden(
+        self,
+        audio: torch.Tensor,
+        audio_lens: torch.Tensor,
+        input_ids: torch.Tensor,
+        audio_pos: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Final LLM hidden states at the text positions (B, L_text, D) given encoded audio."""
+        text = self.llm.get_input_embeddings()(input_ids)
+        spliced = splice_audio(text, audio, audio_lens, audio_pos, attention_mask)
+        mask = spliced.mask if self.config.llm_padding_mask and not bool(spliced.mask.all()) else None
+        hidden = self.llm.forward_hidden(inputs_embeds=spliced.embeds, attention_mask=mask)
+        return hidden.gather(1, spliced.text_index[..., None].expand(-1, -1, hidden.shape[-1]))
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        input_ids: torch.Tensor,
+        audio_pos: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Logits over the text positions only, (B, L_text, V).
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            (B, T, n_mels) Whisper log-mel features (padded).
+        feat_lens : torch.Tensor
+            (B,) valid frames per example.
+        input_ids : torch.Tensor
+            (B, L_text) token ids (masked positions hold the mask id).
+        audio_pos : torch.Tensor
+            (B,) text index the audio block is inserted before.
+        attention_mask : torch.Tensor, optional
+            (B, L_text) False at padding tokens.
+        """
+        audio, audio_lens = self.encode_audio(feats, feat_lens)
+        return self.llm.lm_head(self.text_hidden(audio, audio_lens, input_ids, audio_pos, attention_mask))
+
+    def denoiser(self, feats: torch.Tensor, feat_lens: torch.Tensor, audio_pos: torch.Tensor) -> Callable:
+        """A sampler-ready ``denoiser(x, attention_mask=None, rows=None) -> logits``.
+
+        The audio is encoded once here; each call reuses it. ``rows`` selects which examples of
+        the batch ``x`` holds (the sampler drops finished rows and doubles rows for CFG).
+
+        Example
+        -------
+        >>> import torch
+        >>> model = DIFFA(tiny_config()).eval()
+        >>> den = model.denoiser(torch.randn(2, 40, 16), torch.tensor([40, 30]), torch.tensor([2, 2]))
+        >>> den(torch.randint(0, 90, (1, 6)), rows=torch.tensor([1])).shape
+        torch.Size([1, 6, 100])
+        """
+        audio, audio_lens = self.encode_audio(feats, feat_lens)
+
+        def denoise(x: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, rows: Optional[torch.Tensor] = None):
+            a, n, p = (audio, audio_lens, audio_pos) if rows is None else (audio[rows], audio_lens[rows], audio_pos[rows])
+            return self.llm.lm_head(self.text_hidden(a, n, x, p, attention_mask))
+
+        return denoise
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
