@@ -1,0 +1,1 @@
+"""Model-agnostic masked-diffusion math: forward noising, losses and ELBOs, reverse sampling."""

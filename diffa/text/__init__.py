@@ -1,0 +1,1 @@
+"""Tokenizers (LLaDA fast tokenizer, SentencePiece) and the chat template of the prompts."""
