@@ -1,0 +1,1 @@
+"""Kaldi data directories, task manifests, audio loading and Whisper log-mel features."""

@@ -1,0 +1,136 @@
+"""Examples for training and decoding: task manifest + cached features + chat template.
+
+One :class:`TaskDataset` item is one row of ``tasks.jsonl`` (DESIGN.md §3) with its log-mel
+features (read lazily from ``feats.scp`` with kaldiio) and its token ids laid out by
+:func:`diffa.text.template.encode_example`. Rows whose utterance has no features (dropped at
+feature extraction, see ``dump/<set>/bad_utts``) are left out, counted and logged — never
+silently.
+
+Example
+-------
+>>> import os, tempfile, numpy as np, kaldiio
+>>> from diffa.data.tasks import write_tasks
+>>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+>>> tmp = tempfile.mkdtemp()
+>>> tok = SentencePieceTokenizer(train_sentencepiece(["hello world", "what is said"] * 5,
+...                                                  os.path.join(tmp, "spm.model"), vocab_size=300))
+>>> with kaldiio.WriteHelper(f"ark,scp:{tmp}/feats.ark,{tmp}/feats.scp") as w:
+...     w("u1", np.zeros((30, 8), dtype=np.float32))
+>>> write_tasks(f"{tmp}/tasks.jsonl", [
+...     {"id": "u1-asr", "utt": "u1", "task": "asr", "instruction": "what is said", "answer": "hello world"},
+...     {"id": "u2-asr", "utt": "u2", "task": "asr", "instruction": "what is said", "answer": "hello"}])
+>>> ds = TaskDataset(f"{tmp}/tasks.jsonl", f"{tmp}/feats.scp", tok)
+>>> len(ds), ds.missing_feats
+(1, ['u2'])
+>>> ex = ds[0]
+>>> ex.feats.shape, ex.input_ids[ex.prompt_len:].tolist() == tok.encode("hello world") + [tok.eot_id]
+(torch.Size([30, 8]), True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, NamedTuple, Optional
+
+import kaldiio
+import numpy as np
+import torch
+
+from diffa.data.tasks import read_tasks
+from diffa.text.template import encode_example
+
+logger = logging.getLogger(__name__)
+
+
+class Example(NamedTuple):
+    """One encoded example.
+
+    id : example id; feats : (T, n_mels) float32; input_ids : (L,) long (prompt + answer + eot,
+    or the prompt alone when the dataset has no answers); prompt_len, audio_pos : int;
+    row : the manifest row (answer, choices, labels, ...).
+    """
+
+    id: str
+    feats: torch.Tensor
+    input_ids: torch.Tensor
+    prompt_len: int
+    audio_pos: int
+    row: dict
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """Rows of a task manifest with features and token ids.
+
+    Arguments
+    ---------
+    tasks : str
+        Path of ``tasks.jsonl``.
+    feats_scp : str
+        Path of ``feats.scp`` (kaldiio).
+    tokenizer : object
+        A :mod:`diffa.text.tokenizer` tokenizer.
+    system : str, optional
+        System prompt (default: the template's).
+    with_answer : bool
+        Append answer + eot (training) or keep the prompt only (decoding).
+    max_answer_tokens : int, optional
+        Truncate longer answers (the eot is kept), counted in ``truncated_answers``.
+    """
+
+    def __init__(
+        self,
+        tasks: str,
+        feats_scp: str,
+        tokenizer,
+        system: Optional[str] = None,
+        with_answer: bool = True,
+        max_answer_tokens: Optional[int] = None,
+    ):
+        self.tokenizer = tokenizer
+        self.system = system
+        self.with_answer = with_answer
+        self.max_answer_tokens = max_answer_tokens
+        self.feats = kaldiio.load_scp(feats_scp)
+        self.utt2num_frames = os.path.join(os.path.dirname(feats_scp), "utt2num_frames")
+        rows = read_tasks(tasks)
+        self.rows = [r for r in rows if r["utt"] in self.feats]
+        self.missing_feats = sorted({r["utt"] for r in rows if r["utt"] not in self.feats})
+        if self.missing_feats:
+            logger.warning(
+                "%s: %d examples left out because %d utterances have no features in %s (first: %s)",
+                tasks, len(rows) - len(self.rows), len(self.missing_feats), feats_scp, self.missing_feats[0],
+            )
+        if not self.rows:
+            raise ValueError(f"{tasks}: no example has features in {feats_scp}; run feature extraction (stage 2) first")
+        self.truncated_answers = 0
+        self._encoded = [self._encode(r) for r in self.rows]
+
+    def _encode(self, row: dict):
+        enc = encode_example(self.tokenizer, row["instruction"], row["answer"] if self.with_answer else None, self.system)
+        ids = enc.input_ids
+        if self.with_answer and self.max_answer_tokens and len(ids) - enc.prompt_len > self.max_answer_tokens:
+            ids = ids[: enc.prompt_len + self.max_answer_tokens - 1] + [self.tokenizer.eot_id]
+            self.truncated_answers += 1
+        return ids, enc.prompt_len, enc.audio_pos
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def num_tokens(self) -> List[int]:
+        """Token count of every item (for length bucketing)."""
+        return [len(ids) for ids, _, _ in self._encoded]
+
+    def num_frames(self) -> List[int]:
+        """Feature frames of every item, from ``utt2num_frames`` beside ``feats.scp`` when present."""
+        if os.path.exists(self.utt2num_frames):
+            with open(self.utt2num_frames, encoding="utf-8") as f:
+                frames = dict(line.split() for line in f if line.strip())
+            return [int(frames[r["utt"]]) for r in self.rows]
+        return [int(self.feats[r["utt"]].shape[0]) for r in self.rows]
+
+    def __getitem__(self, i: int) -> Example:
+        row = self.rows[i]
+        ids, prompt_len, audio_pos = self._encoded[i]
+        feats = torch.from_numpy(np.array(self.feats[row["utt"]], dtype=np.float32))
+        return Example(row["id"], feats, torch.tensor(ids, dtype=torch.long), prompt_len, audio_pos, row)

@@ -1,0 +1,317 @@
+"""Kaldi data-directory files: ``<key> <value>`` maps, atomic writes, and dumped features.
+
+Every file of a Kaldi data directory (``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``,
+``utt2dur``, ``utt2num_frames``, ``feats.scp``, ``bad_utts``) is a text map with one entry per
+line: the key (an utterance or speaker id, no whitespace), whitespace, then the value (the rest of
+the line). Files are UTF-8 and sorted by key in C-locale byte order (``LC_ALL=C sort``); for UTF-8
+text that is the code-point order of Python's ``sorted`` on ``str``, which :func:`write_map` uses.
+
+:func:`read_map` checks what a later stage would trip over and names the file and line: bytes that
+are not UTF-8, blank lines, duplicate keys, unsorted keys, empty values (an empty transcript in
+``text``) and values that do not parse as the requested type. Paths in ``wav.scp`` and
+``feats.scp`` are used as written: relative ones are relative to the directory the recipe runs in.
+
+Everything is written through :func:`atomic_write`: to ``<path>.tmp`` first, renamed over ``path``
+once complete, so an interrupted run never leaves a half-written file under the final name.
+
+Example
+-------
+>>> import os, tempfile
+>>> d = tempfile.mkdtemp()
+>>> write_map(os.path.join(d, "utt2spk"), {"spk1-u2": "spk1", "spk1-u1": "spk1", "spk2-u1": "spk2"})
+>>> print(open(os.path.join(d, "utt2spk")).read(), end="")
+spk1-u1 spk1
+spk1-u2 spk1
+spk2-u1 spk2
+>>> utt2spk_to_spk2utt(read_map(os.path.join(d, "utt2spk")))
+{'spk1': 'spk1-u1 spk1-u2', 'spk2': 'spk2-u1'}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Dict, IO, Iterator, Mapping, Tuple, TypeVar
+
+import kaldiio
+
+V = TypeVar("V")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
+    """Open ``<path>.tmp`` for writing; on success rename it to ``path``, on error remove it.
+
+    Text mode writes UTF-8 with ``\\n`` line ends. A run killed inside the block leaves only
+    ``<path>.tmp`` behind, which the next run overwrites. Parent directories are created.
+
+    Arguments
+    ---------
+    path : str
+        The final file name.
+    mode : str
+        ``"w"`` (text) or ``"wb"`` (binary).
+
+    Returns
+    -------
+    A context manager yielding the open temporary file.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "x.txt")
+    >>> with atomic_write(path) as f:
+    ...     _ = f.write("hello\\n")
+    ...     os.path.exists(path), os.path.exists(path + ".tmp")
+    (False, True)
+    >>> open(path).read(), os.path.exists(path + ".tmp")
+    ('hello\\n', False)
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    tmp = path + ".tmp"
+    text_args = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
+    try:
+        with open(tmp, mode, **text_args) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def iter_lines(path: str) -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a UTF-8 text file, line ends removed, numbered from 1.
+
+    Arguments
+    ---------
+    path : str
+        The file to read.
+
+    Returns
+    -------
+    An iterator of (int, str). Raises ValueError naming ``path:line`` at the first line that is
+    not valid UTF-8.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "text")
+    >>> _ = open(path, "wb").write(b"a caf\\xc3\\xa9\\nb \\xe9t\\xe9\\n")
+    >>> next(iter_lines(path))
+    (1, 'a café')
+    >>> list(iter_lines(path))
+    Traceback (most recent call last):
+    ...
+    ValueError: /...text:2: not valid UTF-8 (invalid continuation byte at byte 2);
+    re-encode the file as UTF-8 (e.g. iconv -t UTF-8)
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start}); "
+                    "re-encode the file as UTF-8 (e.g. iconv -t UTF-8)"
+                ) from None
+            yield number, line.rstrip("\r\n")
+
+
+class KeyOrder:
+    """Checks that keys arrive unique and sorted (C-locale byte order), naming the file and line.
+
+    Arguments
+    ---------
+    path : str
+        The file being read (for messages).
+
+    Example
+    -------
+    >>> order = KeyOrder("data/train/text")
+    >>> order.add("u1", 1); order.add("u2", 2)
+    >>> order.add("u10", 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: data/train/text:3: key 'u10' comes after 'u2': the file is not sorted;
+    sort it with: LC_ALL=C sort -o data/train/text data/train/text
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.first_line: Dict[str, int] = {}
+        self.previous = None
+
+    def add(self, key: str, line: int) -> None:
+        """Record ``key`` read at ``line``; raise ValueError if it is a duplicate or out of order.
+
+        Arguments
+        ---------
+        key : str
+            The key.
+        line : int
+            Its line number (1-based).
+        """
+        if key in self.first_line:
+            raise ValueError(
+                f"{self.path}:{line}: duplicate key '{key}' (first at line "
+                f"{self.first_line[key]}); keep one entry per key"
+            )
+        if self.previous is not None and key < self.previous:
+            raise ValueError(
+                f"{self.path}:{line}: key '{key}' comes after '{self.previous}': the file is not "
+                f"sorted; sort it with: LC_ALL=C sort -o {self.path} {self.path}"
+            )
+        self.first_line[key] = line
+        self.previous = key
+
+
+def read_map(
+    path: str, value_type: Callable[[str], V] = str, allow_empty: bool = False
+) -> Dict[str, V]:
+    """Read a Kaldi ``<key> <value>`` file, checking encoding, order, duplicates and values.
+
+    Arguments
+    ---------
+    path : str
+        The file (``wav.scp``, ``text``, ``utt2spk``, ``utt2num_frames``, ...).
+    value_type : callable
+        Applied to each value string (``int`` for ``utt2num_frames``, ``float`` for
+        ``utt2dur``); a value it rejects is an error naming the line.
+    allow_empty : bool
+        Accept lines that hold a key and no value (the value is then ``""``).
+
+    Returns
+    -------
+    dict mapping key -> value, in file (sorted) order.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "text")
+    >>> _ = open(path, "w").write("u1 HELLO  WORLD\\nu2\\n")
+    >>> read_map(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: /...text:2: key 'u2' has an empty value (an empty transcript?);
+    fill it in (non-speech audio: <nospeech>) or remove the line
+    >>> read_map(path, allow_empty=True)
+    {'u1': 'HELLO  WORLD', 'u2': ''}
+    """
+    mapping: Dict[str, V] = {}
+    order = KeyOrder(path)
+    for number, line in iter_lines(path):
+        parts = line.strip().split(maxsplit=1)
+        if not parts:
+            raise ValueError(f"{path}:{number}: blank line; remove it")
+        key = parts[0]
+        value = parts[1] if len(parts) == 2 else ""
+        if not value and not allow_empty:
+            raise ValueError(
+                f"{path}:{number}: key '{key}' has an empty value (an empty transcript?); fill it "
+                "in (non-speech audio: <nospeech>) or remove the line"
+            )
+        order.add(key, number)
+        try:
+            mapping[key] = value_type(value)
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: bad value for '{key}': {err}") from None
+    return mapping
+
+
+def write_map(path: str, mapping: Mapping[str, object]) -> None:
+    """Write a Kaldi ``<key> <value>`` file sorted by key, atomically.
+
+    Arguments
+    ---------
+    path : str
+        Destination file.
+    mapping : Mapping
+        key -> value; values are written with ``str()``. Keys must be non-empty without
+        whitespace, values non-empty without line breaks.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utt2num_frames")
+    >>> write_map(path, {"b": 12, "a": 7})
+    >>> read_map(path, value_type=int)
+    {'a': 7, 'b': 12}
+    >>> write_map(path, {"a b": 1})
+    Traceback (most recent call last):
+    ...
+    ValueError: write_map(/...utt2num_frames): key 'a b' is empty or contains whitespace
+    """
+    lines = []
+    for key in sorted(mapping):
+        value = str(mapping[key])
+        if not key or any(char.isspace() for char in key):
+            raise ValueError(f"write_map({path}): key {key!r} is empty or contains whitespace")
+        if not value.strip() or "\n" in value or "\r" in value:
+            raise ValueError(
+                f"write_map({path}): value of '{key}' is empty or contains a line break: {value!r}"
+            )
+        lines.append(f"{key} {value}\n")
+    with atomic_write(path) as f:
+        f.writelines(lines)
+
+
+def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> Dict[str, str]:
+    """Invert ``utt2spk`` into Kaldi's ``spk2utt`` (value: the speaker's utts, sorted, spaced).
+
+    Arguments
+    ---------
+    utt2spk : Mapping
+        utterance id -> speaker id.
+
+    Returns
+    -------
+    dict speaker id -> ``"utt1 utt2 ..."``, sorted by speaker.
+
+    Example
+    -------
+    >>> utt2spk_to_spk2utt({"b-2": "b", "a-1": "a", "b-1": "b"})
+    {'a': 'a-1', 'b': 'b-1 b-2'}
+    """
+    utts: Dict[str, list] = {}
+    for utt in sorted(utt2spk):
+        utts.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(utts[spk]) for spk in sorted(utts)}
+
+
+def load_feats(scp: str) -> Mapping:
+    """Open a ``feats.scp`` (from ``diffa.bin.extract_feats``) as a lazy utt -> matrix mapping.
+
+    Matrices are read from the ark files on access, as numpy arrays (T, n_mels) in the dtype they
+    were stored with (float32 or float16).
+
+    Arguments
+    ---------
+    scp : str
+        Path of ``dump/<set>/feats.scp``.
+
+    Returns
+    -------
+    A read-only Mapping (kaldiio's lazy loader); ``len()``, ``in``, ``keys()`` and ``[utt]`` work.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, kaldiio
+    >>> d = tempfile.mkdtemp()
+    >>> kaldiio.save_ark(os.path.join(d, "f.ark"), {"u1": np.ones((3, 2), np.float32)},
+    ...                  scp=os.path.join(d, "feats.scp"))
+    >>> feats = load_feats(os.path.join(d, "feats.scp"))
+    >>> list(feats), feats["u1"].shape
+    (['u1'], (3, 2))
+    """
+    if not os.path.isfile(scp):
+        raise FileNotFoundError(
+            f"{scp} not found; it is written by the feature stage (diffa.bin.extract_feats)"
+        )
+    return kaldiio.load_scp(scp)

@@ -1,0 +1,231 @@
+"""The task manifest ``data/<set>/tasks.jsonl``: one training or evaluation example per line.
+
+This docstring is the one place the format is documented.
+
+Each line is one JSON object (UTF-8), and lines are sorted by ``id`` (code-point order, the same
+as ``LC_ALL=C sort`` on UTF-8). Keys:
+
+===============  ==========  ===================================================================
+key              type        meaning
+===============  ==========  ===================================================================
+``id``           str         unique example id, no whitespace
+``utt``          str         the audio: an utterance id of ``data/<set>/wav.scp`` (no
+                             whitespace); several examples may share one utterance
+``task``         str         ``"asr"`` (answer = transcript), ``"mcq"`` (multiple choice) or
+                             ``"open_qa"`` (free-form answer)
+``instruction``  str         the user's instruction, non-empty (placed after the audio in the
+                             prompt, see ``diffa.text.template``)
+``answer``       str         the reference answer, non-empty (ASR: the transcript,
+                             ``<nospeech>`` for non-speech audio; MCQ: the reference response,
+                             usually the gold choice's text)
+``choices``      list[str]   ``mcq`` only, required there: at least two distinct non-empty
+                             options, in the order shown to the model
+``gold``         int         ``mcq`` only, required there: index of the correct choice
+``labels``       dict        optional: free labels, str -> str (``gender``, ``emotion``,
+                             ``sound_event``, ``rate``, ``pitch``, ``noise``, ...)
+``source``       str         optional: the corpus the example comes from
+===============  ==========  ===================================================================
+
+No other keys are allowed (a misspelt key is an error, not a silently ignored field).
+:func:`read_tasks` validates every line on load and names ``file:line`` in each error;
+:func:`write_tasks` validates, sorts by id and writes atomically with the keys in the order above.
+
+Example
+-------
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "tasks.jsonl")
+>>> write_tasks(path, [
+...     {"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks?",
+...      "answer": "a woman", "choices": ["a man", "a woman"], "gold": 1,
+...      "labels": {"gender": "female"}},
+...     {"id": "u1-asr", "utt": "u1", "task": "asr", "instruction": "Transcribe the audio.",
+...      "answer": "HELLO WORLD"}])
+>>> print(open(path).read(), end="")
+{"id": "u1-asr", "utt": "u1", "task": "asr", "instruction": "Transcribe the audio.",
+ "answer": "HELLO WORLD"}
+{"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks?", "answer": "a woman",
+ "choices": ["a man", "a woman"], "gold": 1, "labels": {"gender": "female"}}
+>>> [row["task"] for row in read_tasks(path)]
+['asr', 'mcq']
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from diffa.data.kaldi import KeyOrder, atomic_write, iter_lines
+
+TASK_TYPES = ("asr", "mcq", "open_qa")
+FIELDS = ("id", "utt", "task", "instruction", "answer", "choices", "gold", "labels", "source")
+REQUIRED = ("id", "utt", "task", "instruction", "answer")
+MCQ_ONLY = ("choices", "gold")
+
+
+def _check_text(row: Mapping, key: str, where: str, token: bool = False) -> None:
+    """Raise unless ``row[key]`` is a non-empty str (without whitespace when ``token``)."""
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+    if token and any(char.isspace() for char in value):
+        raise ValueError(f"{where}: '{key}' must not contain whitespace, got {value!r}")
+
+
+def validate_task(row: Any, where: str) -> None:
+    """Check one manifest row against the schema of this module; raise ValueError if it is off.
+
+    Arguments
+    ---------
+    row : Any
+        The decoded JSON value of one line.
+    where : str
+        Where the row comes from (``"data/train/tasks.jsonl:12"``); every message starts with it.
+
+    Example
+    -------
+    >>> validate_task({"id": "a", "utt": "u", "task": "asr", "instruction": "Transcribe.",
+    ...                "answer": "HI"}, "tasks.jsonl:1")
+    >>> validate_task({"id": "a", "utt": "u", "task": "mcq", "instruction": "Which?",
+    ...                "answer": "x", "choices": ["x", "y"], "gold": 2}, "tasks.jsonl:7")
+    Traceback (most recent call last):
+    ...
+    ValueError: tasks.jsonl:7: 'gold' must be an int index into the 2 choices, got 2
+    """
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    unknown = sorted(set(row) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys: {list(FIELDS)}")
+    missing = [key for key in REQUIRED if key not in row]
+    if missing:
+        raise ValueError(f"{where}: missing required key(s) {missing}")
+    _check_text(row, "id", where, token=True)
+    _check_text(row, "utt", where, token=True)
+    if row["task"] not in TASK_TYPES:
+        raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {row['task']!r}")
+    _check_text(row, "instruction", where)
+    _check_text(row, "answer", where)
+    if row["task"] == "mcq":
+        _validate_choices(row, where)
+    else:
+        present = [key for key in MCQ_ONLY if key in row]
+        if present:
+            raise ValueError(f"{where}: {present} only belong to task 'mcq', not {row['task']!r}")
+    labels = row.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ValueError(f"{where}: 'labels' must be an object of string -> string, got {labels!r}")
+    if "source" in row:
+        _check_text(row, "source", where)
+
+
+def _validate_choices(row: Mapping, where: str) -> None:
+    """Check ``choices`` and ``gold`` of an mcq row."""
+    for key in MCQ_ONLY:
+        if key not in row:
+            raise ValueError(f"{where}: task 'mcq' needs '{key}'")
+    choices = row["choices"]
+    if (
+        not isinstance(choices, list)
+        or len(choices) < 2
+        or not all(isinstance(c, str) and c.strip() for c in choices)
+    ):
+        raise ValueError(
+            f"{where}: 'choices' must be a list of at least two non-empty strings, got {choices!r}"
+        )
+    if len(set(choices)) != len(choices):
+        raise ValueError(f"{where}: 'choices' has duplicates: {choices!r}")
+    gold = row["gold"]
+    if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
+        raise ValueError(
+            f"{where}: 'gold' must be an int index into the {len(choices)} choices, got {gold!r}"
+        )
+
+
+def read_tasks(path: str, utts: Optional[Iterable[str]] = None) -> List[Dict[str, Any]]:
+    """Read and validate ``tasks.jsonl``; errors name ``path:line``.
+
+    Arguments
+    ---------
+    path : str
+        The manifest.
+    utts : iterable of str, optional
+        The utterance ids of the data directory (e.g. the keys of ``wav.scp``); when given, every
+        row's ``utt`` must be one of them.
+
+    Returns
+    -------
+    list of dict, one per line, in file order (sorted by id).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "tasks.jsonl")
+    >>> _ = open(path, "w").write('{"id": "a", "utt": "u1", "task": "open_qa", '
+    ...                           '"instruction": "Describe it.", "answer": "A dog barks."}\\n')
+    >>> read_tasks(path)[0]["answer"]
+    'A dog barks.'
+    >>> read_tasks(path, utts={"u2"})
+    Traceback (most recent call last):
+    ...
+    ValueError: /...tasks.jsonl:1: utt 'u1' is not in the data directory's wav.scp;
+    fix the manifest or the data directory
+    """
+    known = None if utts is None else set(utts)
+    rows = []
+    order = KeyOrder(path)
+    for number, line in iter_lines(path):
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be "
+                "one complete JSON object"
+            ) from None
+        validate_task(row, where)
+        if known is not None and row["utt"] not in known:
+            raise ValueError(
+                f"{where}: utt '{row['utt']}' is not in the data directory's wav.scp; fix the "
+                "manifest or the data directory"
+            )
+        order.add(row["id"], number)
+        rows.append(row)
+    return rows
+
+
+def write_tasks(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Validate rows, sort them by id and write ``tasks.jsonl`` atomically.
+
+    Arguments
+    ---------
+    path : str
+        Destination file.
+    rows : iterable of Mapping
+        The examples; each must pass :func:`validate_task` and ids must be unique.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "tasks.jsonl")
+    >>> write_tasks(path, [{"id": "a", "utt": "u", "task": "asr", "instruction": "Transcribe.",
+    ...                     "answer": "HI", "choices": ["HI", "HO"]}])
+    Traceback (most recent call last):
+    ...
+    ValueError: row 0 (id 'a'): ['choices'] only belong to task 'mcq', not 'asr'
+    """
+    rows = [dict(row) for row in rows]
+    first: Dict[Any, int] = {}
+    for index, row in enumerate(rows):
+        validate_task(row, f"row {index} (id {row.get('id')!r})")
+        if row["id"] in first:
+            raise ValueError(
+                f"row {index}: duplicate id '{row['id']}' (also row {first[row['id']]})"
+            )
+        first[row["id"]] = index
+    rows.sort(key=lambda row: row["id"])
+    with atomic_write(path) as f:
+        for row in rows:
+            ordered = {key: row[key] for key in FIELDS if key in row}
+            f.write(json.dumps(ordered, ensure_ascii=False) + "\n")
