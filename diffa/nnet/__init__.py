@@ -1,0 +1,1 @@
+"""Neural-network modules: the LLaDA transformer, the Whisper encoder wrapper, audio adapters, LoRA."""
