@@ -11,7 +11,8 @@ All functions work in text coordinates (SPEC.md §2-§3, DESIGN.md §3):
 * :func:`vrpo_loss` - DPO on ELBOs:
   ``-log sigmoid(beta [(B_pol(y_w) - B_ref(y_w)) - (B_pol(y_l) - B_ref(y_l))])``.
 
-A denoiser is any callable ``denoiser(x (B, L) long, attention_mask (B, L) bool or None) ->
+A denoiser is any callable ``denoiser(x (R, L) long, attention_mask (R, L) bool or None, rows (R,)
+long) ->
 logits (B, L, V)`` (DESIGN.md §3).
 
 Example
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 from diffa.diffusion.noise import mask_exactly_k
 
-Denoiser = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+Denoiser = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
 
 NORMALIZATIONS = ("batch", "row")
 
@@ -147,16 +148,15 @@ def mc_elbo(
     """Per-draw ELBO estimates ``(L_b / k) * sum over masked i of log p(x_i | x_masked)``.
 
     The n masked copies of the batch are scored by the denoiser in ONE call on an (n * B, L)
-    batch laid out draw-major: row ``d * B + b`` is draw d of example b (so a denoiser that
-    closes over per-example conditioning, e.g. audio embeddings, repeats it with
-    ``.repeat(n, ...)``). With masks from :func:`~diffa.diffusion.noise.mask_exactly_k`, each
+    batch laid out draw-major: row ``d * B + b`` is draw d of example b, and ``rows`` tells the
+    denoiser so (a denoiser holding per-example conditioning, e.g. encoded audio, follows it). With masks from :func:`~diffa.diffusion.noise.mask_exactly_k`, each
     draw is an unbiased estimate of the ELBO ``E_k E_mask[(L / k) sum_masked log p]``; average
     over dim 0 for the n-draw estimate.
 
     Arguments
     ---------
     denoiser : callable
-        ``denoiser(x (n*B, L), attention_mask (n*B, L) or None) -> logits (n*B, L, V)``.
+        ``denoiser(x (n*B, L), attention_mask (n*B, L) or None, rows (n*B,)) -> logits (n*B, L, V)``.
     input_ids : torch.Tensor
         (B, L) clean token ids.
     masks : torch.Tensor
@@ -175,7 +175,7 @@ def mc_elbo(
 
     Example
     -------
-    >>> denoiser = lambda x, attention_mask: torch.zeros(*x.shape, 5)   # uniform over 5 tokens
+    >>> denoiser = lambda x, attention_mask, rows: torch.zeros(*x.shape, 5)   # uniform over 5 tokens
     >>> ids = torch.tensor([[1, 2, 3, 4]])
     >>> masks = torch.tensor([[[False, True, False, False]], [[False, True, True, True]]])
     >>> elbo = mc_elbo(denoiser, ids, masks, lengths=torch.tensor([3]), mask_id=0)
@@ -195,7 +195,8 @@ def mc_elbo(
     flat_masks = masks.reshape(-1, length)
     noisy = targets.masked_fill(flat_masks, mask_id)
     draw_attention = None if attention_mask is None else attention_mask.repeat(n_draws, 1)
-    logits = denoiser(noisy, draw_attention)
+    draw_rows = torch.arange(batch, device=input_ids.device).repeat(n_draws)
+    logits = denoiser(noisy, draw_attention, draw_rows)
     log_p, rows = _masked_log_probs(logits, targets, flat_masks)
     sums = torch.zeros(n_draws * batch, dtype=log_p.dtype, device=log_p.device)
     sums = sums.index_add(0, rows, log_p).view(n_draws, batch)
@@ -246,7 +247,7 @@ def antithetic_elbos(
 
     Example
     -------
-    >>> model = lambda x, attention_mask: torch.nn.functional.one_hot(x, 6).float()
+    >>> model = lambda x, attention_mask, rows: torch.nn.functional.one_hot(x, 6).float()
     >>> ids = torch.tensor([[1, 2, 3]])
     >>> answer = torch.tensor([[False, True, True]])
     >>> pol, ref = antithetic_elbos(model, model, ids, answer, n_draws=4, mask_id=5)

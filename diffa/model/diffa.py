@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Tuple, Union
@@ -65,7 +66,8 @@ def tiny_config(layout: str = "dual", vocab: int = 100, d_llm: int = 32, n_mels:
     encoder = WhisperConfig(
         num_mel_bins=n_mels, d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=32,
         decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=1500,
-        vocab_size=vocab,
+        max_target_positions=16, vocab_size=vocab, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=3,
     ).to_dict()
     llm = LLaDAConfig(
         d_model=d_llm, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, vocab_size=vocab,
@@ -103,6 +105,8 @@ class DIFFA(torch.nn.Module):
         self.prompts = torch.nn.Embedding(config.n_prompts, d_llm)
         if config.lora is not None:
             add_lora(self.llm, LoRAConfig.from_dict(config.lora))
+        # official directories the frozen encoder / LLM were read from (see save_pretrained)
+        self.sources: dict = {}
 
     # ------------------------------------------------------------------ construction / io
     @classmethod
@@ -116,14 +120,17 @@ class DIFFA(torch.nn.Module):
     ) -> "DIFFA":
         """Pretrained Whisper + pretrained LLaDA + freshly initialised adapters (stage-1 start).
 
-        ``config.encoder`` / ``config.llm`` are replaced by the loaded models' configs.
+        ``config.encoder`` / ``config.llm`` are replaced by the loaded models' configs. Like every
+        loader here, it returns the model in eval mode (call ``.train()`` to train).
         """
         encoder = WhisperEncoder.from_pretrained(whisper_dir, taps=config.taps, pad_to_30s=config.pad_to_30s, dtype=dtype, device=device)
         llm = LLaDAModel.from_pretrained(llada_dir, dtype=dtype, device=device)
         config.encoder = encoder.config.to_dict()
         config.llm = llm.config.to_dict()
         model = cls(config, encoder=encoder, llm=llm)
-        return model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
+        model.sources = {"encoder": Path(whisper_dir).resolve(), "llm": Path(llada_dir).resolve()}
+        model = model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
+        return model.eval()
 
     @classmethod
     def from_pretrained(
@@ -145,13 +152,23 @@ class DIFFA(torch.nn.Module):
             if not lora_file.exists():
                 raise FileNotFoundError(f"{path}/config.json declares LoRA but {lora_file} is missing")
             load_lora_state_dict(model.llm, load_file(str(lora_file)), where=str(lora_file))
-        return model
+        return model.eval()
 
-    def save_pretrained(self, path: PathLike, merge: bool = False) -> None:
-        """Write the self-describing directory (module docstring); ``merge`` folds LoRA into the LLM.
+    def save_pretrained(self, path: PathLike, merge: bool = False, link_frozen: bool = True) -> None:
+        """Write the self-describing directory (module docstring).
 
-        Files are written into a temporary sibling directory that is renamed into place at the
-        end, so an interrupted save never leaves a half-written model behind.
+        Arguments
+        ---------
+        path : path
+            Target directory (replaced if it exists). Files are written into a temporary sibling
+            that is renamed into place at the end, so an interrupted save leaves nothing half
+            written behind.
+        merge : bool
+            Fold LoRA into the LLM weights (export); otherwise LoRA is kept in ``lora.safetensors``.
+        link_frozen : bool
+            When the encoder or the LLM base is entirely frozen and was read from a directory,
+            ``encoder/`` / ``llm/`` become symbolic links to it instead of copies (a training stage
+            of DIFFA-2 then writes megabytes, not 16 GB). ``merge`` always writes the LLM.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,14 +179,23 @@ class DIFFA(torch.nn.Module):
         save_file({k: v.contiguous() for k, v in self.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
         if has_lora(self.llm):
             save_file({k: v.contiguous() for k, v in lora_state_dict(self.llm).items()}, str(tmp / "lora.safetensors"))
-        self.encoder.save_pretrained(tmp / "encoder")
-        self.llm.save_pretrained(tmp / "llm", state_dict=base_state_dict(self.llm))
+        base = base_state_dict(self.llm)
+        frozen = {
+            "encoder": not any(p.requires_grad for p in self.encoder.parameters()),
+            "llm": not merge and not any(p.requires_grad for n, p in self.llm.named_parameters() if ".lora_" not in n),
+        }
+        for part, write in (("encoder", self.encoder.save_pretrained), ("llm", lambda d: self.llm.save_pretrained(d, state_dict=base))):
+            source = self.sources.get(part)
+            if link_frozen and frozen[part] and source is not None and source.is_dir():
+                (tmp / part).symlink_to(source, target_is_directory=True)
+            else:
+                write(tmp / part)
         (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             path.rename(old)
             tmp.rename(path)
-            _rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(path)
 
@@ -269,9 +295,3 @@ class DIFFA(torch.nn.Module):
             return self.llm.lm_head(self.text_hidden(a, n, x, p, attention_mask))
 
         return denoise
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

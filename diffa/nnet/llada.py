@@ -725,7 +725,12 @@ class LLaDAModel(nn.Module):
         )
         return model.eval()
 
-    def save_pretrained(self, directory: Union[str, Path], max_shard_size: Union[int, str] = "5GB") -> None:
+    def save_pretrained(
+        self,
+        directory: Union[str, Path],
+        max_shard_size: Union[int, str] = "5GB",
+        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> None:
         """Write ``config.json`` and safetensors weights in the official layout, atomically per file.
 
         One file ``model.safetensors`` when the weights fit in ``max_shard_size``, else shards
@@ -739,12 +744,15 @@ class LLaDAModel(nn.Module):
         max_shard_size : int or str
             Bytes per shard, as an int or a string such as ``"5GB"`` / ``"500MiB"``; a tensor
             larger than this gets a shard of its own.
+        state_dict : dict, optional
+            Weights to write instead of ``self.state_dict()`` (e.g. the base weights of a model
+            carrying LoRA layers, :func:`diffa.nnet.lora.base_state_dict`).
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         limit = _parse_size(max_shard_size)
         previous = _previous_weight_files(directory)
-        state = self.state_dict()
+        state = self.state_dict() if state_dict is None else state_dict
         groups: List[List[str]] = []
         size = 0
         for key, tensor in state.items():

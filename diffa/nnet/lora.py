@@ -94,6 +94,7 @@ def add_lora(module: torch.nn.Module, config: LoRAConfig, adapter_name: str = "d
         Hyper-parameters.
     adapter_name : str
         Name of the adapter; several may coexist (see :func:`set_active_adapter`).
+        The new layers take ``module``'s train/eval mode.
     """
     peft_config = PeftLoraConfig(
         r=config.r,
@@ -103,6 +104,7 @@ def add_lora(module: torch.nn.Module, config: LoRAConfig, adapter_name: str = "d
         bias="none",
     )
     inject_adapter_in_model(peft_config, module, adapter_name=adapter_name)
+    module.train(module.training)  # new LoRA layers (dropout) follow the module's train/eval mode
 
 
 def lora_layers(module: torch.nn.Module) -> Iterator[Tuple[str, LoraLayer]]:

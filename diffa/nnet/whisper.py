@@ -50,6 +50,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
@@ -297,6 +298,33 @@ class WhisperEncoder(torch.nn.Module):
         model.requires_grad_(False)
         logger.info("loaded Whisper encoder from %s (%d layers, d_model %d)", path, model.n_layers, model.output_dim)
         return model
+
+    def save_pretrained(self, path: Union[str, Path]) -> None:
+        """Write ``config.json`` + ``model.safetensors`` holding the encoder under the official
+        ``model.encoder.*`` keys, so :meth:`from_pretrained` (or any Whisper loader that tolerates a
+        missing decoder) reads it back. Each file is written to a temporary name and renamed.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from transformers import WhisperConfig
+        >>> cfg = WhisperConfig(d_model=16, encoder_layers=1, encoder_attention_heads=2,
+        ...                     encoder_ffn_dim=32, num_mel_bins=8, max_source_positions=1500)
+        >>> enc, d = WhisperEncoder(cfg), tempfile.mkdtemp()
+        >>> enc.save_pretrained(d)
+        >>> again = WhisperEncoder.from_pretrained(d)
+        >>> all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
+        True
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        tmp = path / "model.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(path / "model.safetensors")
+        tmp = path / "config.json.tmp"
+        tmp.write_text(self.config.to_json_string(), encoding="utf-8")
+        tmp.replace(path / "config.json")
 
 
 def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> torch.Tensor:

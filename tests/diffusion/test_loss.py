@@ -98,7 +98,7 @@ class PatternModel(torch.nn.Module):
         self.embed.requires_grad_(not frozen_embedding)
         self.calls = []
 
-    def forward(self, x, attention_mask=None):
+    def forward(self, x, attention_mask=None, rows=None):
         self.calls.append((x.clone(), None if attention_mask is None else attention_mask.clone()))
         one_hot = torch.nn.functional.one_hot(x, self.in_vocab).float().flatten(1)
         hidden = torch.tanh(one_hot @ self.embed)

@@ -1,0 +1,166 @@
+"""Import the authors' released DIFFA / DIFFA-2 checkpoints into a DIFFA directory.
+
+The authors' checkpoint directory holds ``config.json`` (with ``whisper_config`` and ``llm_config``
+dicts) and ``pytorch_model.bin`` with ``semantic_connector.*``, ``acoustic_connector.*``,
+``trainable_prompts.weight`` and, for LoRA-tuned DIFFA-2 stages, peft-wrapped
+``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``.
+Whisper and LLaDA weights come from their own official directories. Tensors are read with
+``torch.load(weights_only=True)``, so a checkpoint cannot run code.
+
+The imported model reproduces the authors' behaviour: Whisper input padded to 30 s, no padding mask
+in the LLM, a Q-Former that attends to every frame (``DIFFAConfig`` switches, see
+:mod:`diffa.model.config`); flip them in ``config.json`` for the faster, masked behaviour.
+
+Example (command line)::
+
+    python -m diffa.bin.import_official --src DIFFA-2-ckpt --whisper whisper-large-v3 \\
+        --llada LLaDA-8B-Instruct --out exp/diffa2_official
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import torch
+
+from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
+from diffa.model.diffa import DIFFA
+from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
+from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
+
+logger = logging.getLogger(__name__)
+
+_LORA = re.compile(
+    r"llm_model\.(?:base_model\.model\.)?(?:model\.)?transformer\.blocks\.(\d+)\.(\w+)\.lora_([AB])(?:\.default)?\.weight"
+)
+
+
+def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
+    """Tensors of ``pytorch_model.bin`` (weights_only) or ``model.safetensors`` in ``src``."""
+    bin_path, st_path = src / "pytorch_model.bin", src / "model.safetensors"
+    if bin_path.exists():
+        try:
+            return torch.load(bin_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle with code, truncated file, ...
+            raise ValueError(f"{bin_path}: cannot be read as plain tensors (weights_only=True): {err}") from err
+    if st_path.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(st_path))
+    raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
+
+
+def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``ignored``.
+
+    ``ignored`` collects frozen Whisper (``whisper_model.*``) and LLaDA base (``llm_model.*``)
+    weights, which are loaded from their own official directories instead. Any other key is an
+    error naming ``where`` and the key.
+
+    Example
+    -------
+    >>> parts = split_official_state_dict({
+    ...     "semantic_connector.conv.0.bias": 0, "trainable_prompts.weight": 1,
+    ...     "llm_model.base_model.model.model.transformer.blocks.3.q_proj.lora_A.default.weight": 2,
+    ...     "whisper_model.conv1.weight": 3}, "ckpt")
+    >>> {k: sorted(v) for k, v in parts.items()}
+    {'semantic': ['conv.0.bias'], 'acoustic': [], 'prompts': ['weight'], 'lora': ['model.transformer.blocks.3.q_proj.lora_A.weight'], 'ignored': ['whisper_model.conv1.weight']}
+    """
+    parts: Dict[str, Dict[str, torch.Tensor]] = {k: {} for k in ("semantic", "acoustic", "prompts", "lora", "ignored")}
+    for key, value in state.items():
+        lora = _LORA.fullmatch(key)
+        if key.startswith("semantic_connector."):
+            parts["semantic"][key.removeprefix("semantic_connector.")] = value
+        elif key.startswith("acoustic_connector."):
+            parts["acoustic"][key.removeprefix("acoustic_connector.")] = value
+        elif key == "trainable_prompts.weight":
+            parts["prompts"]["weight"] = value
+        elif lora:
+            block, module, ab = lora.groups()
+            parts["lora"][f"model.transformer.blocks.{block}.{module}.lora_{ab}.weight"] = value
+        elif key.startswith(("whisper_model.", "llm_model.")):
+            parts["ignored"][key] = value
+        else:
+            raise ValueError(f"{where}: unknown key '{key}' (not a weight of the authors' DIFFA models)")
+    return parts
+
+
+def import_official(
+    src: Union[str, Path],
+    whisper_dir: Union[str, Path],
+    llada_dir: Union[str, Path],
+    out: Optional[Union[str, Path]] = None,
+    layout: Optional[str] = None,
+    lora_alpha: float = 16.0,
+    dtype: Optional[torch.dtype] = None,
+) -> DIFFA:
+    """Build a :class:`DIFFA` from an authors' checkpoint (see module docstring).
+
+    Arguments
+    ---------
+    src : path
+        The authors' checkpoint directory (``config.json`` + ``pytorch_model.bin``).
+    whisper_dir, llada_dir : path
+        Official Whisper and LLaDA-8B-Instruct directories.
+    out : path, optional
+        Where to write the converted DIFFA directory (LoRA kept unmerged).
+    layout : str, optional
+        ``"stage1"`` or ``"dual"``; default: ``"dual"`` when acoustic weights are present.
+    lora_alpha : float
+        LoRA alpha (not stored in the checkpoint; DIFFA-2 used 16). The rank is read from it.
+    dtype : torch.dtype, optional
+        Load Whisper and LLaDA in this dtype.
+    """
+    src = Path(src)
+    cfg_path = src / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{src}: missing config.json (the authors' checkpoints have one with whisper_config/llm_config)")
+    authors = json.loads(cfg_path.read_text())
+    for field in ("whisper_config", "llm_config"):
+        if not isinstance(authors.get(field), dict):
+            raise ValueError(f"{cfg_path}: '{field}' missing or not an object")
+    parts = split_official_state_dict(_read_checkpoint(src), str(src))
+    wc = authors["whisper_config"]
+    shape = (wc.get("encoder_layers"), wc.get("d_model"))
+    if shape not in OFFICIAL_TAPS:
+        raise ValueError(f"{cfg_path}: no known acoustic taps for a Whisper encoder with (layers, d_model) = {shape}")
+    layout = layout or ("dual" if parts["acoustic"] else "stage1")
+    prompts = parts["prompts"].get("weight")
+    queries = parts["acoustic"].get("layer_prompts.0")
+    ffn = parts["acoustic"].get("qformer.layer.0.intermediate.dense.weight")
+    config = DIFFAConfig(
+        encoder=wc, llm=authors["llm_config"], taps=OFFICIAL_TAPS[shape], layout=layout,
+        n_prompts=prompts.shape[0] if prompts is not None else 20,
+        n_queries=queries.shape[1] if queries is not None else 64,
+        qformer_ffn=ffn.shape[0] if ffn is not None else 3072,
+        pad_to_30s=True, llm_padding_mask=False, qformer_padding_mask=False,
+    )
+    model = DIFFA.from_components(config, whisper_dir, llada_dir, dtype=dtype)
+    adapters = {}
+    if parts["semantic"]:
+        adapters.update({f"semantic.{k}": v for k, v in SemanticAdapter.convert_official_state_dict(parts["semantic"]).items()})
+    if parts["acoustic"]:
+        adapters.update({f"acoustic.{k}": v for k, v in AcousticAdapter.convert_official_state_dict(parts["acoustic"]).items()})
+    if prompts is not None:
+        adapters["prompts.weight"] = prompts
+    own = model.adapter_state_dict()
+    absent = sorted(k for k in own if k not in adapters)
+    if absent:
+        logger.warning("%s: %d adapter tensors not in the checkpoint keep their fresh initialisation (e.g. %s)", src, len(absent), absent[0])
+    model.load_adapters({**own, **adapters}, where=str(src))
+    if parts["lora"]:
+        some_a = next(v for k, v in parts["lora"].items() if k.endswith("lora_A.weight"))
+        targets = sorted({k.split(".")[-3] for k in parts["lora"]}, key=lambda t: (t not in LLADA_LORA_TARGETS, t))
+        model.add_lora(LoRAConfig(r=some_a.shape[0], alpha=lora_alpha, dropout=0.05, targets=targets))
+        load_lora_state_dict(model.llm, parts["lora"], where=str(src))
+    logger.info(
+        "imported %s: layout %s, %d adapter tensors, %d LoRA tensors, %d frozen tensors ignored",
+        src, layout, len(adapters), len(parts["lora"]), len(parts["ignored"]),
+    )
+    if out is not None:
+        model.save_pretrained(out)
+    return model

@@ -1,0 +1,115 @@
+"""Importing the authors' DIFFA-2 checkpoints: every tensor lands where their code used it."""
+
+import collections
+import json
+
+import pytest
+import torch
+from transformers import BertConfig, WhisperConfig, WhisperForConditionalGeneration
+from transformers.models.bert.modeling_bert import BertEncoder
+
+from diffa.model.diffa import DIFFA
+from diffa.model.official import import_official
+from diffa.nnet.llada import LLaDAConfig, LLaDAModel
+
+D, D_LLM, TAPS, Q, R = 384, 32, 4, 8, 2
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """Whisper-tiny-shaped encoder + tiny LLaDA in official layouts, and an authors' checkpoint."""
+    root = tmp_path_factory.mktemp("authors")
+    wcfg = WhisperConfig(
+        num_mel_bins=16, d_model=D, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=64,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=16, vocab_size=100, max_source_positions=1500,
+        max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
+    )
+    torch.manual_seed(0)
+    WhisperForConditionalGeneration(wcfg).save_pretrained(root / "whisper")
+    lcfg = LLaDAConfig(d_model=D_LLM, n_layers=2, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, vocab_size=100,
+                       embedding_size=100, mask_token_id=99, eos_token_id=98, pad_token_id=98)
+    llm = LLaDAModel(lcfg)
+    llm.init_weights(generator=torch.Generator().manual_seed(1))
+    llm.save_pretrained(root / "llada")
+
+    g = torch.Generator().manual_seed(2)
+    rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    state = collections.OrderedDict()
+    state["whisper_model.conv1.weight"] = rnd(D, 16, 3)  # frozen copies are ignored
+    state["trainable_prompts.weight"] = rnd(20, D_LLM)
+    for k, shape in {"conv.0.weight": (D, D, 3), "conv.0.bias": (D,), "conv.2.weight": (4 * D, D, 3),
+                     "conv.2.bias": (4 * D,), "linear_connector.0.weight": (D, 4 * D), "linear_connector.0.bias": (D,),
+                     "linear_connector.2.weight": (D_LLM, D), "linear_connector.2.bias": (D_LLM,),
+                     "layernorm.weight": (D_LLM,), "layernorm.bias": (D_LLM,)}.items():
+        state[f"semantic_connector.{k}"] = rnd(*shape)
+    bert = BertEncoder(BertConfig(hidden_size=D, num_attention_heads=6, num_hidden_layers=2, intermediate_size=64,
+                                  add_cross_attention=True, is_decoder=True))
+    for k, v in bert.state_dict().items():
+        state[f"acoustic_connector.qformer.{k}"] = rnd(*v.shape)
+    for i in range(TAPS):
+        state[f"acoustic_connector.layer_prompts.{i}"] = rnd(1, Q, D)
+    state["acoustic_connector.layer_weights"] = rnd(Q, TAPS)
+    state["acoustic_connector.proj.0.weight"], state["acoustic_connector.proj.0.bias"] = rnd(D), rnd(D)
+    state["acoustic_connector.proj.1.weight"], state["acoustic_connector.proj.1.bias"] = rnd(D_LLM, D), rnd(D_LLM)
+    for block in range(2):
+        for module, out in (("q_proj", D_LLM), ("k_proj", D_LLM), ("v_proj", D_LLM), ("ff_proj", 64), ("up_proj", 64)):
+            prefix = f"llm_model.base_model.model.model.transformer.blocks.{block}.{module}"
+            state[f"{prefix}.lora_A.default.weight"] = rnd(R, D_LLM)
+            state[f"{prefix}.lora_B.default.weight"] = rnd(out, R)
+    ckpt = root / "ckpt"
+    ckpt.mkdir()
+    torch.save(state, ckpt / "pytorch_model.bin")
+    (ckpt / "config.json").write_text(json.dumps({"whisper_config": wcfg.to_dict(), "llm_config": lcfg.to_dict()}))
+    return root, state
+
+
+def test_every_tensor_lands_in_place(dirs, tmp_path):
+    root, state = dirs
+    model = import_official(root / "ckpt", root / "whisper", root / "llada", out=tmp_path / "imported")
+    cfg = model.config
+    assert (cfg.layout, cfg.taps, cfg.n_queries, cfg.qformer_ffn) == ("dual", [0, 1, 2, 3], Q, 64)
+    assert cfg.pad_to_30s and not cfg.llm_padding_mask and not cfg.qformer_padding_mask  # the authors' behaviour
+    assert torch.equal(model.prompts.weight, state["trainable_prompts.weight"])
+    assert torch.equal(model.semantic.conv2.weight, state["semantic_connector.conv.2.weight"])
+    queries = torch.cat([state[f"acoustic_connector.layer_prompts.{i}"] for i in range(TAPS)])
+    assert torch.equal(model.acoustic.queries, queries)
+    assert torch.equal(model.acoustic.tap_weights, state["acoustic_connector.layer_weights"])
+    # LoRA: q_proj computes (W + alpha/r B A) x with alpha 16, r read from the checkpoint
+    base = LLaDAModel.from_pretrained(root / "llada")
+    w = base.transformer["blocks"][1].q_proj.weight
+    prefix = "llm_model.base_model.model.model.transformer.blocks.1.q_proj"
+    delta = 16 / R * state[f"{prefix}.lora_B.default.weight"] @ state[f"{prefix}.lora_A.default.weight"]
+    x = torch.randn(3, D_LLM)
+    with torch.no_grad():
+        got = model.llm.transformer["blocks"][1].q_proj(x)
+    torch.testing.assert_close(got, x @ (w + delta).T, atol=1e-4, rtol=1e-4)
+    # the written directory loads without the importer and computes the same thing
+    again = DIFFA.from_pretrained(tmp_path / "imported").eval()
+    feats, lens = torch.randn(1, 50, 16), torch.tensor([50])
+    ids, pos = torch.randint(0, 90, (1, 6)), torch.tensor([2])
+    with torch.no_grad():
+        assert torch.equal(again(feats, lens, ids, pos), model.eval()(feats, lens, ids, pos))
+
+
+def test_unknown_key_names_file_and_key(dirs, tmp_path):
+    root, state = dirs
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save({**state, "mystery.weight": torch.zeros(1)}, ckpt / "pytorch_model.bin")
+    (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"ckpt: unknown key 'mystery.weight'"):
+        import_official(ckpt, root / "whisper", root / "llada")
+
+
+class NotATensor:
+    pass
+
+
+def test_pickled_code_is_refused(dirs, tmp_path):
+    root, _ = dirs
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save({"trainable_prompts.weight": NotATensor()}, ckpt / "pytorch_model.bin")
+    (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
+    with pytest.raises(ValueError, match="weights_only=True"):
+        import_official(ckpt, root / "whisper", root / "llada")
