@@ -1,0 +1,1 @@
+"""Real-corpus preparation: LibriSpeech, the authors' JSON indices, MMSU, MMAU and MMAR."""

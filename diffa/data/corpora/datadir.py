@@ -1,0 +1,323 @@
+"""Writing a prepared set as a Kaldi data dir plus its ``tasks.jsonl``.
+
+Every corpus preparer turns its index into a list of :class:`Entry` (one
+example: an utterance, its audio, its transcript and one task row) and hands
+it to :func:`write_data_dir`, which
+
+- drops examples whose audio is missing or unreadable (logged by id, counted
+  in the returned :class:`PrepSummary`),
+- measures every utterance with ``soundfile.info`` (``utt2dur``),
+- checks that ids are unique and that an utterance always names one file,
+- writes ``wav.scp text utt2spk spk2utt utt2dur`` (:mod:`diffa.data.kaldi`)
+  and ``tasks.jsonl`` (:mod:`diffa.data.tasks`, validated), sorted by id in
+  C-locale byte order, into a temporary directory that replaces ``out_dir``
+  only when complete.
+"""
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+import soundfile
+from tqdm import tqdm
+
+from diffa.data.corpora.records import CorpusError
+from diffa.data.kaldi import utt2spk_to_spk2utt, write_map
+from diffa.data.tasks import write_tasks
+
+logger = logging.getLogger(__name__)
+
+NOSPEECH = "<nospeech>"
+"""The ``text`` of an utterance without a transcript (DESIGN §3)."""
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class Entry:
+    """One example of a prepared set.
+
+    Arguments
+    ---------
+    utt : str
+        Utterance id (no whitespace); several entries may share one utterance.
+    path : str
+        Audio file of the utterance (absolute, any format soundfile reads).
+    text : str
+        Transcript for the ``text`` file; ``NOSPEECH`` when there is none.
+    row : dict
+        The ``tasks.jsonl`` row (``id``, ``utt``, ``task``, ``instruction``, ...).
+    where : str
+        ``file:line`` of the source record, for error messages.
+    spk : str, optional
+        Speaker id; defaults to the utterance id (Kaldi's convention when the
+        speaker is unknown). ``utt`` must start with ``spk + "-"`` so that
+        ``utt2spk`` and ``spk2utt`` sort consistently.
+    """
+
+    utt: str
+    path: str
+    text: str
+    row: Dict
+    where: str
+    spk: Optional[str] = None
+
+
+@dataclass
+class PrepSummary:
+    """What :func:`write_data_dir` wrote and what it dropped.
+
+    Arguments
+    ---------
+    out_dir : Path
+        The data dir.
+    n_utts : int
+        Utterances written.
+    n_rows : int
+        Task rows written.
+    hours : float
+        Total audio duration of the written utterances.
+    dropped : list of str
+        Example ids dropped because their audio is missing or unreadable.
+    """
+
+    out_dir: Path
+    n_utts: int
+    n_rows: int
+    hours: float
+    dropped: List[str] = field(default_factory=list)
+
+
+def sanitize_id(raw: str, where: str) -> str:
+    """Turn a corpus id into a Kaldi id (whitespace becomes ``_``).
+
+    Arguments
+    ---------
+    raw : str
+        Id from the corpus.
+    where : str
+        ``file:line`` for the error message.
+
+    Returns
+    -------
+    str
+        The id with each whitespace run replaced by ``_``.
+
+    Example
+    -------
+    >>> sanitize_id(" a b\\tc ", "x.json:1")
+    'a_b_c'
+    >>> sanitize_id("  ", "x.json:1")
+    Traceback (most recent call last):
+    ...
+    diffa.data.corpora.records.CorpusError: x.json:1: empty id; give every record a non-empty id
+    """
+    clean = _SPACE.sub("_", raw.strip())
+    if not clean:
+        raise CorpusError(f"{where}: empty id; give every record a non-empty id")
+    return clean
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace (newlines included) so that a transcript fits one Kaldi line.
+
+    Arguments
+    ---------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    str
+        The text with runs of whitespace replaced by one space, stripped.
+
+    Example
+    -------
+    >>> one_line(" HELLO\\n  WORLD ")
+    'HELLO WORLD'
+    """
+    return _SPACE.sub(" ", text).strip()
+
+
+def resolve_audio(path: str, root: Union[str, Path]) -> str:
+    """Absolute audio path: absolute paths stay, relative ones are joined to ``root``.
+
+    Arguments
+    ---------
+    path : str
+        Path from the index (``./audio/x.wav``, ``audio/x.wav`` or absolute).
+    root : str or Path
+        Folder that relative paths are relative to.
+
+    Returns
+    -------
+    str
+        The absolute, normalised path (the file need not exist).
+
+    Example
+    -------
+    >>> resolve_audio("./test-mini-audios/a.wav", "/data/MMAU")
+    '/data/MMAU/test-mini-audios/a.wav'
+    >>> resolve_audio("/abs/b.flac", "/data/MMAU")
+    '/abs/b.flac'
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        p = Path(root) / p
+    return os.path.normpath(os.path.abspath(p))
+
+
+def audio_duration(path: str) -> Optional[float]:
+    """Duration in seconds from the file header, or None when missing, unreadable or empty.
+
+    Arguments
+    ---------
+    path : str
+        Audio file.
+
+    Returns
+    -------
+    float or None
+        ``frames / samplerate``; None if the file is absent, soundfile cannot read it,
+        or it holds no samples.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np, soundfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.flac")
+    >>> soundfile.write(p, np.zeros(8000, dtype="float32"), 16000)
+    >>> audio_duration(p), audio_duration(p + ".missing")
+    (0.5, None)
+    """
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, OSError):  # soundfile.LibsndfileError is a RuntimeError
+        return None
+    if info.samplerate <= 0 or info.frames <= 0:
+        return None
+    return info.frames / info.samplerate
+
+
+def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry]) -> PrepSummary:
+    """Write a Kaldi data dir and its ``tasks.jsonl`` from prepared entries.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        ``data/<set>``; replaced as a whole once every file is written.
+    entries : iterable of Entry
+        The examples (any order).
+
+    Returns
+    -------
+    PrepSummary
+        Counts, hours and the ids of examples dropped for missing/unreadable audio.
+
+    Raises
+    ------
+    CorpusError
+        Duplicate example ids, one utterance naming two files, or no usable audio at all.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np, soundfile
+    >>> d = tempfile.mkdtemp()
+    >>> wav = os.path.join(d, "a.wav")
+    >>> soundfile.write(wav, np.zeros(16000, dtype="float32"), 16000)
+    >>> rows = [dict(id=i, utt="u1", task="open_qa", instruction="Q?", answer="A.") for i in ("u1-0", "u1-1")]
+    >>> es = [Entry("u1", wav, "HI", r, "x.json:1") for r in rows]
+    >>> es.append(Entry("u2", wav + ".gone", "HO", dict(rows[0], id="u2-0", utt="u2"), "x.json:3"))
+    >>> s = write_data_dir(os.path.join(d, "data", "set"), es)
+    >>> (s.n_utts, s.n_rows, s.dropped)
+    (1, 2, ['u2-0'])
+    >>> print(open(os.path.join(d, "data", "set", "utt2dur")).read(), end="")
+    u1 1.0000
+    """
+    out_dir = Path(out_dir)
+    entries = list(entries)
+    _check_unique_ids(entries)
+    groups = _group_utterances(entries)
+    durations: Dict[str, float] = {}
+    dropped: List[str] = []
+    for utt, group in tqdm(groups.items(), desc=f"{out_dir.name}: audio headers", unit="utt", disable=None):
+        dur = audio_duration(group[0].path)
+        if dur is None:
+            dropped.extend(e.row["id"] for e in group)
+        else:
+            durations[utt] = dur
+    if dropped:
+        logger.warning(
+            "%s: %d example(s) dropped, audio missing or unreadable: %s%s",
+            out_dir, len(dropped), ", ".join(dropped[:10]), " ..." if len(dropped) > 10 else "",
+        )
+    kept = [e for e in entries if e.utt in durations]
+    if not kept:
+        raise CorpusError(
+            f"{out_dir}: none of the {len(entries)} examples has readable audio "
+            f"(first missing: {entries[0].path if entries else 'no entries'}); check the corpus path"
+        )
+    _write_dir(out_dir, {u: groups[u][0] for u in durations}, durations, kept)
+    summary = PrepSummary(
+        out_dir=out_dir, n_utts=len(durations), n_rows=len(kept),
+        hours=sum(durations.values()) / 3600.0, dropped=dropped,
+    )
+    logger.info("%s: %d utterances (%.2f h), %d task rows", out_dir, summary.n_utts, summary.hours, summary.n_rows)
+    return summary
+
+
+def _check_unique_ids(entries: List[Entry]) -> None:
+    seen: Dict[str, str] = {}
+    for e in entries:
+        rid = e.row["id"]
+        if rid in seen:
+            raise CorpusError(f"{e.where}: example id {rid!r} already used at {seen[rid]}; ids must be unique")
+        seen[rid] = e.where
+
+
+def _group_utterances(entries: List[Entry]) -> Dict[str, List[Entry]]:
+    groups: Dict[str, List[Entry]] = {}
+    for e in entries:
+        if any(c.isspace() for c in e.utt):
+            raise CorpusError(f"{e.where}: utterance id {e.utt!r} contains whitespace")
+        if e.spk is not None and not e.utt.startswith(e.spk + "-"):
+            raise CorpusError(f"{e.where}: speaker {e.spk!r} is not a '-'-terminated prefix of utterance {e.utt!r}")
+        group = groups.setdefault(e.utt, [])
+        if group and group[0].path != e.path:
+            raise CorpusError(
+                f"{e.where}: utterance {e.utt!r} names {e.path} but {group[0].where} named "
+                f"{group[0].path}; one id must name one audio file"
+            )
+        group.append(e)
+    return groups
+
+
+def _write_dir(out_dir: Path, utts: Dict[str, Entry], durations: Dict[str, float], rows: List[Entry]) -> None:
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    utt2spk = {u: e.spk or u for u, e in utts.items()}
+    try:
+        write_map(str(tmp / "wav.scp"), {u: e.path for u, e in utts.items()})
+        write_map(str(tmp / "text"), {u: one_line(e.text) or NOSPEECH for u, e in utts.items()})
+        write_map(str(tmp / "utt2spk"), utt2spk)
+        write_map(str(tmp / "spk2utt"), utt2spk_to_spk2utt(utt2spk))
+        write_map(str(tmp / "utt2dur"), {u: f"{d:.4f}" for u, d in durations.items()})
+        write_tasks(str(tmp / "tasks.jsonl"), [e.row for e in rows])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, out_dir)
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(out_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,374 @@
+"""The data stages of the full recipes (``egs/diffa2/local/data.sh``, ``egs/diffa/local/data.sh``).
+
+A recipe declares its LibriSpeech parts and its authors' indices; this module
+supplies the command line and runs the stages:
+
+1. download LibriSpeech (only with ``--download_librispeech true``);
+2. LibriSpeech -> ``data/train_asr`` (all ``train-*`` parts merged) and one
+   set per other part (``dev-clean`` -> ``data/dev_clean``, ...);
+3. the authors' JSON indices -> one set each (``data/train_qa``, ...);
+4. benchmarks -> ``data/mmsu``, ``data/mmau_test_mini``, ``data/mmar``.
+
+Every corpus folder defaults to ``<corpora_root>/<name>`` and can be set on
+its own; the value ``none`` skips that corpus. A folder that is missing stops
+the run with a message naming the option to set and where to download it.
+"""
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from diffa.data.corpora.authors_json import KINDS, prepare_authors_json
+from diffa.data.corpora.datadir import PrepSummary
+from diffa.data.corpora.download import DownloadError
+from diffa.data.corpora.librispeech import LIBRISPEECH_MD5, OPENSLR_URL, download_librispeech, prepare_librispeech
+from diffa.data.corpora.mmar import MMAR_META, prepare_mmar
+from diffa.data.corpora.mmau import MMAU_SPLITS, prepare_mmau
+from diffa.data.corpora.mmsu import MMSU_JSONL, prepare_mmsu
+from diffa.data.corpora.records import CorpusError
+
+logger = logging.getLogger(__name__)
+
+SKIP = "none"
+"""Value of a corpus option that skips the corpus."""
+
+
+class CorpusNotFound(FileNotFoundError):
+    """A corpus folder or file is missing; the message names the option and the download place."""
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """Where a corpus lives and where to get it, for defaults and error messages.
+
+    Arguments
+    ---------
+    name : str
+        Display name.
+    option : str
+        Command-line option (without ``--``) holding its folder.
+    subdir : str
+        Default folder name under ``--corpora_root``.
+    expect : tuple of str
+        Files of which at least one must exist in the folder (empty: the folder suffices).
+    url : str
+        Where to download it.
+    """
+
+    name: str
+    option: str
+    subdir: str
+    expect: Sequence[str]
+    url: str
+
+
+LIBRISPEECH = CorpusSource(
+    "LibriSpeech", "librispeech_dir", "LibriSpeech", (),
+    f"{OPENSLR_URL}/<part>.tar.gz (https://www.openslr.org/12), or rerun with --download_librispeech true",
+)
+AUTHORS = CorpusSource(
+    "the authors' JSON indices", "authors_json_dir", "authors_json", (),
+    "the training data released with https://github.com/NKU-HLT/DIFFA (see egs/*/local/README.md)",
+)
+MMSU = CorpusSource(
+    "MMSU", "mmsu_dir", "MMSU", (str(MMSU_JSONL),),
+    "https://huggingface.co/datasets/ddwang2000/MMSU (code: https://github.com/dingdongwang/MMSU)",
+)
+MMAU = CorpusSource(
+    "MMAU", "mmau_dir", "MMAU", (MMAU_SPLITS["test_mini"],),
+    "https://github.com/Sakshi113/MMAU (mmau-test-mini.json + the test-mini audio archive it links)",
+)
+MMAR = CorpusSource(
+    "MMAR", "mmar_dir", "MMAR", MMAR_META,
+    "https://github.com/ddlBoJack/MMAR (MMAR-meta.json) + https://huggingface.co/datasets/BoJack/MMAR (audio)",
+)
+
+
+@dataclass(frozen=True)
+class IndexSet:
+    """One authors' JSON index of a recipe and the data dir it becomes.
+
+    Arguments
+    ---------
+    name : str
+        Data dir name (``data/<name>``) and default file stem (``<name>.json``).
+    kind : str
+        ``"asr"``, ``"qa"`` or ``"pref"`` (see :mod:`diffa.data.corpora.authors_json`).
+    help : str
+        What the index holds, for ``--help``.
+    """
+
+    name: str
+    kind: str
+    help: str
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"IndexSet {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def option(self) -> str:
+        """Command-line option (without ``--``) that names the index file."""
+        return f"{self.name}_json"
+
+
+def get_parser(description: str, default_parts: Sequence[str],
+               index_sets: Sequence[IndexSet]) -> argparse.ArgumentParser:
+    """The command line of a recipe's ``local/data.sh``.
+
+    Arguments
+    ---------
+    description : str
+        The recipe's usage text.
+    default_parts : sequence of str
+        LibriSpeech parts prepared by default.
+    index_sets : sequence of IndexSet
+        The recipe's authors' indices (each gets a ``--<name>_json`` option).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Example
+    -------
+    >>> p = get_parser("demo", ["dev-clean"], [IndexSet("train_qa", "qa", "instruction data")])
+    >>> a = p.parse_args(["--corpora_root", "/c", "--train_qa_json", "none"])
+    >>> (a.librispeech_parts, a.train_qa_json, a.stage, a.stop_stage)
+    ('dev-clean', 'none', 1, 4)
+    """
+    parser = argparse.ArgumentParser(
+        prog="local/data.sh", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datadir", default="data", help="where the data dirs go (default: %(default)s)")
+    parser.add_argument("--corpora_root", help="folder holding LibriSpeech/ authors_json/ MMSU/ MMAU/ MMAR/ "
+                                               "(default for every corpus folder below)")
+    parser.add_argument("--stage", type=int, default=1, help="first stage: 1 download, 2 LibriSpeech, "
+                                                             "3 authors' indices, 4 benchmarks (default: 1)")
+    parser.add_argument("--stop_stage", type=int, default=4, help="last stage (default: 4)")
+    parser.add_argument("--librispeech_parts", default=" ".join(default_parts),
+                        help="parts, separated by spaces or commas; train-* merge into data/train_asr "
+                             "(default: %(default)s)")
+    parser.add_argument("--download_librispeech", choices=("true", "false"), default="false",
+                        help="stage 1: download the parts (MD5-checked, resumable) into the parent of "
+                             "--librispeech_dir (default: %(default)s)")
+    parser.add_argument("--librispeech_url", default=OPENSLR_URL,
+                        help="base URL of <part>.tar.gz (default: %(default)s)")
+    for source in (LIBRISPEECH, AUTHORS, MMSU, MMAU, MMAR):
+        parser.add_argument(f"--{source.option}",
+                            help=f"{source.name} folder (default: <corpora_root>/{source.subdir}; '{SKIP}' skips it)")
+    for index in index_sets:
+        parser.add_argument(f"--{index.option}", help=f"{index.help} (default: <authors_json_dir>/{index.name}.json; "
+                                                      f"'{SKIP}' skips it)")
+    parser.add_argument("--authors_audio_root", help="where relative audio_filepath values of the indices start "
+                                                     "(default: the index's folder)")
+    return parser
+
+
+def corpus_dir(args: argparse.Namespace, source: CorpusSource) -> Optional[Path]:
+    """The folder of a corpus from the options, checked; None when skipped.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        Parsed options.
+    source : CorpusSource
+        The corpus.
+
+    Returns
+    -------
+    Path or None
+        The folder, or None if its option is ``none``.
+
+    Raises
+    ------
+    CorpusNotFound
+        No folder given, or the folder (or its expected index) is missing.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> a = argparse.Namespace(corpora_root=tempfile.mkdtemp(), mmar_dir=None)
+    >>> corpus_dir(a, MMAR)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    diffa.data.corpora.recipe.CorpusNotFound: MMAR not found at .../MMAR (no such folder); set --mmar_dir ...
+    >>> corpus_dir(argparse.Namespace(corpora_root=None, mmar_dir="none"), MMAR) is None
+    True
+    """
+    value = getattr(args, source.option)
+    if value == SKIP:
+        return None
+    if value is None and args.corpora_root is None:
+        raise CorpusNotFound(f"{source.name}: set --{source.option} (or --corpora_root); "
+                             f"'--{source.option} {SKIP}' skips it. Download: {source.url}")
+    folder = Path(value) if value is not None else Path(args.corpora_root) / source.subdir
+    if not folder.is_dir():
+        problem = "no such folder"
+    elif source.expect and not any((folder / f).is_file() for f in source.expect):
+        problem = f"no {' or '.join(source.expect)} inside"
+    else:
+        return folder
+    raise CorpusNotFound(
+        f"{source.name} not found at {folder} ({problem}); set --{source.option} to its folder "
+        f"(or --corpora_root to the folder holding {source.subdir}/), or '--{source.option} {SKIP}' "
+        f"to skip it. Download: {source.url}"
+    )
+
+
+def run(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
+    """Run stages ``--stage`` .. ``--stop_stage``.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        Options from :func:`get_parser`.
+    index_sets : sequence of IndexSet
+        The recipe's authors' indices.
+
+    Returns
+    -------
+    list of PrepSummary
+        One per data dir written.
+
+    Example
+    -------
+    >>> import tempfile, os, json, numpy as np, soundfile
+    >>> root = tempfile.mkdtemp(); os.makedirs(os.path.join(root, "MMAR", "audio"))
+    >>> soundfile.write(os.path.join(root, "MMAR", "audio", "m1.wav"), np.zeros(800, dtype="float32"), 16000)
+    >>> item = {"id": "m1", "audio_path": "./audio/m1.wav", "question": "Why?", "choices": ["a", "b"], "answer": "a"}
+    >>> _ = open(os.path.join(root, "MMAR", "MMAR-meta.json"), "w").write(json.dumps([item]))
+    >>> args = get_parser("demo", [], []).parse_args(["--corpora_root", root, "--stage", "4",
+    ...     "--mmsu_dir", "none", "--mmau_dir", "none", "--datadir", os.path.join(root, "data")])
+    >>> [s.out_dir.name for s in run(args, [])]
+    ['mmar']
+    """
+    if args.stage > args.stop_stage:
+        raise ValueError(f"--stage {args.stage} is after --stop_stage {args.stop_stage}")
+    stages: List[Callable[[argparse.Namespace, Sequence[IndexSet]], List[PrepSummary]]] = [
+        _stage_download, _stage_librispeech, _stage_authors, _stage_benchmarks,
+    ]
+    summaries: List[PrepSummary] = []
+    for number, stage in enumerate(stages, start=1):
+        if args.stage <= number <= args.stop_stage:
+            logger.info("Stage %d: %s", number, stage.__doc__)
+            summaries.extend(stage(args, index_sets))
+    return summaries
+
+
+def cli(parser: argparse.ArgumentParser, index_sets: Sequence[IndexSet], argv: Optional[Sequence[str]] = None) -> int:
+    """Parse options, log to stderr, run the stages; one-line error and status 1 on a data problem.
+
+    Arguments
+    ---------
+    parser : argparse.ArgumentParser
+        From :func:`get_parser`.
+    index_sets : sequence of IndexSet
+        The recipe's authors' indices.
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when a corpus is missing or malformed.
+
+    Example
+    -------
+    >>> cli(get_parser("demo", [], []), [], ["--stage", "4", "--mmsu_dir", "/nowhere"])
+    1
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        summaries = run(args, index_sets)
+    except (CorpusNotFound, CorpusError, DownloadError, ValueError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    for s in summaries:
+        dropped = f", {len(s.dropped)} dropped (missing audio)" if s.dropped else ""
+        logger.info("%s: %d utts, %.2f h, %d task rows%s", s.out_dir, s.n_utts, s.hours, s.n_rows, dropped)
+    return 0
+
+
+def _parts(args: argparse.Namespace) -> List[str]:
+    parts = args.librispeech_parts.replace(",", " ").split()
+    unknown = [p for p in parts if p not in LIBRISPEECH_MD5]
+    if unknown:
+        raise ValueError(f"--librispeech_parts: unknown part(s) {unknown}; choose from {sorted(LIBRISPEECH_MD5)}")
+    return parts
+
+
+def _stage_download(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
+    """download LibriSpeech: <librispeech_url>/<part>.tar.gz -> <librispeech_dir>"""
+    if args.download_librispeech != "true":
+        logger.info("--download_librispeech false: nothing to download")
+        return []
+    if args.librispeech_dir not in (None, SKIP):
+        target = Path(args.librispeech_dir)
+    elif args.librispeech_dir is None and args.corpora_root is not None:
+        target = Path(args.corpora_root) / LIBRISPEECH.subdir
+    else:
+        target = None
+    if target is None or target.name != LIBRISPEECH.subdir:
+        raise ValueError("--download_librispeech true needs --corpora_root, or a --librispeech_dir whose last "
+                         f"component is {LIBRISPEECH.subdir} (the tarballs unpack into {LIBRISPEECH.subdir}/)")
+    download_librispeech(_parts(args), target.parent, args.librispeech_url)
+    return []
+
+
+def _stage_librispeech(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
+    """LibriSpeech -> data/train_asr (train-* parts) and data/<part> for the others"""
+    folder = corpus_dir(args, LIBRISPEECH)
+    parts = _parts(args)
+    if folder is None or not parts:
+        return []
+    missing = [p for p in parts if not (folder / p).is_dir()]
+    if missing:
+        raise CorpusNotFound(f"LibriSpeech part(s) {missing} not found in {folder}; download them "
+                             f"({LIBRISPEECH.url}), or drop them from --librispeech_parts")
+    datadir = Path(args.datadir)
+    train = [p for p in parts if p.startswith("train-")]
+    summaries = [prepare_librispeech(folder, train, datadir / "train_asr")] if train else []
+    summaries += [prepare_librispeech(folder, [p], datadir / p.replace("-", "_")) for p in parts if p not in train]
+    return summaries
+
+
+def _stage_authors(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
+    """the authors' JSON indices -> data/<set>"""
+    summaries = []
+    for index in index_sets:
+        value = getattr(args, index.option)
+        if value == SKIP:
+            continue
+        if value is None:
+            folder = corpus_dir(args, AUTHORS)
+            if folder is None:
+                continue
+            value = folder / f"{index.name}.json"
+        if not Path(value).is_file():
+            raise CorpusNotFound(
+                f"{index.help}: {value} not found; set --{index.option} to the file (or put it in "
+                f"--{AUTHORS.option} as {index.name}.json), or '--{index.option} {SKIP}' to skip it. "
+                f"Download: {AUTHORS.url}"
+            )
+        summaries.append(prepare_authors_json(value, Path(args.datadir) / index.name, index.kind,
+                                              args.authors_audio_root))
+    return summaries
+
+
+def _stage_benchmarks(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
+    """benchmarks -> data/mmsu, data/mmau_test_mini, data/mmar"""
+    datadir = Path(args.datadir)
+    summaries = []
+    mmsu = corpus_dir(args, MMSU)
+    if mmsu is not None:
+        summaries.append(prepare_mmsu(mmsu, datadir / "mmsu"))
+    mmau = corpus_dir(args, MMAU)
+    if mmau is not None:
+        summaries.append(prepare_mmau(mmau, datadir / "mmau_test_mini", "test_mini"))
+    mmar = corpus_dir(args, MMAR)
+    if mmar is not None:
+        summaries.append(prepare_mmar(mmar, datadir / "mmar"))
+    return summaries

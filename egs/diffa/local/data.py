@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Prepare DIFFA (v1)'s data dirs from the downloaded corpora (local/data.sh runs this).
+
+Usage:
+    local/data.sh --corpora_root /corpora                     # corpora already unpacked there
+    local/data.sh --corpora_root /corpora --download_librispeech true
+    local/data.sh --corpora_root /corpora --stage 4           # only the benchmark test sets
+
+Writes Kaldi data dirs with tasks.jsonl (format: diffa/data/tasks.py):
+    data/train_asr                    stage 1 (semantic alignment): LibriSpeech train-* (960 h)
+    data/dev_clean data/dev_other     LibriSpeech validation sets
+    data/train_qa                     stage 2: the authors' synthetic instruction index
+                                      (127 h from VCTK, AccentDB, IEMOCAP, DailyTalk, VoxCeleb1;
+                                      <authors_json_dir>/train_qa.json)
+    data/mmsu data/mmau_test_mini data/mmar   benchmark test sets
+
+Stages: 1 download LibriSpeech (with --download_librispeech true), 2 LibriSpeech, 3 the authors'
+index, 4 benchmarks. Where each corpus comes from: local/README.md.
+"""
+import sys
+
+from diffa.data.corpora import recipe
+
+LIBRISPEECH_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other")
+INDEX_SETS = (
+    recipe.IndexSet("train_qa", "qa", "the authors' stage-2 instruction index (127 h synthetic QA)"),
+)
+
+
+def get_parser():
+    """The options of local/data.sh (see diffa.data.corpora.recipe.get_parser)."""
+    return recipe.get_parser(__doc__, LIBRISPEECH_PARTS, INDEX_SETS)
+
+
+def main(argv=None):
+    """Run the requested stages; returns the exit status (1 when a corpus is missing or malformed)."""
+    return recipe.cli(get_parser(), INDEX_SETS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

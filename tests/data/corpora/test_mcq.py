@@ -1,0 +1,28 @@
+"""Tests for diffa.data.corpora.mcq: prompts, gold resolution, labels."""
+import pytest
+
+from diffa.data.corpora.mcq import choice_list_instruction, gold_index, lettered, mmsu_instruction, scalar_labels
+from diffa.data.corpora.records import CorpusError
+
+
+def test_gold_index_prefers_exact_matches():
+    choices = ["yes", "Yes ", "YES"]
+    assert gold_index("YES", choices, "q", "f:1") == 2
+    assert gold_index("Yes", choices, "q", "f:1") == 1
+    assert gold_index("  yes", choices, "q", "f:1") == 0
+    with pytest.raises(CorpusError, match="f:1: item 'q': answer 'no' is not one of the choices"):
+        gold_index("no", choices, "q", "f:1")
+
+
+def test_prompts_letter_the_choices():
+    assert lettered(["a", "b", "c"]) == "A. a\nB. b\nC. c"
+    with pytest.raises(ValueError, match="at most 26 choices"):
+        lettered([str(i) for i in range(27)])
+    assert mmsu_instruction("Q?", ["x", "y"]).endswith("content.\n\nQuestion: Q?\n\nA. x\nB. y")
+    assert choice_list_instruction("Q?", ["x", "y"]).endswith("style.\n\nQuestion: Q?\n\nChoices:\nA. x\nB. y\nAnswer:")
+
+
+def test_scalar_labels_keep_order_and_stringify():
+    fields = {"b": 2.5, "a": "x", "c": None, "d": {"k": 1}, "e": True}
+    assert list(scalar_labels(fields, ["e", "a", "b", "c", "d", "missing"]).items()) == [
+        ("e", "True"), ("a", "x"), ("b", "2.5")]

@@ -1,0 +1,57 @@
+"""Tests for diffa.data.corpora.records: JSON list / JSON lines reading with file:line."""
+import pytest
+
+from diffa.data.corpora.records import CorpusError, Record, read_records
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_jsonl_records_carry_their_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a"}\n\n  \n{"id": "b", "x": 1}\n')
+    records = read_records(path)
+    assert [r.fields["id"] for r in records] == ["a", "b"]
+    assert [r.where for r in records] == [f"{path}:1", f"{path}:4"]
+
+
+def test_json_array_records_carry_the_line_they_start_on(tmp_path):
+    path = tmp_path / "meta.json"
+    path.write_text('[\n  {\n    "id": "a",\n    "choices": ["x", "y"]\n  },\n  {"id": "b"}\n]\n')
+    records = read_records(path)
+    assert [(r.fields["id"], r.where) for r in records] == [("a", f"{path}:2"), ("b", f"{path}:6")]
+    assert read_records(write(tmp_path / "empty.json", "  [ ]\n")) == []
+
+
+@pytest.mark.parametrize("text, line, what", [
+    ('{"id": "a"}\n{"id": "b",\n{"id": "c"}\n', 2, "invalid JSON"),
+    ('{"id": "a"}\n["not", "an", "object"]\n', 2, "expected a JSON object"),
+])
+def test_bad_jsonl_line_is_named(tmp_path, text, line, what):
+    path = write(tmp_path / "bad.jsonl", text)
+    with pytest.raises(CorpusError, match=rf"bad\.jsonl:{line}: {what}"):
+        read_records(path)
+
+
+@pytest.mark.parametrize("text, line, what", [
+    ('[\n {"id": "a"},\n {"id": }\n]', 3, "invalid JSON"),
+    ('[\n {"id": "a"}\n {"id": "b"}\n]', 3, "expected ',' or ']'"),
+    ('[\n {"id": "a"},\n 7\n]', 3, "expected a JSON object"),
+    ('[\n {"id": "a"}\n]\ntrailing', 4, "unexpected text after the JSON array"),
+    ('[\n {"id": "a"},\n', 3, "invalid JSON"),
+])
+def test_bad_json_array_is_named(tmp_path, text, line, what):
+    path = write(tmp_path / "bad.json", text)
+    with pytest.raises(CorpusError, match=rf"bad\.json:{line}: {what}"):
+        read_records(path)
+
+
+def test_get_str_checks_presence_and_type():
+    record = Record({"id": "q7", "question": 3, "note": None}, "m.json:5")
+    assert record.get_str("note", required=False) == ""
+    with pytest.raises(CorpusError, match=r"m\.json:5: missing field 'answer' \(record id 'q7'\)"):
+        record.get_str("answer")
+    with pytest.raises(CorpusError, match=r"m\.json:5: field 'question' must be a string, got int"):
+        record.get_str("question", required=False)
