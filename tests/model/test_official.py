@@ -113,3 +113,13 @@ def test_pickled_code_is_refused(dirs, tmp_path):
     (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
     with pytest.raises(ValueError, match="weights_only=True"):
         import_official(ckpt, root / "whisper", root / "llada")
+
+
+def test_command_line(dirs, tmp_path, capsys):
+    from diffa.bin.import_official import main
+
+    root, _ = dirs
+    main(["--src", str(root / "ckpt"), "--whisper", str(root / "whisper"), "--llada", str(root / "llada"),
+          "--out", str(tmp_path / "m")])
+    assert "layout dual, LoRA yes" in capsys.readouterr().out
+    assert DIFFA.from_pretrained(tmp_path / "m").config.lora["r"] == R

@@ -1,0 +1,43 @@
+"""Convert an authors' DIFFA / DIFFA-2 checkpoint into a diffa model directory.
+
+Usage:
+  python -m diffa.bin.import_official --src DIFFA-2-ckpt \\
+      --whisper whisper-large-v3 --llada LLaDA-8B-Instruct --out exp/diffa2_official
+
+``--src`` holds the authors' ``config.json`` (with ``whisper_config`` / ``llm_config``) and
+``pytorch_model.bin`` (read with ``weights_only=True``); ``--whisper`` and ``--llada`` are the
+official checkpoint directories the authors trained on. The result loads with
+``diffa.model.DIFFA.from_pretrained(out)`` and reproduces the authors' behaviour (see
+``diffa.model.official``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional, Sequence
+
+from diffa.model.official import import_official
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, help="the authors' checkpoint directory")
+    parser.add_argument("--whisper", required=True, help="official Whisper checkpoint directory")
+    parser.add_argument("--llada", required=True, help="official LLaDA-8B-Instruct directory")
+    parser.add_argument("--out", required=True, help="output diffa model directory")
+    parser.add_argument("--layout", choices=("stage1", "dual"), default=None,
+                        help="audio layout (default: dual when the checkpoint has acoustic weights)")
+    parser.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA alpha (not stored by the authors)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model = import_official(args.src, args.whisper, args.llada, out=args.out, layout=args.layout, lora_alpha=args.lora_alpha)
+    print(f"imported {args.src} -> {args.out} (layout {model.config.layout}, LoRA {'yes' if model.config.lora else 'no'})")
+
+
+if __name__ == "__main__":
+    main()

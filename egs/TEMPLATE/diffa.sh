@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# The DIFFA recipe stage engine. A recipe (egs/<recipe>) links diffa.sh -> ../TEMPLATE/diffa.sh and
+# utils -> ../../utils, and its run.sh is a few options then `./diffa.sh ... "$@"`; it runs in the
+# recipe directory, sourcing its path.sh and cmd.sh (train_cmd, decode_cmd, feats_cmd).
+#
+# Stages talk only through files in data/, dump/ and exp/:
+#   1 data preparation        local/data.sh --datadir data [--local_data_opts] -> data/<set>, validated
+#   2 feature extraction      data/<set> -> dump/<set>/{feats.scp,utt2num_frames,bad_utts,...}
+#   3 semantic alignment      curriculum stage 1: dump/<train> -> exp/stage1_semantic
+#   4 acoustic alignment      curriculum stage 2: + the previous model -> exp/stage2_acoustic
+#   5 SFT                     curriculum stage 3: + the previous model -> exp/stage3_sft
+#   6 preference pairs        dump/<train> -> exp/pairs
+#   7 preference optimisation curriculum stage 4 (VRPO): the previous model + exp/pairs
+#                             -> exp/stage4_vrpo (the previous model is also the reference)
+#   8 decoding                model + dump/<test> -> exp/<model>/decode_<tag>/<test>/results.jsonl
+#   9 scoring                 decoding results -> exp/<model>/decode_<tag>/<test>/score/
+#  10 export                  model -> exp/export/<model>
+# A training stage whose config option is empty is skipped, and the next one starts from the last
+# model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
+# Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
+# is missing, and writes a .done marker when it ends; a stage whose marker exists is skipped
+# unless --force true. Feature extraction and decoding resume job by job.
+#
+# Usage: ./diffa.sh [options]      e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
+
+stage=1                  # first stage to run (1-10)
+stop_stage=10            # last stage to run (1-10)
+nj=4                     # parallel jobs for data preparation, feature extraction and decoding
+ngpu=0                   # GPUs per node for training (0: CPU); decoding jobs get one GPU if > 0
+num_nodes=1              # nodes for training (> 1: torchrun over nodes, see --torchrun_opts)
+nproc_per_node=0         # training processes per node (0: ngpu, at least 1); > 1: torchrun
+torchrun_opts=""         # extra torchrun options, e.g. "--rdzv_backend c10d --rdzv_endpoint host:29400"
+force=false              # true: redo the stages in range even when their .done marker exists
+python=python3           # Python interpreter
+datadir=data             # data directories: <datadir>/<set>
+dumpdir=dump             # features: <dumpdir>/<set>
+expdir=exp               # models, preference pairs, decoding results
+train_sets=""            # training sets of every training stage, space-separated
+semantic_train_sets=""   # stage 3 training sets (default: --train_sets)
+acoustic_train_sets=""   # stage 4 training sets (default: --train_sets)
+sft_train_sets=""        # stage 5 training sets (default: --train_sets)
+vrpo_train_sets=""       # stages 6-7 training sets (default: --train_sets)
+dev_set=""               # validation set (optional)
+test_sets=""             # sets to decode and score, space-separated
+local_data_opts=""       # options for local/data.sh besides --datadir (e.g. "--nj 8")
+n_mels=80                # log-mel bins: 80 (Whisper-small, DIFFA) or 128 (Whisper-large-v3, DIFFA-2)
+feats_dtype=float32      # stored feature dtype: float32 or float16
+skip_bad=false           # true: leave out unreadable audio (dump/<set>/bad_utts); false: fail on it
+feats_opts=""            # extra options for diffa.bin.extract_feats (e.g. "--long_audio reject")
+semantic_config=""       # stage 3 training config (empty: skip the stage)
+acoustic_config=""       # stage 4 training config (empty: skip the stage)
+sft_config=""            # stage 5 training config (empty: skip the stage)
+vrpo_config=""           # stage 7 training config (empty: skip stages 6 and 7)
+train_opts=""            # extra options for every training stage (e.g. config overrides)
+pairs_opts=""            # extra options for diffa.bin.make_pairs (stage 6)
+decode_config=""         # stage 8 decoding config (needed by stages 8 and 9)
+decode_opts=""           # extra options for diffa.bin.decode
+decode_model=""          # model directory for stages 8-10 (default: the last training stage's)
+tag=""                   # decoding directory name: decode_<tag> (default: the decode config's name)
+score_opts=""            # extra options for diffa.bin.score
+export_opts=""           # extra options for diffa.bin.export
+help_message=$(sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0")
+_command_line="$0 $*"
+
+log() {
+  echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"
+}
+
+die() {
+  echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) ERROR: $*" >&2
+  exit 1
+}
+
+. utils/parse_options.sh || die "no utils/parse_options.sh: run from a recipe directory (egs/<recipe>)"
+[ $# -eq 0 ] || die "unexpected argument(s) '$*': diffa.sh takes only options (see --help)"
+for file in path.sh cmd.sh local; do
+  [ -e "$file" ] || die "no $file here: run diffa.sh from a recipe directory (egs/<recipe>)"
+done
+. ./path.sh
+. ./cmd.sh
+set -euo pipefail
+for var in train_cmd decode_cmd feats_cmd; do
+  [ -n "${!var:-}" ] || die "cmd.sh must set $var (e.g. $var=\"utils/run_jobs.sh --backend local\")"
+done
+
+stage_names=([1]="data preparation" [2]="feature extraction" [3]="semantic alignment"
+  [4]="acoustic alignment" [5]="SFT" [6]="preference pairs" [7]="preference optimisation (VRPO)"
+  [8]="decoding" [9]="scoring" [10]="export")
+semantic_exp=$expdir/stage1_semantic
+acoustic_exp=$expdir/stage2_acoustic
+sft_exp=$expdir/stage3_sft
+pairs_dir=$expdir/pairs
+vrpo_exp=$expdir/stage4_vrpo
+# Training stages: their config and output directory.
+train_config=([3]="$semantic_config" [4]="$acoustic_config" [5]="$sft_config" [7]="$vrpo_config")
+model_dir=([3]="$semantic_exp" [4]="$acoustic_exp" [5]="$sft_exp" [7]="$vrpo_exp")
+# Training sets of stages 3-7 (6: the sets preference pairs are made from).
+stage_sets=([3]="${semantic_train_sets:-$train_sets}" [4]="${acoustic_train_sets:-$train_sets}"
+  [5]="${sft_train_sets:-$train_sets}" [6]="${vrpo_train_sets:-$train_sets}"
+  [7]="${vrpo_train_sets:-$train_sets}")
+# The diffa.bin entry point each stage runs.
+entry_point=([2]=extract_feats [3]=train [4]=train [5]=train [6]=make_pairs [7]=train [8]=decode
+  [9]=score [10]=export)
+
+for opt in stage stop_stage; do
+  [[ ${!opt} =~ ^[0-9]+$ ]] && [ "${!opt}" -ge 1 ] && [ "${!opt}" -le 10 ] ||
+    die "--$opt must be a stage number 1-10, got '${!opt}'"
+done
+for opt in nj num_nodes; do
+  [[ ${!opt} =~ ^[1-9][0-9]*$ ]] || die "--$opt must be a positive integer, got '${!opt}'"
+done
+for opt in ngpu nproc_per_node; do
+  [[ ${!opt} =~ ^[0-9]+$ ]] || die "--$opt must be a non-negative integer, got '${!opt}'"
+done
+[ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage"
+# shellcheck disable=SC2086  # word lists
+all_sets=$(printf '%s\n' $train_sets ${stage_sets[*]} $dev_set $test_sets | awk '!seen[$0]++' | xargs)
+[ "$nproc_per_node" -gt 0 ] || nproc_per_node=$((ngpu > 0 ? ngpu : 1))
+if [ "$nproc_per_node" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
+  train_launcher="torchrun --nproc_per_node $nproc_per_node --nnodes $num_nodes $torchrun_opts"
+else
+  train_launcher=$python
+fi
+
+in_range() {
+  [ "$stage" -le "$1" ] && [ "$1" -le "$stop_stage" ]
+}
+
+# Whether stage $1 has work to do with these options (a training stage needs its config).
+is_active() {
+  case "$1" in
+    3 | 4 | 5 | 7) [ -n "${train_config[$1]}" ] ;;
+    6) [ -n "$vrpo_config" ] ;;
+    *) true ;;
+  esac
+}
+
+# The last training stage before stage $1 that has a config (empty when none).
+previous_model_stage() {
+  local n
+  for n in 7 5 4 3; do
+    if [ "$n" -lt "$1" ] && [ -n "${train_config[$n]}" ]; then
+      echo "$n"
+      return
+    fi
+  done
+}
+
+# The dump directories of stage $1's training sets, comma-separated.
+train_dumps() {
+  local dumps="" set
+  for set in ${stage_sets[$1]}; do dumps+=${dumps:+,}$dumpdir/$set; done
+  echo "$dumps"
+}
+
+# need <path> <stage>: stop, naming the stage that makes <path>, when it does not exist.
+need() {
+  [ -e "$1" ] || die "missing $1: run stage $2 (${stage_names[$2]}) first"
+}
+
+# skip_done <marker>...: true (and say so) when every marker exists and --force is false;
+# otherwise remove the markers, so that an interrupted redo is never taken as done.
+skip_done() {
+  local marker=""
+  if ! $force; then
+    for marker in "$@"; do [ -e "$marker" ] || break; done
+    if [ -e "$marker" ]; then
+      log "already done (delete $* or pass --force true to redo)"
+      return 0
+    fi
+  fi
+  rm -f "$@"
+  return 1
+}
+
+# The model stages 8-10 use, and the stage that makes it (empty for --decode_model).
+final_stage=$(previous_model_stage 8)
+final_model=""
+if [ -n "$decode_model" ]; then
+  final_model=$decode_model
+  final_stage=""
+elif [ -n "$final_stage" ]; then
+  final_model=${model_dir[$final_stage]}
+fi
+decode_tag=decode_${tag:-$(basename "${decode_config%.*}")}
+
+# Fail before the first stage, not hours later, when a stage in range cannot run.
+for n in $(seq "$stage" "$stop_stage"); do
+  is_active "$n" || continue
+  case "$n" in
+    1 | 2) [ -n "$all_sets" ] || die "stage $n needs sets: pass --train_sets, --dev_set or --test_sets" ;;
+    3 | 4 | 5 | 6 | 7) [ -n "${stage_sets[$n]}" ] || die "stage $n needs --train_sets" ;;
+    8 | 9)
+      [ -n "$test_sets" ] || die "stage $n needs --test_sets"
+      [ -n "$decode_config" ] || die "stage $n needs --decode_config"
+      ;;
+  esac
+  case "$n" in 3 | 4 | 5 | 7 | 8) config=${train_config[$n]:-$decode_config} ;; *) config="" ;; esac
+  [ -z "$config" ] || [ -f "$config" ] || die "stage $n (${stage_names[$n]}): config $config not found"
+  [ "$n" -ne 7 ] || [ -n "$(previous_model_stage 7)" ] ||
+    die "stage 7 starts from a trained model: set --sft_config (or an earlier stage's config)"
+  if [ "$n" -ge 8 ]; then
+    [ -n "$final_model" ] || die "stage $n needs a model: set a training config or --decode_model"
+    [ -n "$final_stage" ] || [ -d "$final_model" ] || die "--decode_model $final_model is not a directory"
+  fi
+  module=${entry_point[$n]:-}
+  if [ -n "$module" ] && ! $python -c "import importlib.util as u, sys; sys.exit(u.find_spec('diffa.bin.$module') is None)" 2>/dev/null; then
+    hint=""
+    [ "$n" -le "$stage" ] || hint="; run the stages before it with --stop_stage $((n - 1))"
+    die "stage $n (${stage_names[$n]}) needs diffa.bin.$module, which is not available yet$hint"
+  fi
+done
+
+# Concatenate the per-job files <dir>/<prefix>.<j><suffix> (j = 1..$3) into <out> atomically.
+concat_jobs() {
+  local dir=$1 prefix=$2 n=$3 suffix=$4 out=$5 j
+  for ((j = 1; j <= n; j++)); do
+    cat "$dir/$prefix.$j$suffix" || die "job $j did not write $dir/$prefix.$j$suffix"
+  done >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+# Copy files atomically: copy_files <from-dir> <to-dir> <name>... (names that are missing are skipped).
+copy_files() {
+  local from=$1 to=$2 name
+  shift 2
+  for name in "$@"; do
+    [ -f "$from/$name" ] || continue
+    cp "$from/$name" "$to/$name.tmp"
+    mv "$to/$name.tmp" "$to/$name"
+  done
+}
+
+# fresh_jobs <dir> <njobs> <pattern>...: remove the per-job outputs <dir>/<pattern> when --force is
+# true or when they were made with another number of jobs (they cover other utterances then).
+fresh_jobs() {
+  local dir=$1 njobs=$2 pattern
+  shift 2
+  if $force || [ "$(cat "$dir/nj" 2>/dev/null)" != "$njobs" ]; then
+    for pattern in "$@"; do rm -f "$dir"/$pattern; done
+  fi
+  mkdir -p "$dir"
+  echo "$njobs" >"$dir/nj"
+}
+
+# Number of jobs for a data directory: --nj, or fewer when it has fewer utterances.
+jobs_for() {
+  local n_utts
+  n_utts=$(wc -l <"$1/wav.scp")
+  echo $((n_utts < nj ? n_utts : nj))
+}
+
+# Stage 2 for one set: extract_feats <data-dir> <dump-dir>
+extract_feats() {
+  local data=$1 out=$2 njobs n_utts n_feats n_bad
+  njobs=$(jobs_for "$data")
+  fresh_jobs "$out/data" "$njobs" 'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
+  $python utils/split_data.py "$data" "$njobs"
+  # shellcheck disable=SC2086
+  $feats_cmd --skip_if_exists "$out/data/.done.JOB" JOB=1:"$njobs" "$out/log/feats.JOB.log" \
+    $python -m diffa.bin.extract_feats --data_dir "$data/split$njobs/JOB" --out_dir "$out" \
+    --job JOB --n_mels "$n_mels" --dtype "$feats_dtype" --skip_bad "$skip_bad" $feats_opts ||
+    die "feature extraction of $data failed (logs: $out/log/feats.*.log)"
+  concat_jobs "$out/data" feats "$njobs" .scp "$out/feats.scp"
+  concat_jobs "$out/data" utt2num_frames "$njobs" "" "$out/utt2num_frames"
+  concat_jobs "$out/data" bad_utts "$njobs" "" "$out/bad_utts"
+  n_utts=$(wc -l <"$data/wav.scp")
+  n_feats=$(wc -l <"$out/feats.scp")
+  n_bad=$(wc -l <"$out/bad_utts")
+  [ $((n_feats + n_bad)) -eq "$n_utts" ] ||
+    die "$out/feats.scp has $n_feats utterances and $out/bad_utts $n_bad, but $data has $n_utts"
+  [ "$n_bad" -eq 0 ] || log "$n_bad of $n_utts utterances have no features: see $out/bad_utts"
+  copy_files "$data" "$out" wav.scp text utt2spk spk2utt utt2dur tasks.jsonl
+}
+
+# Stages 3, 4, 5 and 7: train_stage <n>
+train_stage() {
+  local n=$1 config=${train_config[$1]} out=${model_dir[$1]} dumps init_stage init="" pairs="" set extra=()
+  dumps=$(train_dumps "$n")
+  init_stage=$(previous_model_stage "$n")
+  [ -z "$init_stage" ] || init=${model_dir[$init_stage]}
+  [ "$n" -ne 7 ] || pairs=$pairs_dir
+  log "Stage $n: ${stage_names[$n]}: ${dumps}${dev_set:+ + $dumpdir/$dev_set}${init:+ + $init}${pairs:+ + $pairs} -> $out"
+  if [ -z "$config" ]; then
+    log "skipped: no config for this stage"
+    return 0
+  fi
+  skip_done "$out/.done" && return 0
+  for set in ${stage_sets[$n]} $dev_set; do need "$dumpdir/$set/.done" 2; done
+  [ -z "$init" ] || need "$init/.done" "$init_stage"
+  if [ -n "$pairs" ]; then
+    # VRPO: the model it starts from is also the frozen reference.
+    need "$pairs/.done" 6
+    extra=(--ref_model "$init" --pairs "$pairs")
+  fi
+  # shellcheck disable=SC2086
+  $train_cmd --gpu "$ngpu" "$out/log/train.log" $train_launcher -m diffa.bin.train "$config" \
+    --output_folder "$out" --train_data "$dumps" ${dev_set:+--valid_data "$dumpdir/$dev_set"} \
+    ${init:+--init_from "$init"} "${extra[@]}" $train_opts ||
+    die "stage $n (${stage_names[$n]}) failed: see $out/log/train.log"
+  touch "$out/.done"
+}
+
+# The decoding directory of test set $1.
+decode_dir() {
+  echo "$expdir/$(basename "$final_model")/$decode_tag/$1"
+}
+
+SECONDS=0
+log "$_command_line"
+
+if in_range 1; then
+  log "Stage 1: ${stage_names[1]}: local/data.sh -> $datadir/{${all_sets// /,}}"
+  markers=()
+  for set in $all_sets; do markers+=("$datadir/$set/.validated"); done
+  if ! skip_done "${markers[@]}"; then
+    [ -x local/data.sh ] || die "local/data.sh is missing or not executable: the recipe provides it"
+    # shellcheck disable=SC2086
+    local/data.sh --datadir "$datadir" $local_data_opts ||
+      die "local/data.sh failed (see the messages above)"
+    for set in $all_sets; do
+      [ -d "$datadir/$set" ] || die "local/data.sh made no $datadir/$set: check --train_sets/--dev_set/--test_sets"
+      $python utils/validate_data_dir.py "$datadir/$set" || die "$datadir/$set is not valid (see above)"
+      touch "$datadir/$set/.validated"
+    done
+  fi
+fi
+
+if in_range 2; then
+  for set in $all_sets; do
+    log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
+    skip_done "$dumpdir/$set/.done" && continue
+    need "$datadir/$set/wav.scp" 1
+    extract_feats "$datadir/$set" "$dumpdir/$set"
+    touch "$dumpdir/$set/.done"
+  done
+fi
+
+if in_range 3; then
+  train_stage 3
+fi
+
+if in_range 4; then
+  train_stage 4
+fi
+
+if in_range 5; then
+  train_stage 5
+fi
+
+if in_range 6; then
+  log "Stage 6: ${stage_names[6]}: $(train_dumps 6) -> $pairs_dir"
+  if ! is_active 6; then
+    log "skipped: no --vrpo_config"
+  elif ! skip_done "$pairs_dir/.done"; then
+    for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
+    # shellcheck disable=SC2086
+    $decode_cmd "$pairs_dir/log/make_pairs.log" $python -m diffa.bin.make_pairs \
+      --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" $pairs_opts ||
+      die "stage 6 (${stage_names[6]}) failed: see $pairs_dir/log/make_pairs.log"
+    touch "$pairs_dir/.done"
+  fi
+fi
+
+if in_range 7; then
+  train_stage 7
+fi
+
+if in_range 8; then
+  for set in $test_sets; do
+    dir=$(decode_dir "$set")
+    log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
+    skip_done "$dir/.done" && continue
+    [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
+    need "$dumpdir/$set/.done" 2
+    njobs=$(jobs_for "$datadir/$set")
+    fresh_jobs "$dir" "$njobs" 'results.*.jsonl'
+    $python utils/split_data.py "$datadir/$set" "$njobs"
+    # shellcheck disable=SC2086
+    $decode_cmd --gpu $((ngpu > 0 ? 1 : 0)) --skip_if_exists "$dir/results.JOB.jsonl" \
+      JOB=1:"$njobs" "$dir/log/decode.JOB.log" $python -m diffa.bin.decode "$decode_config" \
+      --model_dir "$final_model" --data_dir "$datadir/$set/split$njobs/JOB" \
+      --feats_dir "$dumpdir/$set" --out "$dir/results.JOB.jsonl" $decode_opts ||
+      die "decoding $set failed (logs: $dir/log/decode.*.log)"
+    concat_jobs "$dir" results "$njobs" .jsonl "$dir/results.jsonl"
+    touch "$dir/.done"
+  done
+fi
+
+if in_range 9; then
+  for set in $test_sets; do
+    dir=$(decode_dir "$set")
+    log "Stage 9: ${stage_names[9]}: $dir/results.jsonl + $datadir/$set -> $dir/score"
+    skip_done "$dir/score/.done" && continue
+    need "$dir/.done" 8
+    mkdir -p "$dir/score"
+    # shellcheck disable=SC2086
+    $python -m diffa.bin.score --results "$dir/results.jsonl" --data_dir "$datadir/$set" \
+      --out_dir "$dir/score" $score_opts || die "scoring $dir failed"
+    touch "$dir/score/.done"
+  done
+fi
+
+if in_range 10; then
+  out=$expdir/export/$(basename "$final_model")
+  log "Stage 10: ${stage_names[10]}: $final_model -> $out"
+  if ! skip_done "$out/.done"; then
+    [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
+    mkdir -p "$out"
+    # shellcheck disable=SC2086
+    $python -m diffa.bin.export --model_dir "$final_model" --out_dir "$out" $export_opts ||
+      die "export of $final_model failed"
+    touch "$out/.done"
+  fi
+fi
+
+log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# DIFFA-2: Whisper-large-v3 encoder + LLaDA-8B-Instruct, four-stage curriculum (semantic alignment
+# on ASR, acoustic alignment and SFT on audio QA with ASR replay, VRPO on preference pairs).
+# Options go to diffa.sh (./run.sh --help lists them), e.g.
+#   ./run.sh --local_data_opts "--corpora_root /corpora" --stop_stage 2 --nj 32
+#   ./run.sh --stage 3 --ngpu 8 --num_nodes 8 --torchrun_opts "--rdzv_backend c10d --rdzv_endpoint host:29400"
+#   ./run.sh --stage 8 --test_sets "test_clean test_other" --decode_config conf/decode_asr.yaml
+set -euo pipefail
+
+./diffa.sh \
+  --semantic_train_sets train_asr \
+  --acoustic_train_sets "train_qa train_asr" \
+  --sft_train_sets "train_qa train_asr" \
+  --vrpo_train_sets train_pref \
+  --dev_set dev_clean \
+  --test_sets "mmsu mmau_test_mini mmar" \
+  --n_mels 128 \
+  --semantic_config conf/train_semantic.yaml \
+  --acoustic_config conf/train_acoustic.yaml \
+  --sft_config conf/train_sft.yaml \
+  --vrpo_config conf/train_vrpo.yaml \
+  --decode_config conf/decode.yaml \
+  "$@"

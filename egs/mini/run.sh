@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# egs/mini: every stage of the DIFFA-2 recipe on a synthetic corpus with tiny models, on a CPU in
+# minutes (the embedded default and the integration test). Options go to diffa.sh:
+#   ./run.sh                          # stages 1-10
+#   ./run.sh --stage 2 --stop_stage 2 # one stage; ./run.sh --help lists every option
+set -euo pipefail
+
+./diffa.sh \
+  --nj 2 \
+  --local_data_opts "--nj 2 --seed 0" \
+  --train_sets train \
+  --dev_set dev \
+  --test_sets test \
+  --n_mels 80 \
+  --semantic_config conf/train_semantic.yaml \
+  --acoustic_config conf/train_acoustic.yaml \
+  --sft_config conf/train_sft.yaml \
+  --vrpo_config conf/train_vrpo.yaml \
+  --decode_config conf/decode.yaml \
+  "$@"

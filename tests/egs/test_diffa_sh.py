@@ -1,0 +1,321 @@
+"""egs/TEMPLATE/diffa.sh, the stage engine, on a throw-away recipe directory.
+
+The recipe has a local/data.sh that writes three tiny sets with sox-made wavs. Most tests put a
+fake ``diffa`` package first on PYTHONPATH whose entry points record their arguments and write
+what the engine expects, so that every stage's wiring is tested without models; the last test
+runs stages 1-2 with the real feature extractor.
+"""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_SH = r"""#!/usr/bin/env bash
+# Fake corpus: sets train (4 utts), dev and test (2 each); BREAK_DATA=1 writes an unsorted text.
+set -euo pipefail
+datadir=data
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --datadir) datadir=$2; shift 2 ;;
+    *) echo "local/data.sh: unknown option $1" >&2; exit 1 ;;
+  esac
+done
+echo "local/data.sh --datadir $datadir" >>calls.log
+for set in train dev test; do
+  d=$datadir/$set
+  mkdir -p "$d" wav
+  rm -f "$d"/*
+  n=$([ $set = train ] && echo 2 || echo 1)
+  for spk in s1 s2; do
+    for i in $(seq $n); do
+      utt=$spk-$set-$i
+      sox -n -r 16000 -c 1 -b 16 wav/$utt.wav synth 0.$((i + 1)) sine 300 2>/dev/null
+      echo "$utt wav/$utt.wav" >>"$d/wav.scp"
+      echo "$utt hello $i" >>"$d/text"
+      echo "$utt $spk" >>"$d/utt2spk"
+      printf '{"id": "%s-asr", "utt": "%s", "task": "asr", "instruction": "Transcribe.", "answer": "hello %s"}\n' \
+        "$utt" "$utt" "$i" >>"$d/tasks.jsonl"
+    done
+    echo "$spk $(grep "^$spk-" "$d/utt2spk" | cut -d' ' -f1 | xargs)" >>"$d/spk2utt"
+  done
+  if [ "${BREAK_DATA:-0}" = 1 ]; then sort -r -o "$d/text" "$d/text"; fi
+done
+"""
+FAKE_ENTRY_POINT = r'''"""Fake diffa.bin.{name}: records its arguments, writes the files the engine reads."""
+import json
+import os
+import sys
+
+args = sys.argv[1:]
+opt = lambda key: args[args.index(key) + 1]  # noqa: E731
+with open(os.environ["DIFFA_FAKE_CALLS"], "a") as f:
+    f.write(json.dumps(["{name}"] + args) + "\n")
+fail = os.environ.get("DIFFA_FAKE_FAIL", "")
+if fail == "{name}" or (fail and "--job" in args and fail == "{name}." + opt("--job")):
+    sys.exit(3)
+if "{name}" == "extract_feats":
+    out, job = opt("--out_dir") + "/data", opt("--job")
+    utts = [line.split()[0] for line in open(opt("--data_dir") + "/wav.scp")]
+    for name, lines in [
+        (f"feats.{{job}}.scp", [f"{{u}} {{out}}/feats.{{job}}.ark:{{i}}" for i, u in enumerate(utts)]),
+        (f"utt2num_frames.{{job}}", [f"{{u}} 20" for u in utts]),
+        (f"bad_utts.{{job}}", []),
+        (f".done.{{job}}", []),
+    ]:
+        with open(os.path.join(out, name), "w") as f:
+            f.writelines(line + "\n" for line in lines)
+if "{name}" == "decode":
+    with open(opt("--data_dir") + "/tasks.jsonl") as f, open(opt("--out"), "w") as out:
+        for line in f:
+            out.write(json.dumps({{"id": json.loads(line)["id"], "hyp": "hello"}}) + "\n")
+'''
+ENTRY_POINTS = ("extract_feats", "train", "make_pairs", "decode", "score", "export")
+CONFIGS = ("semantic", "acoustic", "sft", "vrpo")
+TRAIN_UTTS = ["s1-train-1", "s1-train-2", "s2-train-1", "s2-train-2"]
+
+
+def make_fake_package(root, entry_points):
+    """A ``diffa`` package with only ``diffa.bin.<name>`` for each name in ``entry_points``."""
+    (root / "diffa" / "bin").mkdir(parents=True)
+    (root / "diffa" / "__init__.py").write_text('"""Fake diffa for the engine tests."""\n')
+    (root / "diffa" / "bin" / "__init__.py").write_text('"""Fake entry points."""\n')
+    for name in entry_points:
+        (root / "diffa" / "bin" / f"{name}.py").write_text(FAKE_ENTRY_POINT.format(name=name))
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    """Callable (entry_points=ENTRY_POINTS or None for the real package) -> a recipe directory."""
+
+    def make(entry_points=ENTRY_POINTS):
+        rec = tmp_path / "recipe"
+        (rec / "local").mkdir(parents=True)
+        (rec / "conf").mkdir()
+        os.symlink(REPO / "egs" / "TEMPLATE" / "diffa.sh", rec / "diffa.sh")
+        os.symlink(REPO / "utils", rec / "utils")
+        path_sh = f". {REPO}/tools/activate.sh\nexport DIFFA_FAKE_CALLS=$PWD/fake_calls.jsonl\n"
+        if entry_points is not None:
+            make_fake_package(tmp_path / "fake", entry_points)
+            path_sh += f"export PYTHONPATH={tmp_path / 'fake'}\n"
+        (rec / "path.sh").write_text(path_sh)
+        (rec / "cmd.sh").write_text(
+            "".join(f'{cmd}="utils/run_jobs.sh --backend local"\n'
+                    for cmd in ("train_cmd", "decode_cmd", "feats_cmd"))
+        )
+        (rec / "local" / "data.sh").write_text(DATA_SH)
+        (rec / "local" / "data.sh").chmod(0o755)
+        for name in CONFIGS + ("decode",):
+            (rec / "conf" / f"{name}.yaml").write_text("{}\n")
+        return rec
+
+    return make
+
+
+def engine(rec, *args, env=None):
+    """Run ./diffa.sh in ``rec`` with the mini-like sets and 2 jobs, then ``args``."""
+    command = ["./diffa.sh", "--nj", "2", "--train_sets", "train", "--dev_set", "dev",
+               "--test_sets", "test", *args]
+    return subprocess.run(command, cwd=rec, capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=300)
+
+
+def calls(rec):
+    """The fake entry point calls so far, as argument lists."""
+    path = rec / "fake_calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def configs(*names):
+    return [arg for name in names for arg in (f"--{name}_config", f"conf/{name}.yaml")]
+
+
+def test_unknown_option_lists_valid_ones():
+    result = subprocess.run(["./run.sh", "--bogus", "1"], cwd=REPO / "egs" / "mini",
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "diffa.sh: unknown option --bogus; valid options: " in result.stderr
+    for option in ("--stage", "--stop_stage", "--nj", "--ngpu", "--train_sets", "--sft_config"):
+        assert f" {option} " in result.stderr
+
+
+def test_help_lists_stages_and_options():
+    result = subprocess.run(["./run.sh", "--help"], cwd=REPO / "egs" / "diffa2",
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "7 preference optimisation" in result.stdout
+    assert re.search(r"--n_mels +\(128\)", result.stdout)  # the recipe's value
+
+
+def test_stage2_without_stage1_names_stage1(recipe):
+    rec = recipe()
+    result = engine(rec, "--stage", "2", "--stop_stage", "2")
+    assert result.returncode == 1
+    assert "missing data/train/wav.scp: run stage 1 (data preparation) first" in result.stderr
+    assert calls(rec) == []
+
+
+def test_stage1_validates_and_is_idempotent(recipe):
+    rec = recipe()
+    first = engine(rec, "--stop_stage", "1")
+    assert first.returncode == 0, first.stderr
+    assert "Stage 1: data preparation: local/data.sh -> data/{train,dev,test}" in first.stdout
+    assert "data/train: OK (4 utterances, 2 speakers, 4 tasks)" in first.stdout
+    assert all((rec / "data" / s / ".validated").exists() for s in ("train", "dev", "test"))
+    again = engine(rec, "--stop_stage", "1")
+    assert again.returncode == 0
+    markers = "data/train/.validated data/dev/.validated data/test/.validated"
+    assert f"already done (delete {markers} or pass --force true to redo)" in again.stdout
+    assert (rec / "calls.log").read_text().count("local/data.sh") == 1
+    forced = engine(rec, "--stop_stage", "1", "--force", "true")
+    assert forced.returncode == 0
+    assert (rec / "calls.log").read_text().count("local/data.sh") == 2
+
+
+def test_stage1_rejects_invalid_data(recipe):
+    rec = recipe()
+    result = engine(rec, "--stop_stage", "1", env={"BREAK_DATA": "1"})
+    assert result.returncode == 1
+    assert "data/train/text:2: s2-train-1: comes after s2-train-2 (not sorted)" in result.stderr
+    assert "data/train is not valid" in result.stderr
+    assert not (rec / "data" / "train" / ".validated").exists()
+
+
+def test_missing_entry_point_fails_before_the_first_stage(recipe):
+    rec = recipe(entry_points=("extract_feats",))
+    result = engine(rec, "--stop_stage", "3", *configs("semantic"))
+    assert result.returncode == 1
+    assert ("stage 3 (semantic alignment) needs diffa.bin.train, which is not available yet; "
+            "run the stages before it with --stop_stage 2") in result.stderr
+    assert not (rec / "calls.log").exists()
+
+
+def test_all_stages_with_fake_entry_points(recipe):
+    rec = recipe()
+    result = engine(rec, *configs(*CONFIGS, "decode"))
+    assert result.returncode == 0, result.stderr
+    for line in [
+        "2: feature extraction: data/test -> dump/test/{feats.scp,utt2num_frames,bad_utts}",
+        "4: acoustic alignment: dump/train + dump/dev + exp/stage1_semantic -> exp/stage2_acoustic",
+        "7: preference optimisation (VRPO): dump/train + dump/dev + exp/stage3_sft + exp/pairs"
+        " -> exp/stage4_vrpo",
+        "8: decoding: exp/stage4_vrpo + dump/test"
+        " -> exp/stage4_vrpo/decode_decode/test/results.jsonl",
+        "10: export: exp/stage4_vrpo -> exp/export/stage4_vrpo",
+    ]:
+        assert f"Stage {line}" in result.stdout
+    made = calls(rec)
+    assert [c[0] for c in made] == (["extract_feats"] * 6 + ["train"] * 3 + ["make_pairs", "train"]
+                                    + ["decode"] * 2 + ["score", "export"])
+    assert made[0] == ["extract_feats", "--data_dir", "data/train/split2/1", "--out_dir", "dump/train",
+                       "--job", "1", "--n_mels", "80", "--dtype", "float32", "--skip_bad", "false"]
+    train = [c for c in made if c[0] == "train"]
+    assert train[0] == ["train", "conf/semantic.yaml", "--output_folder", "exp/stage1_semantic",
+                        "--train_data", "dump/train", "--valid_data", "dump/dev"]
+    assert train[1][-2:] == ["--init_from", "exp/stage1_semantic"]
+    assert train[3][-6:] == ["--init_from", "exp/stage3_sft", "--ref_model", "exp/stage3_sft",
+                             "--pairs", "exp/pairs"]
+    assert made[9] == ["make_pairs", "--train_data", "dump/train", "--out_dir", "exp/pairs"]
+    assert made[11][:4] == ["decode", "conf/decode.yaml", "--model_dir", "exp/stage4_vrpo"]
+    assert made[13] == ["score", "--results", "exp/stage4_vrpo/decode_decode/test/results.jsonl",
+                        "--data_dir", "data/test", "--out_dir", "exp/stage4_vrpo/decode_decode/test/score"]
+    # Per-job outputs are merged in job order.
+    feats = (rec / "dump" / "train" / "feats.scp").read_text().split("\n")
+    assert [line.split()[0] for line in feats if line] == TRAIN_UTTS
+    tasks = rec / "data" / "train" / "tasks.jsonl"
+    assert (rec / "dump" / "train" / "tasks.jsonl").read_text() == tasks.read_text()
+    results = (rec / "exp/stage4_vrpo/decode_decode/test/results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in results] == ["s1-test-1-asr", "s2-test-1-asr"]
+    # Everything is done: a rerun runs nothing.
+    again = engine(rec, *configs(*CONFIGS, "decode"))
+    assert again.returncode == 0, again.stderr
+    assert len(calls(rec)) == len(made)
+    assert again.stdout.count("already done") == 12
+
+
+def test_v1_curriculum_skips_sft_and_vrpo(recipe):
+    rec = recipe()
+    result = engine(rec, *configs("semantic", "acoustic", "decode"), "--stop_stage", "8")
+    assert result.returncode == 0, result.stderr
+    assert "Stage 5: SFT: dump/train + dump/dev + exp/stage2_acoustic -> exp/stage3_sft" in result.stdout
+    assert result.stdout.count("skipped: no config for this stage") == 2
+    assert "skipped: no --vrpo_config" in result.stdout
+    assert [c[0] for c in calls(rec)].count("train") == 2
+    assert (rec / "exp/stage2_acoustic/decode_decode/test/.done").exists()
+
+
+def test_missing_previous_stage_is_named(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    result = engine(rec, "--stage", "4", "--stop_stage", "4", *configs("semantic", "acoustic"))
+    assert result.returncode == 1
+    assert "missing exp/stage1_semantic/.done: run stage 3 (semantic alignment) first" in result.stderr
+    result = engine(rec, "--stage", "9", "--stop_stage", "9", *configs("semantic", "decode"))
+    assert result.returncode == 1
+    assert "missing exp/stage1_semantic/decode_decode/test/.done: run stage 8 (decoding) first" in result.stderr
+
+
+def test_failed_feature_job_is_named_and_resumed(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "1").returncode == 0
+    failed = engine(rec, "--stage", "2", "--stop_stage", "2", env={"DIFFA_FAKE_FAIL": "extract_feats.2"})
+    assert failed.returncode == 1
+    assert "failed jobs: 2 (see dump/train/log/feats.2.log)" in failed.stderr
+    assert "feature extraction of data/train failed" in failed.stderr
+    assert not (rec / "dump" / "train" / ".done").exists()
+    resumed = engine(rec, "--stage", "2", "--stop_stage", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipping job(s) 1" in resumed.stderr
+    shards = [c[c.index("--data_dir") + 1] for c in calls(rec)]
+    expected = ["data/train/split2/1"] + ["data/train/split2/2"] * 2 + [
+        f"data/{s}/split2/{j}" for s in ("dev", "test") for j in (1, 2)]
+    assert sorted(shards) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stage", "11"], "--stage must be a stage number 1-10, got '11'"),
+        (["--nj", "0"], "--nj must be a positive integer, got '0'"),
+        (["--stage", "3", "--stop_stage", "2"], "--stage 3 is after --stop_stage 2"),
+        (["--stage", "8", "--stop_stage", "8"], "stage 8 needs --decode_config"),
+        (["--stage", "3", "--stop_stage", "3", "--semantic_config", "conf/nope.yaml"],
+         "stage 3 (semantic alignment): config conf/nope.yaml not found"),
+        (["--stop_stage", "1", "extra"], "unexpected argument(s) 'extra'"),
+    ],
+)
+def test_bad_options(recipe, args, message):
+    result = engine(recipe(), *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_stages_1_2_with_the_real_feature_extractor(recipe, monkeypatch):
+    pytest.importorskip("diffa.bin.extract_feats")
+    kaldiio = pytest.importorskip("kaldiio")
+    rec = recipe(entry_points=None)
+    result = subprocess.run(["./diffa.sh", "--nj", "2", "--train_sets", "train", "--stop_stage", "2"],
+                            cwd=rec, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(rec)  # feats.scp paths are relative to the recipe directory
+    feats = kaldiio.load_scp(str(rec / "dump" / "train" / "feats.scp"))
+    shapes = {utt: feats[utt].shape for utt in feats}
+    # sox made 0.2 s and 0.3 s at 16 kHz: T = samples // 160.
+    assert shapes == dict(zip(TRAIN_UTTS, [(20, 80), (30, 80)] * 2))
+    frames = (rec / "dump" / "train" / "utt2num_frames").read_text().split()
+    assert frames == ["s1-train-1", "20", "s1-train-2", "30", "s2-train-1", "20", "s2-train-2", "30"]
+    assert (rec / "dump" / "train" / "bad_utts").read_text() == ""
+
+
+def test_changed_nj_starts_the_jobs_over(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    (rec / "dump" / "train" / ".done").unlink()  # as if the run had stopped after the jobs
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--nj", "1")
+    assert result.returncode == 0, result.stderr
+    assert calls(rec)[-1][:3] == ["extract_feats", "--data_dir", "data/train/split1/1"]
+    assert sorted(p.name for p in (rec / "dump" / "train" / "data").glob("feats.*")) == ["feats.1.scp"]
+    assert len((rec / "dump" / "train" / "feats.scp").read_text().splitlines()) == 4

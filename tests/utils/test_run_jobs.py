@@ -1,0 +1,125 @@
+"""utils/run_jobs.sh: parallel local jobs, one log per job, failures named, a fake Slurm backend."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+RUN_JOBS = Path(__file__).resolve().parents[2] / "utils" / "run_jobs.sh"
+# A fake sbatch: records its arguments, then runs each array task as Slurm would (--wait).
+FAKE_SBATCH = r"""#!/usr/bin/env bash
+echo "$*" >> "$SBATCH_CALLS"
+array="" script=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --array) array=$2; shift 2 ;;
+    --job-name|--output|--gres) shift 2 ;;
+    --*) shift ;;
+    *) script=$1; shift ;;
+  esac
+done
+rc=0
+for task in $(echo "${array%%\%*}" | tr , ' '); do
+  SLURM_ARRAY_TASK_ID=$task bash "$script" || rc=1
+done
+exit $rc
+"""
+
+
+def run_jobs(*args, cwd, env=None):
+    return subprocess.run(
+        [str(RUN_JOBS), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+        env=dict(os.environ, **(env or {})), timeout=60,
+    )
+
+
+def test_jobs_run_in_parallel_with_a_log_each(tmp_path):
+    # Each job waits (up to 20 s) until all three have started: only concurrent jobs finish.
+    barrier = ("touch started.JOB; for i in $(seq 200); do "
+               "[ $(ls started.* | wc -l) -ge 3 ] && exit 0; sleep 0.1; done; exit 1")
+    result = run_jobs("--max_parallel", 3, "JOB=1:3", "log/wait.JOB.log", "bash", "-c", barrier,
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job in (1, 2, 3):
+        lines = (tmp_path / "log" / f"wait.{job}.log").read_text().splitlines()
+        assert lines[0].startswith(f"# 'bash' '-c' 'touch started.{job};")
+        assert lines[1].startswith("# Started at ") and lines[1].endswith(f"(job {job})")
+        assert lines[-1].startswith("# Ended (code 0) at ")
+
+
+def test_max_parallel_is_respected(tmp_path):
+    count = 'touch running.JOB; ls running.* | wc -l > seen.JOB; sleep 0.3; rm running.JOB'
+    result = run_jobs("--max_parallel", 2, "JOB=1:5", "log/c.JOB.log", "bash", "-c", count, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    seen = [int((tmp_path / f"seen.{job}").read_text()) for job in range(1, 6)]
+    assert max(seen) <= 2
+
+
+def test_failed_jobs_are_named(tmp_path):
+    odd = "echo out JOB; [ $((JOB % 2)) = 1 ]"
+    result = run_jobs("JOB=1:4", "exp/log/t.JOB.log", "bash", "-c", odd, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "failed jobs: 2 4 (see exp/log/t.2.log exp/log/t.4.log)" in result.stderr
+    assert "out 2" in result.stderr  # the tail of the first failed log
+    assert (tmp_path / "exp/log/t.3.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
+    assert (tmp_path / "exp/log/t.4.log").read_text().splitlines()[-1].startswith("# Ended (code 1)")
+
+
+def test_other_job_variable_and_skip_if_exists(tmp_path):
+    (tmp_path / "done.2").touch()
+    result = run_jobs("--skip_if_exists", "done.N", "N=1:3", "log/x.N.log", "touch", "done.N", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "skipping job(s) 2" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "log").glob("*.log")) == ["x.1.log", "x.3.log"]
+
+
+def test_single_job_substitutes_nothing(tmp_path):
+    result = run_jobs("one.log", "echo", "JOB", "a b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "one.log").read_text().splitlines()[2] == "JOB a b"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["JOB=1:2", "same.log", "true"], "must contain JOB"),
+        (["JOB=3:2", "x.JOB.log", "true"], "empty job range"),
+        (["JOB=1-2", "x.JOB.log", "true"], "bad job range"),
+        (["--backend", "pbs", "x.log", "true"], "--backend must be local or slurm"),
+        (["x.log"], "expected [JOB=A:B] <log> <command>"),
+        (["--nope", "1", "x.log", "true"], "unknown option --nope"),
+    ],
+)
+def test_bad_usage(tmp_path, args, message):
+    result = run_jobs(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_slurm_backend_with_fake_sbatch(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    (tmp_path / "out.1").touch()
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_CALLS": str(tmp_path / "calls")}
+    result = run_jobs(
+        "--backend", "slurm", "--gpu", 1, "--max_parallel", 2, "--slurm_opts", "--partition=x --qos=y",
+        "--skip_if_exists", "out.JOB", "JOB=1:4", "log/s.JOB.log",
+        "bash", "-c", "touch out.JOB; [ JOB != 3 ]", cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 1
+    assert "failed jobs: 3 (see log/s.3.log)" in result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        f"--wait --job-name s --array 2,3,4%2 --output log/q/s.%a.out --gres gpu:1 "
+        f"--partition=x --qos=y log/q/s.sh"
+    ]
+    assert sorted(p.name for p in (tmp_path / "log").glob("*.log")) == ["s.2.log", "s.3.log", "s.4.log"]
+    assert (tmp_path / "log/s.2.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
+
+
+def test_help():
+    result = subprocess.run([str(RUN_JOBS), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "Usage: utils/run_jobs.sh" in result.stdout and "--max_parallel" in result.stdout

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Run a command as numbered jobs, locally or through Slurm, with one log file per job.
+#
+# Usage: utils/run_jobs.sh [options] [JOB=A:B] <log> <command> [<arg>...]
+#   JOB=A:B  run jobs A..B. The variable name (JOB here; any name made of letters, digits and _)
+#            is replaced by the job number in <log>, in every argument and in --skip_if_exists.
+#            Without a range the command runs once as job 1 and nothing is replaced.
+#   <log>    the job's log file (directories are made): the command line, host, start time, the
+#            command's stdout and stderr, and a last line "# Ended (code N) at ... after Ss".
+# The command runs as an argument list, not through a shell: to use pipes, run `bash -c '...'`.
+# Exits 0 when every job succeeded, 1 after naming the failed jobs and their logs.
+#
+# Backends (a recipe's cmd.sh chooses one, e.g. feats_cmd="utils/run_jobs.sh --backend local"):
+#   local  background processes on this machine, at most --max_parallel at once.
+#   slurm  one `sbatch --wait --array=...` call; job N runs as array task N, in this directory,
+#          with this environment (sbatch's default --export=ALL). Slurm's own messages go to
+#          <log dir>/q/<name>.<task>.out.
+#
+# Example: utils/run_jobs.sh --max_parallel 4 JOB=1:8 exp/log/decode.JOB.log \
+#            python -m diffa.bin.decode --data_dir data/test/split8/JOB ...
+
+backend=local       # local or slurm
+max_parallel=0      # most jobs at once (0: nproc for local, no limit for slurm)
+gpu=0               # GPUs per job (slurm: --gres=gpu:N; local: not used)
+slurm_opts=""       # extra sbatch options, e.g. "--partition=gpu --time=24:00:00"
+skip_if_exists=""   # skip a job whose file exists (JOB is replaced), e.g. out/.done.JOB
+help_message=$(sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0")
+
+. "$(dirname "$0")/parse_options.sh"
+
+set -uo pipefail
+me=${0##*/}
+
+die() {
+  echo "$me: $*" >&2
+  exit 1
+}
+
+[ $# -ge 2 ] || die "expected [JOB=A:B] <log> <command> [<arg>...], got '$*' (see --help)"
+case "$backend" in local | slurm) ;; *) die "--backend must be local or slurm, got '$backend'" ;; esac
+[[ $max_parallel =~ ^[0-9]+$ ]] || die "--max_parallel must be a non-negative integer, got '$max_parallel'"
+[[ $gpu =~ ^[0-9]+$ ]] || die "--gpu must be a non-negative integer, got '$gpu'"
+
+jobvar=""
+first=1
+last=1
+if [[ $1 =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
+  jobvar=${BASH_REMATCH[1]}
+  first=$((10#${BASH_REMATCH[2]}))
+  last=$((10#${BASH_REMATCH[3]}))
+  shift
+  [ "$first" -le "$last" ] || die "empty job range $jobvar=$first:$last"
+elif [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
+  die "bad job range '$1' (expected e.g. JOB=1:4)"
+fi
+[ $# -ge 2 ] || die "expected <log> <command> after the job range (see --help)"
+log=$1
+shift
+if [ -n "$jobvar" ] && [[ $log != *"$jobvar"* ]]; then
+  die "the log name '$log' must contain $jobvar so that each job gets its own log"
+fi
+
+# Job number -> its log path (or another path with the job variable in it).
+for_job() {
+  if [ -n "$jobvar" ]; then echo "${1//$jobvar/$2}"; else echo "$1"; fi
+}
+
+# One script runs any job: its number comes from $1 (local) or SLURM_ARRAY_TASK_ID (slurm).
+name=$(basename "$log" .log)
+[ -z "$jobvar" ] || name=${name//.$jobvar/}
+qdir=$(dirname "$log")/q
+mkdir -p "$qdir" || die "cannot create $qdir"
+script=$qdir/$name.sh
+{
+  echo '#!/usr/bin/env bash'
+  echo "# Written by utils/run_jobs.sh; job number in \$1 or \$SLURM_ARRAY_TASK_ID."
+  echo "cd $(printf '%q' "$PWD") || exit 1"
+  echo 'job=${1:-${SLURM_ARRAY_TASK_ID:?no job number}}'
+  printf 'log=%q\n' "$log"
+  printf 'args=('
+  printf ' %q' "$@"
+  printf ' )\n'
+  if [ -n "$jobvar" ]; then
+    echo "log=\${log//$jobvar/\$job}"
+    echo "args=(\"\${args[@]//$jobvar/\$job}\")"
+  fi
+  cat <<'EOF'
+mkdir -p "$(dirname "$log")" || exit 1
+{
+  echo "# ${args[*]@Q}"
+  echo "# Started at $(date '+%Y-%m-%dT%H:%M:%S') on ${HOSTNAME:-$(uname -n)} (job $job)"
+} >"$log"
+"${args[@]}" >>"$log" 2>&1
+rc=$?
+echo "# Ended (code $rc) at $(date '+%Y-%m-%dT%H:%M:%S') after ${SECONDS}s" >>"$log"
+exit $rc
+EOF
+} >"$script.tmp" && mv "$script.tmp" "$script" || die "cannot write $script"
+
+todo=()
+skipped=()
+for ((j = first; j <= last; j++)); do
+  if [ -n "$skip_if_exists" ] && [ -e "$(for_job "$skip_if_exists" "$j")" ]; then
+    skipped+=("$j")
+  else
+    rm -f "$(for_job "$log" "$j")"
+    todo+=("$j")
+  fi
+done
+[ ${#skipped[@]} -eq 0 ] ||
+  echo "$me: skipping job(s) ${skipped[*]}: $(for_job "$skip_if_exists" "${skipped[0]}") ... exist" >&2
+[ ${#todo[@]} -gt 0 ] || exit 0
+
+case "$backend" in
+  local)
+    [ "$max_parallel" -gt 0 ] || max_parallel=$(nproc)
+    trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
+    for j in "${todo[@]}"; do
+      while [ "$(jobs -rp | wc -l)" -ge "$max_parallel" ]; do
+        wait -n
+      done
+      bash "$script" "$j" &
+    done
+    wait
+    ;;
+  slurm)
+    array=$(IFS=,; echo "${todo[*]}")
+    [ "$max_parallel" -eq 0 ] || array+="%$max_parallel"
+    sbatch_args=(--wait --job-name "$name" --array "$array" --output "$qdir/$name.%a.out")
+    [ "$gpu" -eq 0 ] || sbatch_args+=(--gres "gpu:$gpu")
+    read -r -a extra <<<"$slurm_opts"
+    sbatch "${sbatch_args[@]}" "${extra[@]}" "$script" >/dev/null ||
+      echo "$me: sbatch exited with code $? (Slurm's messages: $qdir/$name.*.out)" >&2
+    ;;
+esac
+
+failed=()
+for j in "${todo[@]}"; do
+  [[ $(tail -n 1 "$(for_job "$log" "$j")" 2>/dev/null) == "# Ended (code 0) "* ]] || failed+=("$j")
+done
+[ ${#failed[@]} -eq 0 ] && exit 0
+
+logs=()
+for j in "${failed[@]}"; do logs+=("$(for_job "$log" "$j")"); done
+echo "$me: failed jobs: ${failed[*]} (see ${logs[*]})" >&2
+if [ -f "${logs[0]}" ]; then
+  echo "$me: last lines of ${logs[0]}:" >&2
+  tail -n 5 "${logs[0]}" | sed 's/^/  /' >&2
+else
+  echo "$me: ${logs[0]} was never written: the job did not start" >&2
+fi
+exit 1

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Split a data directory into N parts by utterance: <data-dir>/split<N>/{1..N}.
+
+Usage:
+    utils/split_data.py <data-dir> <N>
+
+The parts are contiguous ranges of the sorted utterance ids whose sizes differ by at most one
+(the first ones get the extra utterance); each is a complete data directory, and its
+tasks.jsonl holds the tasks of its utterances. The source must pass utils/validate_data_dir.py
+(audio aside). The split is remade only when a file of the source is newer than
+split<N>/.done; it is built in split<N>.tmp and renamed, so a half split is never used.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from datadir import SPK2UTT, TASKS, UTT_FILES, load_valid, run_cli
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data_dir", metavar="data-dir", help="the directory to split")
+    parser.add_argument("num_parts", metavar="N", type=int, help="the number of parts")
+    return parser
+
+
+def part_sizes(n_items, n_parts):
+    """Return the sizes of ``n_parts`` balanced contiguous parts of ``n_items`` items.
+
+    Arguments
+    ---------
+    n_items : int
+        How many items.
+    n_parts : int
+        How many parts, 1 <= n_parts <= n_items.
+
+    Returns
+    -------
+    list of int
+        Sizes that sum to ``n_items`` and differ by at most one, larger ones first.
+
+    Example
+    -------
+    >>> part_sizes(10, 4)
+    [3, 3, 2, 2]
+    """
+    if not 1 <= n_parts <= n_items:
+        raise ValueError(f"cannot split {n_items} utterances into {n_parts} parts; "
+                         f"use between 1 and {n_items} parts (jobs)")
+    size, extra = divmod(n_items, n_parts)
+    return [size + (i < extra) for i in range(n_parts)]
+
+
+def is_up_to_date(src, done):
+    """Return whether the marker ``done`` exists and is newer than every file of ``src``."""
+    if not os.path.isfile(done):
+        return False
+    files = [os.path.join(src, name) for name in UTT_FILES + (SPK2UTT, TASKS)]
+    newest = max(os.path.getmtime(file) for file in files if os.path.isfile(file))
+    return os.path.getmtime(done) >= newest
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    out = os.path.join(args.data_dir, f"split{args.num_parts}")
+    done = os.path.join(out, ".done")
+    if is_up_to_date(args.data_dir, done):
+        print(f"{out}: already split (newer than {args.data_dir})")
+        return 0
+    data = load_valid(args.data_dir)
+    utts = data.utts
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = 0
+    for part, size in enumerate(part_sizes(len(utts), args.num_parts), 1):
+        data.select(utts[start:start + size]).write(os.path.join(tmp, str(part)))
+        start += size
+    open(os.path.join(tmp, ".done"), "w").close()
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    print(f"{out}: {len(utts)} utterances in {args.num_parts} parts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
