@@ -17,6 +17,7 @@ A DIFFA directory (``save_pretrained`` / ``from_pretrained``) is self-describing
     lora.safetensors         unmerged LoRA weights (only when config.lora is set)
     encoder/                 Whisper config.json + model.safetensors (model.encoder.* keys)
     llm/                     official LLaDA directory (config.json + safetensors)
+    tokenizer/               the tokenizer files (LLaDA tokenizer.json or SentencePiece spm.model)
 
 Example
 -------
@@ -48,11 +49,17 @@ from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
 from diffa.nnet.llada import LLaDAConfig, LLaDAModel
 from diffa.nnet.lora import LoRAConfig, add_lora, base_state_dict, has_lora, load_lora_state_dict, lora_state_dict, merge_lora
 from diffa.nnet.whisper import WhisperEncoder
+from diffa.text.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 ADAPTER_PREFIXES = ("semantic.", "acoustic.", "prompts.")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spm.model", "spm.vocab")
+
+
+def _holds_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file() or (path / "spm.model").is_file()
 
 
 def tiny_config(layout: str = "dual", vocab: int = 100, d_llm: int = 32, n_mels: int = 16) -> DIFFAConfig:
@@ -117,8 +124,12 @@ class DIFFA(torch.nn.Module):
         llada_dir: PathLike,
         dtype: Optional[torch.dtype] = None,
         device: Optional[Union[str, torch.device]] = None,
+        tokenizer_dir: Optional[PathLike] = None,
     ) -> "DIFFA":
         """Pretrained Whisper + pretrained LLaDA + freshly initialised adapters (stage-1 start).
+
+        The tokenizer is ``tokenizer_dir`` or, when not given, the one in ``llada_dir`` (official
+        LLaDA directories hold ``tokenizer.json``); :meth:`save_pretrained` copies it along.
 
         ``config.encoder`` / ``config.llm`` are replaced by the loaded models' configs. Like every
         loader here, it returns the model in eval mode (call ``.train()`` to train).
@@ -129,6 +140,9 @@ class DIFFA(torch.nn.Module):
         config.llm = llm.config.to_dict()
         model = cls(config, encoder=encoder, llm=llm)
         model.sources = {"encoder": Path(whisper_dir).resolve(), "llm": Path(llada_dir).resolve()}
+        tokenizer = Path(tokenizer_dir) if tokenizer_dir is not None else Path(llada_dir)
+        if _holds_tokenizer(tokenizer):
+            model.sources["tokenizer"] = tokenizer.resolve()
         model = model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
         return model.eval()
 
@@ -144,7 +158,8 @@ class DIFFA(torch.nn.Module):
         config = DIFFAConfig.from_dict(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
         lora = config.lora
         config.lora = None  # LoRA is added after the base weights are in place
-        model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device)
+        tokenizer = path / "tokenizer" if (path / "tokenizer").is_dir() else None
+        model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device, tokenizer_dir=tokenizer)
         model.load_adapters(load_file(str(path / "adapters.safetensors")), where=str(path / "adapters.safetensors"))
         if lora is not None:
             model.add_lora(LoRAConfig.from_dict(lora))
@@ -190,6 +205,12 @@ class DIFFA(torch.nn.Module):
                 (tmp / part).symlink_to(source, target_is_directory=True)
             else:
                 write(tmp / part)
+        tokenizer = self.sources.get("tokenizer")
+        if tokenizer is not None:
+            (tmp / "tokenizer").mkdir()
+            for name in TOKENIZER_FILES:
+                if (tokenizer / name).is_file():
+                    shutil.copy2(tokenizer / name, tmp / "tokenizer" / name)
         (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -198,6 +219,12 @@ class DIFFA(torch.nn.Module):
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(path)
+
+    def load_tokenizer(self):
+        """The tokenizer this model was built or loaded with (see :mod:`diffa.text.tokenizer`)."""
+        if "tokenizer" not in self.sources:
+            raise FileNotFoundError("this DIFFA model has no tokenizer: build it with tokenizer_dir= or from a directory that holds one")
+        return load_tokenizer(self.sources["tokenizer"])
 
     def adapter_state_dict(self) -> dict:
         """Weights of the trainable audio side: semantic, acoustic adapters and stage-1 prompts."""

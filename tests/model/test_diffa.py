@@ -126,3 +126,16 @@ def test_missing_files_are_named(official_dirs, tmp_path):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown keys.*'bogus'"):
         DIFFAConfig.from_dict({**tiny_config().to_dict(), "bogus": 1})
+
+
+def test_tokenizer_travels_with_the_model(official_dirs, tmp_path):
+    from diffa.text.tokenizer import train_sentencepiece
+
+    spm = train_sentencepiece(["hello world", "the audio says hello"] * 4, tmp_path / "tok" / "spm.model", vocab_size=300)
+    model = DIFFA.from_components(tiny_config(), *official_dirs, tokenizer_dir=spm.parent)
+    model.save_pretrained(tmp_path / "m")
+    again = DIFFA.from_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "tokenizer" / "spm.model").read_bytes() == spm.read_bytes()
+    assert again.load_tokenizer().encode("hello world") == model.load_tokenizer().encode("hello world")
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        DIFFA(tiny_config()).load_tokenizer()

@@ -1,0 +1,36 @@
+"""Export a trained model as one self-contained directory (recipe stage 10).
+
+Usage:
+  python -m diffa.bin.export --model_dir exp/stage4_vrpo --out_dir exp/export/stage4_vrpo
+
+LoRA is merged into the LLaDA weights and the encoder, LLM and tokenizer are written as real
+files (no links to the training directories), so the result can be copied anywhere and loaded
+with ``diffa.model.diffa.DIFFA.from_pretrained(out_dir)`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional, Sequence
+
+from diffa.model.diffa import DIFFA
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="a DIFFA model directory (a training stage's output)")
+    parser.add_argument("--out_dir", required=True, help="where to write the exported model")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model = DIFFA.from_pretrained(args.model_dir)
+    model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
+    print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
+
+
+if __name__ == "__main__":
+    main()

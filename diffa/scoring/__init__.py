@@ -1,0 +1,1 @@
+"""Scoring: text normalisation, WER/CER with alignments, benchmark answer rules, result reports."""

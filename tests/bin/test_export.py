@@ -1,0 +1,28 @@
+"""Export merges LoRA and leaves no links, and the result computes what the model did."""
+
+import os
+
+import torch
+
+from diffa.bin.export import main
+from diffa.model.diffa import DIFFA, tiny_config
+from diffa.nnet.lora import LoRAConfig
+
+
+def test_export_is_self_contained(tmp_path):
+    torch.manual_seed(0)
+    model = DIFFA(tiny_config()).eval()
+    model.add_lora(LoRAConfig(r=2, alpha=4, dropout=0.0, targets=["v_proj"]))
+    with torch.no_grad():
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    model.save_pretrained(tmp_path / "trained")
+    main(["--model_dir", str(tmp_path / "trained"), "--out_dir", str(tmp_path / "export")])
+    out = tmp_path / "export"
+    assert not any(os.path.islink(out / p) for p in os.listdir(out))
+    assert not (out / "lora.safetensors").exists()
+    exported = DIFFA.from_pretrained(out).eval()
+    feats, lens, ids, pos = torch.randn(1, 40, 16), torch.tensor([40]), torch.randint(0, 90, (1, 6)), torch.tensor([2])
+    with torch.no_grad():
+        torch.testing.assert_close(exported(feats, lens, ids, pos), model(feats, lens, ids, pos), atol=1e-4, rtol=1e-4)

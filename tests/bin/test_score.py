@@ -1,0 +1,90 @@
+"""Tests of diffa.bin.score: scoring one set (as recipe stage 9 calls it), errors, RESULTS.md."""
+import json
+import subprocess
+import sys
+
+from diffa.bin.score import main
+from diffa.data.tasks import write_tasks
+
+TASKS = [
+    {"id": "c1-asr-0", "utt": "c1", "task": "asr", "instruction": "Transcribe.", "answer": "THE SUN IS BRIGHT",
+     "labels": {"gender": "female"}, "source": "mini"},
+    {"id": "c1-mcq-0", "utt": "c1", "task": "mcq", "instruction": "Melody? (A) rising (B) falling",
+     "answer": "falling", "choices": ["rising", "falling"], "gold": 1, "labels": {"asks": "melody"}, "source": "mini"},
+    {"id": "c1-open_qa-0", "utt": "c1", "task": "open_qa", "instruction": "What noise?", "answer": "pink",
+     "labels": {"asks": "noise"}, "source": "mini"},
+    {"id": "c2-mcq-0", "utt": "c2", "task": "mcq", "instruction": "Loud? (A) loud (B) soft", "answer": "loud",
+     "choices": ["loud", "soft"], "gold": 0, "labels": {"asks": "loudness"}, "source": "mini"},
+]
+
+
+def decoder_row(task_id, hypothesis, **extra):
+    return json.dumps({"id": task_id, "prompt": "...", "hypothesis": hypothesis, "nfe": 8, "seconds": 0.1, **extra})
+
+
+def make_set(tmp_path, lines, end="\n"):
+    data_dir = tmp_path / "data" / "mini_test"
+    data_dir.mkdir(parents=True)
+    write_tasks(str(data_dir / "tasks.jsonl"), TASKS)
+    decode = tmp_path / "exp" / "stage3_sft" / "decode_steps8" / "mini_test"
+    decode.mkdir(parents=True)
+    (decode / "results.jsonl").write_text("\n".join(lines) + end)
+    return data_dir, decode
+
+
+def test_stage9_call_on_a_mixed_set(tmp_path, capsys):
+    data_dir, decode = make_set(tmp_path, [
+        decoder_row("c1-asr-0", "The sun is bright."),
+        decoder_row("c1-mcq-0", "falling"),
+        decoder_row("c1-open_qa-0", None, failed=True, error="RuntimeError: boom"),
+        '{"id": "c2-mcq-0", "hypo',
+    ], end="")
+    out = decode / "score"
+    status = main(["--results", str(decode / "results.jsonl"), "--data_dir", str(data_dir), "--out_dir", str(out),
+                   "--group_by", "asks", "--style", "whisper_english"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("mini_test (mixed): asr_wer 0.00, asr_cer 0.00")
+    assert "mcq_accuracy 50.00, open_qa_accuracy 0.00" in printed
+    assert "rows 4, failed 2, invalid hypotheses 0, skipped lines 1" in printed
+    data = json.loads((out / "scores.json").read_text())
+    assert data["missing_ids"] == ["c2-mcq-0"] and data["failed_ids"] == ["c1-open_qa-0", "c2-mcq-0"]
+    assert data["mcq"]["tables"]["asks"] == {
+        "loudness": {"n": 1, "correct": 0, "accuracy": 0.0}, "melody": {"n": 1, "correct": 1, "accuracy": 100.0}}
+    assert sorted(p.name for p in out.iterdir()) == [
+        "errs-mini_test-whisper_english-char.txt", "errs-mini_test-whisper_english.txt", "judgements-mini_test.jsonl",
+        "recogs-mini_test.txt", "scores.json", "scores.md", "wer-summary-mini_test.txt"]
+
+
+def test_explicit_metric_and_bad_input_exit_nonzero(tmp_path, capsys):
+    data_dir, decode = make_set(tmp_path, [decoder_row("c1-asr-0", "x"), "{broken", decoder_row("c2-mcq-0", "loud")])
+    results = str(decode / "results.jsonl")
+    assert main(["--results", results, "--data_dir", str(data_dir)]) == 1
+    assert "results.jsonl:2: malformed JSON" in capsys.readouterr().err
+    (decode / "results.jsonl").write_text(decoder_row("c1-asr-0", "x") + "\n")
+    assert main(["--results", results, "--data_dir", str(data_dir), "--metric", "mmsu"]) == 1
+    assert "--metric mmsu scores mcq rows, but the results hold 1 asr rows" in capsys.readouterr().err
+
+
+def test_write_results_md(tmp_path, capsys):
+    data_dir, decode = make_set(tmp_path, [decoder_row(t["id"], t["answer"]) for t in TASKS])
+    (decode.parent / "settings.json").write_text(json.dumps({"model_dir": "exp/stage3_sft", "steps": 8}))
+    assert main(["--results", str(decode / "results.jsonl"), "--data_dir", str(data_dir),
+                 "--out_dir", str(decode / "score"), "--style", "wenet"]) == 0
+    results_md = tmp_path / "RESULTS.md"
+    assert main(["--write_results_md", str(results_md), "--decode_dirs", str(decode.parent), "--title", "mini"]) == 0
+    assert "1 scored sets from 1 decode directories" in capsys.readouterr().out
+    text = results_md.read_text()
+    assert "## mini_test" in text
+    # headline metrics first (asr_wer, mcq_accuracy, open_qa_accuracy), then the rest
+    assert "| model | decode settings | asr_wer | mcq_accuracy | open_qa_accuracy | asr_cer |" in text
+    assert "| exp/stage3_sft | steps=8 | 0.00 | 100.00 | 100.00 | 0.00 | 0.00 | 0.00 | 100.00 | 4 | 0 | 0 | 0 |" in text
+    assert main(["--write_results_md", str(results_md), "--decode_dirs", str(tmp_path / "nowhere")]) == 1
+    assert "no scores.json" in capsys.readouterr().err
+
+
+def test_help_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "diffa.bin.score", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0
+    assert "Usage:" in proc.stdout and "--write_results_md" in proc.stdout
