@@ -11,7 +11,7 @@ Usage:
   python -m diffa.bin.score --write_results_md RESULTS.md --decode_dirs exp/*/decode_*/ [--title DIFFA-2]
 
 Scoring one set reads ``results.jsonl`` (the decoder's rows: id, task, hypothesis, reference,
-choices, gold, labels, failed/error; see ``diffa.scoring.report``). With ``--data_dir`` the set's
+choices, gold, labels, failed/error; see ``diffa.scoring.results``). With ``--data_dir`` the set's
 ``tasks.jsonl`` supplies references, choices and labels, and ids never decoded count as failed.
 ``--metric auto`` scores each task type present: ASR rows by WER/CER, multiple-choice rows by the
 benchmark's rule (MMSU when the set or the rows' source says mmsu, MMAU's token rule for mmau,
@@ -39,8 +39,9 @@ import os
 import sys
 from typing import List, Optional
 
-from diffa.scoring.report import (DEFAULT_STYLES, METRICS, collect_entries, score_results_file,
-                                  write_results_md)
+from diffa.scoring.report import collect_entries, write_results_md
+from diffa.scoring.score_files import score_results_file
+from diffa.scoring.scores import DEFAULT_STYLES, METRICS
 from diffa.scoring.text import STYLES
 
 logger = logging.getLogger(__name__)
