@@ -61,10 +61,16 @@ def _as_list(ids) -> List[int]:
     return [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
 
 
-class _SpecialIds:
-    """Looks the special-token ids up by their strings and stores them as attributes."""
+class _SpecialTokenizer:
+    """The interface both tokenizers share, around a backend's ``_encode`` and ``_decode``.
+
+    Subclasses call :meth:`_set_special_ids` once loaded and define ``_encode(text)`` and
+    ``_decode(ids, skip_special_tokens)`` (``ids`` already a list without the six special
+    ids when ``skip_special_tokens``).
+    """
 
     def _set_special_ids(self, lookup: Callable[[str], Optional[int]], source: str) -> None:
+        """Look the special-token ids up by their strings and store them as attributes."""
         for name, token in SPECIAL_TOKENS.items():
             token_id = lookup(token)
             if token_id is None:
@@ -76,8 +82,42 @@ class _SpecialIds:
         self.pad_id = self.eos_id
         self.special_ids = frozenset(getattr(self, f"{name}_id") for name in SPECIAL_TOKENS)
 
+    def encode(self, text: str) -> List[int]:
+        """Token ids of ``text``; no BOS/EOS added, special-token strings recognised.
 
-class LLaDATokenizer(_SpecialIds):
+        Arguments
+        ---------
+        text : str
+            Text to tokenise.
+
+        Returns
+        -------
+        list of int
+        """
+        return self._encode(text)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``; with ``skip_special_tokens`` the special tokens are dropped.
+
+        Arguments
+        ---------
+        ids : sequence of int or 1-D tensor
+            Token ids.
+        skip_special_tokens : bool
+            Drop the six special tokens (and any other the backend marks special) before
+            decoding.
+
+        Returns
+        -------
+        str
+        """
+        ids = _as_list(ids)
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self.special_ids]
+        return self._decode(ids, skip_special_tokens)
+
+
+class LLaDATokenizer(_SpecialTokenizer):
     """The official LLaDA tokenizer (``tokenizer.json``), loaded without remote code.
 
     The directory is read with ``transformers.PreTrainedTokenizerFast`` directly (rather than
@@ -125,41 +165,14 @@ class LLaDATokenizer(_SpecialIds):
         """Number of ids the tokenizer can produce (base vocabulary + added tokens)."""
         return len(self.hf)
 
-    def encode(self, text: str) -> List[int]:
-        """Token ids of ``text``; no BOS/EOS added, special-token strings recognised.
-
-        Arguments
-        ---------
-        text : str
-            Text to tokenise.
-
-        Returns
-        -------
-        list of int
-        """
+    def _encode(self, text: str) -> List[int]:
         return self.hf.encode(text, add_special_tokens=False)
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """Text of ``ids``; with ``skip_special_tokens`` the special tokens are dropped.
-
-        Arguments
-        ---------
-        ids : sequence of int or 1-D tensor
-            Token ids.
-        skip_special_tokens : bool
-            Drop the six special tokens (and any other the tokenizer marks special).
-
-        Returns
-        -------
-        str
-        """
-        ids = _as_list(ids)
-        if skip_special_tokens:
-            ids = [i for i in ids if i not in self.special_ids]
+    def _decode(self, ids: List[int], skip_special_tokens: bool) -> str:
         return self.hf.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
-class SentencePieceTokenizer(_SpecialIds):
+class SentencePieceTokenizer(_SpecialTokenizer):
     """A SentencePiece model whose user-defined symbols are the six special strings.
 
     Models made by :func:`train_sentencepiece` encode any text (byte fallback) and decode it
@@ -204,37 +217,10 @@ class SentencePieceTokenizer(_SpecialIds):
         """Number of pieces."""
         return self.sp.get_piece_size()
 
-    def encode(self, text: str) -> List[int]:
-        """Token ids of ``text``; no BOS/EOS added, special-token strings recognised.
-
-        Arguments
-        ---------
-        text : str
-            Text to tokenise.
-
-        Returns
-        -------
-        list of int
-        """
+    def _encode(self, text: str) -> List[int]:
         return self.sp.encode(text)
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """Text of ``ids``; with ``skip_special_tokens`` the six special tokens are dropped.
-
-        Arguments
-        ---------
-        ids : sequence of int or 1-D tensor
-            Token ids.
-        skip_special_tokens : bool
-            Drop the special tokens before decoding.
-
-        Returns
-        -------
-        str
-        """
-        ids = _as_list(ids)
-        if skip_special_tokens:
-            ids = [i for i in ids if i not in self.special_ids]
+    def _decode(self, ids: List[int], skip_special_tokens: bool) -> str:
         return self.sp.decode(ids)
 
 

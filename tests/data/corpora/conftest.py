@@ -83,6 +83,14 @@ def _write_jsonl(path: Path, items) -> Path:
     return path
 
 
+def _benchmark(root: Path, speech, items, audio_key: str, spoken, meta: str, write) -> Path:
+    """Benchmark folder ``root``: ``spoken[i]`` said at ``items[i][audio_key]``, ``items`` in ``meta``."""
+    for item, text in zip(items, spoken, strict=True):
+        speech(text, root / item[audio_key])
+    write(root / meta, items)
+    return root
+
+
 AUTHORS_QA = [
     {"audio_id": "p225_001", "audio_filepath": "wavs/p225_001.wav", "transcription": "",
      "input": "What is the speaker's gender?", "target": "The speaker is a woman.",
@@ -126,11 +134,8 @@ MMSU_ITEMS = [
 @pytest.fixture
 def mmsu(corpora, speech):
     """``corpora/MMSU`` with ``question/mmsu.jsonl`` and its audio."""
-    root = corpora / "MMSU"
-    speech("banana", root / MMSU_ITEMS[0]["audio_path"])
-    speech("oh great, another meeting", root / MMSU_ITEMS[1]["audio_path"])
-    _write_jsonl(root / "question" / "mmsu.jsonl", MMSU_ITEMS)
-    return root
+    return _benchmark(corpora / "MMSU", speech, MMSU_ITEMS, "audio_path",
+                      ["banana", "oh great, another meeting"], "question/mmsu.jsonl", _write_jsonl)
 
 
 MMAU_ITEMS = [
@@ -151,11 +156,8 @@ MMAU_ITEMS = [
 @pytest.fixture
 def mmau(corpora, speech):
     """``corpora/MMAU`` with ``mmau-test-mini.json`` and ``test-mini-audios/``."""
-    root = corpora / "MMAU"
-    speech("hello there", root / MMAU_ITEMS[0]["audio_id"])
-    speech("one two three", root / MMAU_ITEMS[1]["audio_id"])
-    _write_json(root / "mmau-test-mini.json", MMAU_ITEMS)
-    return root
+    return _benchmark(corpora / "MMAU", speech, MMAU_ITEMS, "audio_id",
+                      ["hello there", "one two three"], "mmau-test-mini.json", _write_json)
 
 
 MMAR_ITEMS = [
@@ -173,11 +175,8 @@ MMAR_ITEMS = [
 @pytest.fixture
 def mmar(corpora, speech):
     """``corpora/MMAR`` with ``MMAR-meta.json`` and ``audio/``."""
-    root = corpora / "MMAR"
-    speech("lovely weather, innit", root / MMAR_ITEMS[0]["audio_path"])
-    speech("beep boop", root / MMAR_ITEMS[1]["audio_path"])
-    _write_json(root / "MMAR-meta.json", MMAR_ITEMS)
-    return root
+    return _benchmark(corpora / "MMAR", speech, MMAR_ITEMS, "audio_path",
+                      ["lovely weather, innit", "beep boop"], "MMAR-meta.json", _write_json)
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
 """Tests for diffa.data.corpora.records: JSON list / JSON lines reading with file:line."""
+import re
+
 import pytest
 
 from diffa.data.corpora.records import CorpusError, Record, read_records
@@ -25,26 +27,18 @@ def test_json_array_records_carry_the_line_they_start_on(tmp_path):
     assert read_records(write(tmp_path / "empty.json", "  [ ]\n")) == []
 
 
-@pytest.mark.parametrize("text, line, what", [
-    ('{"id": "a"}\n{"id": "b",\n{"id": "c"}\n', 2, "invalid JSON"),
-    ('{"id": "a"}\n["not", "an", "object"]\n', 2, "expected a JSON object"),
+@pytest.mark.parametrize("name, text, line, what", [
+    ("bad.jsonl", '{"id": "a"}\n{"id": "b",\n{"id": "c"}\n', 2, "invalid JSON"),
+    ("bad.jsonl", '{"id": "a"}\n["not", "an", "object"]\n', 2, "expected a JSON object"),
+    ("bad.json", '[\n {"id": "a"},\n {"id": }\n]', 3, "invalid JSON"),
+    ("bad.json", '[\n {"id": "a"}\n {"id": "b"}\n]', 3, "expected ',' or ']'"),
+    ("bad.json", '[\n {"id": "a"},\n 7\n]', 3, "expected a JSON object"),
+    ("bad.json", '[\n {"id": "a"}\n]\ntrailing', 4, "unexpected text after the JSON array"),
+    ("bad.json", '[\n {"id": "a"},\n', 3, "invalid JSON"),
 ])
-def test_bad_jsonl_line_is_named(tmp_path, text, line, what):
-    path = write(tmp_path / "bad.jsonl", text)
-    with pytest.raises(CorpusError, match=rf"bad\.jsonl:{line}: {what}"):
-        read_records(path)
-
-
-@pytest.mark.parametrize("text, line, what", [
-    ('[\n {"id": "a"},\n {"id": }\n]', 3, "invalid JSON"),
-    ('[\n {"id": "a"}\n {"id": "b"}\n]', 3, "expected ',' or ']'"),
-    ('[\n {"id": "a"},\n 7\n]', 3, "expected a JSON object"),
-    ('[\n {"id": "a"}\n]\ntrailing', 4, "unexpected text after the JSON array"),
-    ('[\n {"id": "a"},\n', 3, "invalid JSON"),
-])
-def test_bad_json_array_is_named(tmp_path, text, line, what):
-    path = write(tmp_path / "bad.json", text)
-    with pytest.raises(CorpusError, match=rf"bad\.json:{line}: {what}"):
+def test_bad_line_is_named(tmp_path, name, text, line, what):
+    path = write(tmp_path / name, text)
+    with pytest.raises(CorpusError, match=rf"{re.escape(name)}:{line}: {what}"):
         read_records(path)
 
 
