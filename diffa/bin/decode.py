@@ -1,0 +1,155 @@
+"""Decode a test set (or one job's shard of it) with a DIFFA model; resumable.
+
+Usage:
+  python -m diffa.bin.decode conf/decode_mcq.yaml \\
+      --model_dir exp/stage4_vrpo --data_dir data/mmsu/split8/3 --feats_dir dump/mmsu \\
+      --out exp/stage4_vrpo/decode_mcq/mmsu/results.3.jsonl [--batch_size 32] [--factor none] ...
+
+  # a manifest outside a data directory, one output file
+  python -m diffa.bin.decode --model_dir exp/m --tasks my_tasks.jsonl \\
+      --feats_scp dump/test/feats.scp --out exp/m/decode_custom/test/results.jsonl --gen_length 64
+
+Reads the examples of ``tasks.jsonl`` (``--data_dir``'s, or ``--tasks``) and their log-mel
+features (``--feats_dir``'s ``feats.scp``, or ``--feats_scp``), decodes them in length-sorted,
+left-padded batches (one task type per batch) with the settings of the config file (keys and
+defaults: ``diffa.decode.config``; every key is also a flag, ``none`` clears an optional one),
+and writes:
+
+  <out>            one JSON row per example, sorted by id (format: diffa.decode.results);
+                   it appears, atomically, only when every example has a row
+  <out>.partial    rows so far, appended batch by batch; a re-run resumes from it (a truncated
+                   last line is dropped and its example decoded again) and skips done ids
+  settings.json    beside <out>: model, decode settings, dtype, git hash and package versions
+                   (read by diffa.bin.score for RESULTS.md); resuming with other settings is an
+                   error
+
+An example whose utterance has no features (missing or unreadable audio, listed in
+``<feats_dir>/bad_utts``) or whose features cannot be read gets a row with ``"failed": true``
+and the reason; decoding continues, and the summary line counts them. The recipe's stage 8
+(``egs/TEMPLATE/diffa.sh``) runs one job per shard and concatenates ``results.<job>.jsonl``.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Dict, List, Optional
+
+from diffa.data.dataset import TaskDataset
+from diffa.data.kaldi import load_feats
+from diffa.data.tasks import read_tasks
+from diffa.decode.config import DecodeConfig, add_config_arguments, config_from_args
+from diffa.decode.decoder import decode_dataset
+from diffa.decode.loading import add_model_arguments, load_for_decoding, resolve_device
+from diffa.decode.results import ResultsFile, result_row, write_settings
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["c.yaml", "--model_dir", "m", "--data_dir", "d",
+    ...                                 "--feats_dir", "f", "--out", "r.jsonl", "--steps", "8"])
+    >>> args.config, args.steps, args.dtype
+    ('c.yaml', 8, None)
+    """
+    parser = argparse.ArgumentParser(prog="python -m diffa.bin.decode", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help="decoding config (YAML; default: the built-in defaults)")
+    parser.add_argument("--model_dir", required=True, help="DIFFA model directory")
+    tasks = parser.add_mutually_exclusive_group(required=True)
+    tasks.add_argument("--data_dir", help="data directory (or split) whose tasks.jsonl is decoded")
+    tasks.add_argument("--tasks", help="a tasks.jsonl to decode")
+    feats = parser.add_mutually_exclusive_group(required=True)
+    feats.add_argument("--feats_dir", help="feature directory dump/<set> (feats.scp, bad_utts)")
+    feats.add_argument("--feats_scp", help="a feats.scp")
+    parser.add_argument("--out", required=True, help="results file (results.jsonl or results.<job>.jsonl)")
+    add_model_arguments(parser)
+    parser.add_argument("--progress", choices=("true", "false"), default="true", help="show a progress bar")
+    add_config_arguments(parser)
+    return parser
+
+
+def read_bad_utts(feats_dir: str) -> Dict[str, str]:
+    """``utt -> reason`` from ``<feats_dir>/bad_utts`` (empty when there is none).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "bad_utts"), "w").write("u3 missing data/wav/u3.wav does not exist\\n")
+    >>> read_bad_utts(d)
+    {'u3': 'missing data/wav/u3.wav does not exist'}
+    """
+    path = os.path.join(feats_dir, "bad_utts")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return dict((line.rstrip("\n").split(maxsplit=1) + [""])[:2] for line in f if line.strip())
+
+
+def decode_settings(args: argparse.Namespace, config: DecodeConfig, dtype: str) -> dict:
+    """The content of ``settings.json``: what the results depend on (not the batch size)."""
+    import diffa
+    from diffa.scoring.report import git_hash, package_versions
+
+    settings = {"model": os.path.normpath(args.model_dir)}
+    settings.update({k: v for k, v in config.to_dict().items() if k not in ("batch_size", "max_tokens")
+                     and v is not None and v != {}})
+    settings.update({"dtype": dtype, "git": git_hash(os.path.dirname(diffa.__file__)), "versions": package_versions()})
+    return settings
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line (module docstring); returns the exit status."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tasks_path = args.tasks or os.path.join(args.data_dir, "tasks.jsonl")
+    feats_scp = args.feats_scp or os.path.join(args.feats_dir, "feats.scp")
+    try:
+        config = config_from_args(args, args.config)
+        tasks = read_tasks(tasks_path)
+        feats = load_feats(feats_scp)
+        results = ResultsFile(args.out)
+        done = results.resume()
+        dtype = str(resolve_device(args.device, args.dtype)[1]).replace("torch.", "")
+        write_settings(os.path.join(os.path.dirname(os.path.abspath(args.out)), "settings.json"),
+                       decode_settings(args, config, dtype), resuming=bool(done))
+        todo = [t for t in tasks if t["id"] not in done]
+        logger.info("%s: %d examples, %d already decoded, %d to go", tasks_path, len(tasks), len(tasks) - len(todo), len(todo))
+        bad = read_bad_utts(os.path.dirname(feats_scp))
+        missing = [t for t in todo if t["utt"] not in feats]
+        failed = []
+        for task in missing:
+            reason = bad.get(task["utt"], f"not in {feats_scp}")
+            logger.error("%s: no features for utt %s (%s); marked failed", task["id"], task["utt"], reason)
+            failed.append(result_row(task, error=f"no features: {reason}"))
+        results.append(failed)
+        stats = None
+        if len(missing) < len(todo):
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype)
+            dataset = TaskDataset(tasks_path, feats_scp, tokenizer, system=config.system_prompt, with_answer=False)
+            stats = decode_dataset(model, tokenizer, dataset, config, results.append, done=set(done),
+                                   progress=args.progress == "true")
+        rows = results.finish([t["id"] for t in tasks])
+    except (ValueError, OSError) as err:
+        print(f"ERROR: decoding {tasks_path}: {err}", file=sys.stderr)
+        return 1
+    n_failed = sum(bool(row.get("failed")) for row in rows)
+    line = f"{args.out}: {len(rows)} examples, {n_failed} failed"
+    if stats is not None and stats.decoded:
+        line += (f"; this run decoded {stats.decoded} in {stats.seconds:.1f} s "
+                 f"({stats.decoded / max(stats.seconds, 1e-9):.2f} items/s), mean NFE {stats.nfe / stats.decoded:.1f}")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

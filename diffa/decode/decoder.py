@@ -1,0 +1,234 @@
+"""Batched decoding with a DIFFA model: prompts + audio in, answer strings and NFE out.
+
+:func:`decode_batch` runs the reverse process (:func:`diffa.diffusion.sampler.generate`) on one
+left-padded batch from :func:`diffa.data.collate.collate_prompts`, with the tokenizer's mask id,
+its eos for the early stop and the model's vocabulary size; :func:`answer_text` turns the answer
+ids into text. :func:`decode_dataset` decodes a whole :class:`~diffa.data.dataset.TaskDataset` in
+planned batches (:mod:`diffa.decode.batching`) and hands each batch's result rows to a writer.
+A batch that runs out of GPU memory is split in two and retried; a single example that does not
+fit, or whose features cannot be read, becomes a failed row and decoding goes on.
+
+Example
+-------
+>>> import torch
+>>> from diffa.model.diffa import DIFFA, tiny_config
+>>> class Tok:  # the ids decode_batch needs; decode() joins ids for the example
+...     mask_id, eos_id, eot_id, vocab_size, special_ids = 99, 98, 97, 100, {97, 98, 99}
+...     def decode(self, ids, skip_special_tokens=True):
+...         return " ".join(map(str, ids))
+>>> batch = {"feats": torch.randn(2, 40, 16), "feat_lens": torch.tensor([40, 25]),
+...          "input_ids": torch.tensor([[98, 5, 6, 7], [4, 5, 6, 7]]),
+...          "attention_mask": torch.tensor([[False, True, True, True], [True] * 4]),
+...          "audio_pos": torch.tensor([2, 1])}
+>>> texts, nfe = decode_batch(DIFFA(tiny_config()).eval(), Tok(), batch, dict(
+...     gen_length=4, block_length=4, steps=4, remasking="low_confidence", factor=None,
+...     threshold=None, temperature=0.0, cfg_scale=0.0))
+>>> len(texts), all(isinstance(t, str) for t in texts), [0 < n <= 4 for n in nfe]
+(2, True, [True, True])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from tqdm import tqdm
+
+from diffa.data.collate import collate_prompts
+from diffa.decode.batching import plan_batches
+from diffa.decode.config import DecodeConfig
+from diffa.decode.results import result_row
+from diffa.diffusion.sampler import generate
+
+logger = logging.getLogger(__name__)
+
+
+def answer_text(tokenizer, ids: Sequence[int]) -> str:
+    """The answer text: ids up to the first eos or eot, special tokens and unknown ids dropped.
+
+    Arguments
+    ---------
+    tokenizer : object
+        A :mod:`diffa.text.tokenizer` tokenizer.
+    ids : sequence of int
+        The answer region of a generated sequence.
+
+    Returns
+    -------
+    str
+        Stripped of surrounding whitespace.
+
+    Example
+    -------
+    >>> class Tok:
+    ...     eos_id, eot_id, vocab_size, special_ids = 2, 6, 10, {2, 6}
+    ...     def decode(self, ids, skip_special_tokens=True):
+    ...         return "".join("abcdefghij"[i] for i in ids if i not in self.special_ids)
+    >>> answer_text(Tok(), [7, 8, 6, 9, 2])
+    'hi'
+    """
+    ids = [int(i) for i in ids]
+    stops = [k for k, i in enumerate(ids) if i in (tokenizer.eos_id, tokenizer.eot_id)]
+    ids = ids[: stops[0]] if stops else ids
+    # a model whose embedding table is padded past the tokenizer can propose ids it cannot spell
+    return tokenizer.decode([i for i in ids if i < tokenizer.vocab_size], skip_special_tokens=True).strip()
+
+
+@torch.no_grad()
+def decode_batch(
+    model,
+    tokenizer,
+    batch: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    stop_at_eos: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[List[str], List[int]]:
+    """Decode one left-padded batch.
+
+    Arguments
+    ---------
+    model : DIFFA
+        The model (its device is used).
+    tokenizer : object
+        Supplies ``mask_id``, ``eos_id`` and the text.
+    batch : mapping
+        ``feats, feat_lens, input_ids, attention_mask, audio_pos`` from
+        :func:`~diffa.data.collate.collate_prompts`.
+    sampling : mapping
+        :meth:`DecodeConfig.sampling` settings.
+    stop_at_eos : bool
+        Stop a row at its first eos (DIFFA-2); hypotheses are the same either way.
+    generator : torch.Generator, optional
+        Randomness for temperature sampling and random remasking (on the model's device).
+
+    Returns
+    -------
+    (list of str, list of int)
+        Hypotheses and NFE per row.
+    """
+    device = model.llm.device
+    prompt = batch["input_ids"].to(device)
+    denoiser = model.denoiser(batch["feats"].to(device), batch["feat_lens"].to(device),
+                              batch["audio_pos"].to(device))
+    out = generate(denoiser, prompt, **sampling, mask_id=tokenizer.mask_id,
+                   eos_id=tokenizer.eos_id if stop_at_eos else None,
+                   attention_mask=batch["attention_mask"].to(device), generator=generator,
+                   vocab_size=model.llm.config.vocab_size)
+    answers = out.sequences[:, prompt.shape[1]:].tolist()
+    return [answer_text(tokenizer, a) for a in answers], out.nfe.tolist()
+
+
+def audio_token_count(model, num_frames: int) -> int:
+    """How many LLM positions the audio of ``num_frames`` log-mel frames takes (for batching).
+
+    Example
+    -------
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> audio_token_count(DIFFA(tiny_config()), 100)   # 4 queries + (100 / 2) // 4 semantic
+    16
+    """
+    frames = min(int(num_frames), model.encoder.max_frames)
+    encoded = model.encoder.max_frames // 2 if model.config.pad_to_30s else (frames - 1) // 2 + 1
+    prefix = model.config.n_prompts if model.config.layout == "stage1" else model.config.n_queries
+    return prefix + encoded // 4
+
+
+class DecodeStats(NamedTuple):
+    """What :func:`decode_dataset` did: examples decoded and failed, NFE and seconds spent."""
+
+    decoded: int
+    failed: int
+    nfe: int
+    seconds: float
+
+
+def decode_dataset(
+    model,
+    tokenizer,
+    dataset,
+    config: DecodeConfig,
+    write: Callable[[List[Dict[str, Any]]], None],
+    done: Optional[Sequence[str]] = None,
+    progress: bool = True,
+) -> DecodeStats:
+    """Decode every example of ``dataset`` whose id is not in ``done``, batch by batch.
+
+    Arguments
+    ---------
+    model : DIFFA
+        The model, in eval mode.
+    tokenizer : object
+        Its tokenizer.
+    dataset : TaskDataset
+        Built with ``with_answer=False`` (prompts only).
+    config : DecodeConfig
+        Settings (per task type through ``task_overrides``).
+    write : callable
+        Receives each batch's result rows (:func:`~diffa.decode.results.result_row`), e.g.
+        :meth:`ResultsFile.append <diffa.decode.results.ResultsFile.append>`.
+    done : sequence of str, optional
+        Ids to skip (already decoded).
+    progress : bool
+        Show a tqdm bar over batches.
+
+    Returns
+    -------
+    DecodeStats
+    """
+    done = set(done or ())
+    tasks = [row["task"] for row in dataset.rows]
+    frames = dataset.num_frames()
+    costs = [n_tok + audio_token_count(model, n_fr) + config.sampling(task)["gen_length"]
+             for n_tok, n_fr, task in zip(dataset.num_tokens(), frames, tasks)]
+    plan = plan_batches(tasks, costs, config.batch_size, config.max_tokens)
+    todo = [(number, [i for i in batch if dataset.rows[i]["id"] not in done]) for number, batch in enumerate(plan)]
+    todo = [(number, batch) for number, batch in todo if batch]
+    decoded = failed = nfe_total = 0
+    seconds = 0.0
+    for number, batch in tqdm(todo, desc="decode", unit="batch", disable=not progress):
+        examples, rows = [], []
+        for i in batch:
+            try:
+                examples.append(dataset[i])
+            except (OSError, ValueError, KeyError) as err:  # unreadable ark, bad offset, ...
+                logger.error("%s: cannot read the features of utt %s: %s", dataset.rows[i]["id"], dataset.rows[i]["utt"], err)
+                rows.append(result_row(dataset.rows[i], error=f"unreadable features: {err}"))
+        start = time.perf_counter()
+        if examples:
+            # one seed per planned batch: a resumed run draws the same noise as an uninterrupted one
+            generator = torch.Generator(model.llm.device).manual_seed(config.seed * 1_000_003 + number)
+            decoded_rows = _decode_examples(model, tokenizer, examples, config, generator)
+            share = (time.perf_counter() - start) / len(examples)
+            for row in decoded_rows:
+                row["seconds"] = 0.0 if row.get("failed") else round(share, 6)
+            rows += decoded_rows
+        write(rows)
+        seconds += time.perf_counter() - start
+        n_failed = sum(bool(row.get("failed")) for row in rows)
+        decoded, failed = decoded + len(rows) - n_failed, failed + n_failed
+        nfe_total += sum(row["nfe"] for row in rows)
+    return DecodeStats(decoded, failed, nfe_total, seconds)
+
+
+def _decode_examples(model, tokenizer, examples, config: DecodeConfig, generator) -> List[Dict[str, Any]]:
+    """Result rows of examples of one task type; halves the batch when it runs out of memory."""
+    if not examples:
+        return []
+    task = examples[0].row["task"]
+    try:
+        batch = collate_prompts(examples, pad_id=tokenizer.pad_id)
+        texts, nfe = decode_batch(model, tokenizer, batch, config.sampling(task), config.stop_at_eos, generator)
+    except torch.cuda.OutOfMemoryError as err:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if len(examples) == 1:
+            logger.error("%s: out of memory even alone: %s", examples[0].id, str(err).splitlines()[0])
+            return [result_row(examples[0].row, error="out of memory")]
+        half = len(examples) // 2
+        logger.warning("out of memory with %d examples; retrying in halves (lower batch_size or set "
+                       "max_tokens)", len(examples))
+        return (_decode_examples(model, tokenizer, examples[:half], config, generator)
+                + _decode_examples(model, tokenizer, examples[half:], config, generator))
+    return [result_row(ex.row, text, n) for ex, text, n in zip(examples, texts, nfe)]

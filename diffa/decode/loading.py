@@ -1,0 +1,205 @@
+"""Load a DIFFA model directory and its tokenizer for decoding, naming whatever is missing.
+
+The model directory is a DIFFA directory, or a training stage's experiment directory
+(``exp/<stage>``) whose ``final/`` is one. The tokenizer is looked for in ``--tokenizer`` when
+given, else in ``<model>/tokenizer/``, else in ``<model>/llm/`` (an official LLaDA directory
+carries ``tokenizer.json``), else in the ``tokenizer_dir`` of the training run that wrote the
+model (``exp/<stage>/config.yaml`` beside ``final/``). Every missing piece is named in one
+error, before gigabytes of weights are read.
+
+Example
+-------
+>>> import tempfile
+>>> load_for_decoding(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+ ...
+FileNotFoundError: ... is not a complete DIFFA model directory: missing config.json, adapters.safetensors, encoder/, llm/, a tokenizer (...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import torch
+
+from diffa.model.diffa import DIFFA
+from diffa.text.tokenizer import HF_TOKENIZER_NAME, SPM_MODEL_NAME, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "float64": torch.float64}
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / HF_TOKENIZER_NAME).is_file() or (folder / SPM_MODEL_NAME).is_file()
+
+
+def resolve_model_dir(path: PathLike) -> Path:
+    """``path`` when it holds ``config.json``, else ``path/final`` when that does, else ``path``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> exp = tempfile.mkdtemp(); os.makedirs(os.path.join(exp, "final"))
+    >>> _ = open(os.path.join(exp, "final", "config.json"), "w").write("{}")
+    >>> resolve_model_dir(exp).name
+    'final'
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "final" / "config.json").is_file():
+        return path / "final"
+    return path
+
+
+def _training_tokenizer(model_dir: Path) -> Optional[Path]:
+    """The ``tokenizer_dir`` of the training run whose ``final/`` is ``model_dir``, if recorded."""
+    config = model_dir.parent / "config.yaml"
+    if model_dir.name != "final" or not config.is_file():
+        return None
+    import yaml
+
+    try:
+        value = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("tokenizer_dir")
+    except (yaml.YAMLError, AttributeError):
+        logger.warning("%s: not a readable training config; its tokenizer_dir is not used", config)
+        return None
+    return Path(value) if isinstance(value, str) else None
+
+
+def find_tokenizer(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = None) -> Optional[Path]:
+    """Where the tokenizer of a model directory is (module docstring), or None.
+
+    Arguments
+    ---------
+    model_dir : path
+        The DIFFA directory.
+    tokenizer_dir : path, optional
+        An explicit tokenizer directory (wins when given).
+
+    Returns
+    -------
+    Path or None
+
+    Example
+    -------
+    >>> import tempfile
+    >>> find_tokenizer(tempfile.mkdtemp()) is None
+    True
+    """
+    if tokenizer_dir is not None:
+        return Path(tokenizer_dir) if _has_tokenizer(Path(tokenizer_dir)) else None
+    model_dir = Path(model_dir)
+    for folder in (model_dir / "tokenizer", model_dir / "llm", _training_tokenizer(model_dir)):
+        if folder is not None and _has_tokenizer(folder):
+            return folder
+    return None
+
+
+def resolve_device(device: Optional[str] = None, dtype: Optional[str] = None) -> Tuple[torch.device, torch.dtype]:
+    """Device and dtype for decoding: CUDA with bfloat16 when available, else CPU with float32.
+
+    Arguments
+    ---------
+    device : str, optional
+        ``cuda``, ``cuda:1``, ``cpu``, ... (default: ``cuda`` if available).
+    dtype : str, optional
+        One of ``float32, bfloat16, float16, float64`` (default: bfloat16 on CUDA, else float32).
+
+    Returns
+    -------
+    (torch.device, torch.dtype)
+
+    Example
+    -------
+    >>> resolve_device("cpu")
+    (device(type='cpu'), torch.float32)
+    >>> resolve_device("cpu", "half")
+    Traceback (most recent call last):
+     ...
+    ValueError: unknown dtype 'half'; use one of float32, bfloat16, float16, float64
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        return dev, torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return dev, DTYPES[dtype]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--tokenizer``, ``--device`` and ``--dtype`` (the arguments of :func:`load_for_decoding`).
+
+    Example
+    -------
+    >>> p = argparse.ArgumentParser(); add_model_arguments(p)
+    >>> vars(p.parse_args(["--dtype", "bfloat16"]))
+    {'tokenizer': None, 'device': None, 'dtype': 'bfloat16'}
+    """
+    parser.add_argument("--tokenizer", help="tokenizer directory (default: beside the model, see diffa.decode.loading)")
+    parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), help="model dtype (default: bfloat16 on cuda, float32 on cpu)")
+
+
+def load_for_decoding(
+    model_dir: PathLike,
+    tokenizer_dir: Optional[PathLike] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+):
+    """Check and load ``(model, tokenizer)`` in eval mode on ``device``.
+
+    Arguments
+    ---------
+    model_dir : path
+        A directory written by :meth:`diffa.model.diffa.DIFFA.save_pretrained`, or an
+        experiment directory holding one in ``final/``.
+    tokenizer_dir : path, optional
+        The tokenizer directory (default: module docstring).
+    device, dtype : str, optional
+        See :func:`resolve_device`.
+
+    Returns
+    -------
+    (DIFFA, tokenizer)
+    """
+    model_dir = resolve_model_dir(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no such model directory; train one (recipe stages 3-7) "
+                                "or pass the directory of an exported / imported model")
+    missing = [name for name in ("config.json", "adapters.safetensors") if not (model_dir / name).is_file()]
+    missing += [f"{name}/" for name in ("encoder", "llm") if not (model_dir / name).is_dir()]
+    config_file = model_dir / "config.json"
+    if config_file.is_file():
+        try:
+            lora = json.loads(config_file.read_text(encoding="utf-8")).get("lora")
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_file}: malformed JSON ({err.msg}, line {err.lineno})") from None
+        if lora is not None and not (model_dir / "lora.safetensors").is_file():
+            missing.append("lora.safetensors (config.json declares LoRA)")
+    tokenizer_path = find_tokenizer(model_dir, tokenizer_dir)
+    if tokenizer_path is None:
+        where = (f"{tokenizer_dir}" if tokenizer_dir is not None else
+                 f"{model_dir}/tokenizer/, {model_dir}/llm/ or the training config's tokenizer_dir")
+        missing.append(f"a tokenizer ({HF_TOKENIZER_NAME} or {SPM_MODEL_NAME} in {where}; pass --tokenizer DIR)")
+    if missing:
+        raise FileNotFoundError(f"{model_dir} is not a complete DIFFA model directory: missing {', '.join(missing)}")
+    dev, dt = resolve_device(device, dtype)
+    tokenizer = load_tokenizer(tokenizer_path)
+    model = DIFFA.from_pretrained(model_dir, dtype=dt, device=dev).eval()
+    vocab = model.llm.config.vocab_size
+    if tokenizer.mask_id >= vocab or tokenizer.eos_id >= vocab:
+        raise ValueError(f"{tokenizer_path}: the tokenizer's mask/eos ids ({tokenizer.mask_id}, {tokenizer.eos_id}) "
+                         f"are outside the model's vocabulary ({vocab}); pass the tokenizer the model was trained with")
+    if not model.config.llm_padding_mask:
+        logger.warning("%s: llm_padding_mask is false (the authors' behaviour): a batched row sees its "
+                       "padding, so hypotheses depend on the batch; set it to true in config.json or "
+                       "decode with batch_size 1 to reproduce single-example outputs", model_dir)
+    logger.info("loaded %s (%s, %s) and tokenizer %s", model_dir, dev, dt, tokenizer_path)
+    return model, tokenizer

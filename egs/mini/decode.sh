@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# egs/mini: decode and score the synthetic test set (ASR, multiple-choice and open questions,
+# conf/decode.yaml) with the last model trained by ./run.sh, then RESULTS.md. Options go to
+# ../TEMPLATE/decode.sh (./decode.sh --help lists them), e.g.
+#   ./decode.sh
+#   ./decode.sh --model_dir exp/stage3_sft --tag sft
+#   ./decode.sh --decode_opts "--factor none --steps 16" --tag quota   # LLaDA's quota rule instead
+set -euo pipefail
+
+exec ../TEMPLATE/decode.sh \
+  --groups "conf/decode.yaml=test" \
+  --nj 2 \
+  "$@"

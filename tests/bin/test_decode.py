@@ -1,0 +1,154 @@
+"""diffa.bin.decode: a killed run resumes to the uninterrupted result; failures are rows; settings."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diffa.bin.decode import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = ["--gen_length", "32", "--block_length", "16", "--steps", "32", "--batch_size", "2",
+            "--task_overrides", "{mcq: {gen_length: 16, block_length: 16, steps: 16, factor: 1.0}}"]
+
+
+def args(toy, out, *extra):
+    return ["--model_dir", str(toy.model_dir), "--data_dir", str(toy.data_dir), "--feats_dir", str(toy.feats_dir),
+            "--out", str(out), "--device", "cpu", "--progress", "false", *SETTINGS, *extra]
+
+
+def rows_of(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def without_time(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(toy, tmp_path_factory):
+    """An uninterrupted run: (results path, printed summary)."""
+    out = tmp_path_factory.mktemp("reference") / "results.jsonl"
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    printed = StringIO()
+    with redirect_stdout(printed):
+        assert main(args(toy, out)) == 0
+    return out, printed.getvalue()
+
+
+def test_uninterrupted_run(toy, reference):
+    out, printed = reference
+    rows = rows_of(out)
+    assert [r["id"] for r in rows] == sorted(t["id"] for t in toy.tasks)
+    assert f"{len(toy.tasks)} examples, 1 failed" in printed and "items/s" in printed
+    assert not os.path.exists(f"{out}.partial")
+    ok = [r for r in rows if not r.get("failed")]
+    assert all(isinstance(r["hypothesis"], str) and r["nfe"] > 0 and r["seconds"] > 0 for r in ok)
+    assert {r["task"] for r in ok} == {"asr", "mcq", "open_qa"}
+    assert max(r["nfe"] for r in ok if r["task"] == "mcq") <= 16 < max(r["nfe"] for r in ok if r["task"] == "asr")
+    mcq = next(r for r in ok if r["task"] == "mcq")
+    task = next(t for t in toy.tasks if t["id"] == mcq["id"])
+    assert (mcq["prompt"], mcq["reference"], mcq["choices"], mcq["gold"]) == (
+        task["instruction"], task["answer"], task["choices"], task["gold"])
+
+
+def test_missing_audio_is_a_failed_row(toy, reference):
+    failed = [r for r in rows_of(reference[0]) if r.get("failed")]
+    assert [r["id"] for r in failed] == [toy.missing_id]
+    assert failed[0]["error"].startswith("no features: missing data/wav/") and failed[0]["hypothesis"] is None
+
+
+def test_settings_json(toy, reference):
+    settings = json.loads((reference[0].parent / "settings.json").read_text())
+    assert settings["model"] == os.path.normpath(str(toy.model_dir))
+    assert (settings["gen_length"], settings["block_length"], settings["steps"], settings["dtype"]) == (32, 16, 32, "float32")
+    assert settings["task_overrides"] == {"mcq": {"gen_length": 16, "block_length": 16, "steps": 16, "factor": 1.0}}
+    assert "batch_size" not in settings and {"git", "versions"} <= set(settings)
+
+
+def test_killed_run_resumes_to_the_same_results(toy, reference, tmp_path):
+    out = tmp_path / "results.jsonl"
+    partial = Path(f"{out}.partial")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "diffa.bin.decode", *args(toy, out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    # the missing-audio row is written before decoding starts; wait for a decoded batch too
+    while proc.poll() is None and time.time() < deadline:
+        if partial.exists() and partial.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    stderr = proc.communicate()[1].decode()
+    assert proc.returncode == -signal.SIGKILL, f"decode ended before it could be killed: {stderr[-2000:]}"
+    assert not out.exists()
+    written = partial.read_text().count("\n")
+    assert 3 <= written < len(toy.tasks)
+    with open(partial, "a") as f:  # as if the kill had come in the middle of a write
+        f.write('{"id": "u0')
+    assert main(args(toy, out)) == 0
+    rows = rows_of(out)
+    assert len({r["id"] for r in rows}) == len(rows) == len(toy.tasks)
+    assert without_time(rows) == without_time(rows_of(reference[0]))
+    assert not partial.exists()
+
+
+def test_rerun_of_a_finished_set_decodes_nothing(toy, reference, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    out.write_text(reference[0].read_text())
+    (tmp_path / "settings.json").write_text((reference[0].parent / "settings.json").read_text())
+    assert main(args(toy, out, "--model_dir", str(tmp_path / "no_model_needed"))) == 1  # other settings
+    assert "decoded with other settings (model:" in capsys.readouterr().err
+    assert main(args(toy, out)) == 0
+    printed = capsys.readouterr().out
+    assert "this run decoded" not in printed and rows_of(out) == rows_of(reference[0])
+
+
+def test_sharded_jobs_cover_the_set(toy, reference, tmp_path):
+    """Two jobs on halves of the manifest, as stage 8 runs them: concatenated, the same rows."""
+    from diffa.data.tasks import write_tasks
+
+    halves = [toy.tasks[:12], toy.tasks[12:]]
+    for job, part in enumerate(halves, 1):
+        write_tasks(str(tmp_path / "split2" / str(job) / "tasks.jsonl"), part)
+        extra = ["--data_dir", str(tmp_path / "split2" / str(job)), "--out", str(tmp_path / f"results.{job}.jsonl")]
+        assert main(args(toy, tmp_path / "unused", *extra)) == 0
+    rows = rows_of(tmp_path / "results.1.jsonl") + rows_of(tmp_path / "results.2.jsonl")
+    assert without_time(rows) == without_time(rows_of(reference[0]))
+
+
+def test_scorer_reads_the_results(toy, reference, tmp_path, capsys):
+    from diffa.bin.score import main as score
+
+    assert score(["--results", str(reference[0]), "--data_dir", str(toy.data_dir), "--out_dir", str(tmp_path)]) == 0
+    empty = sum(1 for r in rows_of(reference[0]) if not r.get("failed") and not r["hypothesis"].strip())
+    assert f"rows {len(toy.tasks)}, failed 1, invalid hypotheses {empty}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("remove, named", [("adapters.safetensors", "adapters.safetensors"),
+                                           ("tokenizer", "a tokenizer (")])
+def test_model_directory_missing_files(toy, tmp_path, capsys, remove, named):
+    import shutil
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(toy.model_dir, model_dir)
+    target = model_dir / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    assert main(args(toy, tmp_path / "results.jsonl", "--model_dir", str(model_dir))) == 1
+    err = capsys.readouterr().err
+    assert "is not a complete DIFFA model directory: missing" in err and named in err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    printed = capsys.readouterr().out
+    assert exit_.value.code == 0 and "Usage:" in printed and "--task_overrides" in printed

@@ -1,0 +1,51 @@
+"""diffa.bin.infer: one question about one file of any rate and channel count."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diffa.bin.infer import main
+from diffa.decode.config import DecodeConfig
+from diffa.decode.infer import answer
+from diffa.decode.loading import load_for_decoding
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FLAGS = ["--gen_length", "8", "--block_length", "8", "--steps", "8", "--device", "cpu"]
+
+
+@pytest.fixture
+def stereo_wav(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "clip_48k_stereo.wav"
+    sf.write(path, (0.1 * rng.standard_normal((24000, 2))).astype(np.float32), 48000)
+    return str(path)
+
+
+def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
+    assert main(["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "What do you hear?",
+                 "--verbose", "true", *FLAGS]) == 0
+    captured = capsys.readouterr()
+    model, tok = load_for_decoding(toy.model_dir, device="cpu")
+    expected = answer(model, tok, stereo_wav, "What do you hear?", config=DecodeConfig(gen_length=8, block_length=8, steps=8))
+    assert captured.out == expected.text + "\n"
+    assert f"# nfe {expected.nfe}," in captured.err
+
+
+def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys):
+    config = tmp_path / "decode.yaml"
+    config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\ntask_overrides: {asr: {gen_length: 8, block_length: 8, steps: 8}}\n")
+    common = ["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "Transcribe.", "--config", str(config),
+              "--device", "cpu", "--verbose", "true", "--stop_at_eos", "false"]
+    assert main(common) == 0
+    assert "# nfe 4," in capsys.readouterr().err
+    assert main(common + ["--task", "asr"]) == 0
+    assert "# nfe 8," in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what, message", [("audio", "does not exist"), ("model", "no such model directory")])
+def test_errors_name_the_file(toy, stereo_wav, tmp_path, capsys, what, message):
+    paths = {"audio": stereo_wav, "model": str(toy.model_dir)}
+    paths[what] = str(tmp_path / "nope")
+    assert main(["--model", paths["model"], "--audio", paths["audio"], "--question", "Who?", *FLAGS]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and "nope" in err and message in err

@@ -1,0 +1,77 @@
+"""Loading a model directory for decoding: every missing piece is named, tokenizer fallbacks."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from diffa.decode.loading import find_tokenizer, load_for_decoding, resolve_device
+
+
+def copy_model(toy, tmp_path):
+    target = tmp_path / "m"
+    shutil.copytree(toy.model_dir, target, symlinks=True)
+    return target
+
+
+def test_loads_model_and_tokenizer(toy):
+    model, tok = load_for_decoding(toy.model_dir, device="cpu")
+    assert not model.training and model.llm.dtype == torch.float32
+    assert tok.vocab_size == toy.tokenizer.vocab_size == model.llm.config.vocab_size
+
+
+def test_missing_files_are_all_named(toy, tmp_path):
+    model_dir = copy_model(toy, tmp_path)
+    os.remove(model_dir / "adapters.safetensors")
+    shutil.rmtree(model_dir / "tokenizer")
+    with pytest.raises(FileNotFoundError) as err:
+        load_for_decoding(model_dir, device="cpu")
+    message = str(err.value)
+    assert f"{model_dir} is not a complete DIFFA model directory" in message
+    assert "adapters.safetensors" in message and "a tokenizer" in message and "--tokenizer" in message
+    assert "config.json" not in message.split("missing")[1].split("a tokenizer")[0]
+
+
+def test_declared_lora_without_weights(toy, tmp_path):
+    model_dir = copy_model(toy, tmp_path)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["lora"] = {"r": 2, "alpha": 4}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match=r"lora.safetensors \(config.json declares LoRA\)"):
+        load_for_decoding(model_dir, device="cpu")
+
+
+def test_tokenizer_lookup_order(toy, tmp_path):
+    model_dir = copy_model(toy, tmp_path)
+    assert find_tokenizer(model_dir) == model_dir / "tokenizer"
+    shutil.move(model_dir / "tokenizer" / "spm.model", model_dir / "llm" / "spm.model")
+    assert find_tokenizer(model_dir) == model_dir / "llm"  # an official LLaDA dir carries its tokenizer
+    assert find_tokenizer(model_dir, tmp_path / "elsewhere") is None
+    with pytest.raises(FileNotFoundError, match="elsewhere; pass --tokenizer DIR"):
+        load_for_decoding(model_dir, tokenizer_dir=tmp_path / "elsewhere", device="cpu")
+
+
+def test_not_a_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model directory"):
+        load_for_decoding(tmp_path / "nope")
+
+
+def test_device_defaults():
+    assert resolve_device("cpu", "float64") == (torch.device("cpu"), torch.float64)
+    if not torch.cuda.is_available():
+        assert resolve_device() == (torch.device("cpu"), torch.float32)
+
+
+def test_experiment_directory_with_final_and_training_tokenizer(toy, tmp_path):
+    """exp/<stage>/final is found, and the tokenizer the training config names is used."""
+    exp = tmp_path / "exp" / "stage3_sft"
+    shutil.copytree(toy.model_dir, exp / "final", symlinks=True)
+    shutil.move(exp / "final" / "tokenizer", tmp_path / "tok")
+    (exp / "config.yaml").write_text(f"stage: sft\ntokenizer_dir: {tmp_path / 'tok'}\n")
+    model, tok = load_for_decoding(exp, device="cpu")
+    assert tok.vocab_size == toy.tokenizer.vocab_size
+    (exp / "config.yaml").write_text("stage: sft\n")
+    with pytest.raises(FileNotFoundError, match=r"final is not a complete DIFFA model directory: missing a tokenizer"):
+        load_for_decoding(exp, device="cpu")
