@@ -1,0 +1,271 @@
+"""Peak memory of a VRPO training step against an SFT training step of the same model.
+
+Usage:
+  python -m diffa.bin.bench_vrpo                                   # tiny model, CPU
+  python -m diffa.bin.bench_vrpo --config small --rows 16
+  python -m diffa.bin.bench_vrpo --config llada8b --device cuda --dtype bfloat16 --json vrpo_mem.json
+
+Both steps train the same DIFFA (random weights of the chosen shape: ``tiny``, ``small``, or
+``llada8b`` = Whisper-large-v3 encoder + LLaDA-8B + DIFFA-2's adapters) with LoRA and the audio
+adapters trainable, AdamW, and the same number of sequences per forward pass (``--rows``):
+
+* SFT (curriculum stage 3): ``rows`` examples, answers masked with probability t, logits at the
+  masked positions only (``diffa.train.sft.MaskedPredictor`` + ``masked_sft_loss``);
+* VRPO (curriculum stage 4): ``rows / (2 * n_draws)`` preference pairs, each answer scored by
+  ``n_draws`` ELBO draws under the policy and the frozen reference, which shares the encoder and
+  the LLaDA base with the policy (``diffa.train.vrpo``).
+
+Each step runs once to create the optimizer state, then is measured. On CUDA the peak is
+``torch.cuda.max_memory_allocated``. On CPU it is the bytes of every tensor alive before the step
+(weights, optimizer state) plus the peak of the step's own allocations, from the allocation and
+free events the PyTorch profiler records (``profile_memory=True``). The goal (issue 4) is a ratio VRPO / SFT of at most 1.15.
+
+Sequence shape: ``--prompt_len`` text tokens, ``--answer_len`` answer tokens, ``--frames`` log-mel
+frames of audio (default: 30 s for ``llada8b``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+from typing import Callable, Dict, Iterable, Optional, Sequence
+
+import torch
+from torch.autograd import DeviceType
+from transformers import WhisperConfig
+
+from diffa.diffusion.noise import mask_answer, sample_t
+from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
+from diffa.model.diffa import DIFFA, tiny_config
+from diffa.nnet.lora import LoRAConfig
+from diffa.nnet.llada import LLaDAConfig
+from diffa.train.reference import SharedReference
+from diffa.train.sft import MaskedPredictor, masked_sft_loss
+from diffa.train.stages import prepare_stage
+from diffa.train.vrpo import PairELBO, VRPOObjective
+
+GIB = 1024**3
+DEFAULT_FRAMES = {"tiny": 200, "small": 1000, "llada8b": 3000}
+
+
+def model_config(name: str) -> DIFFAConfig:
+    """The DIFFA config of a benchmark size.
+
+    Example
+    -------
+    >>> model_config("llada8b").llm["d_model"], model_config("llada8b").taps[-1]
+    (4096, 31)
+    """
+    if name == "tiny":
+        return tiny_config()
+    shapes = {  # (whisper d, layers, heads, ffn, mels), (llada d, layers, heads, mlp, vocab)
+        "small": ((256, 4, 4, 1024, 80), (512, 8, 8, 1536, 8192)),
+        "llada8b": ((1280, 32, 20, 5120, 128), (4096, 32, 32, 12288, 126464)),
+    }
+    if name not in shapes:
+        raise ValueError(f"unknown --config {name!r}; use one of tiny, {', '.join(shapes)}")
+    (wd, wl, wh, wf, mels), (d, layers, heads, mlp, vocab) = shapes[name]
+    encoder = WhisperConfig(
+        num_mel_bins=mels, d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=wf,
+        decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=wf, max_source_positions=1500,
+    ).to_dict()
+    llm = LLaDAConfig(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=heads, mlp_hidden_size=mlp,
+                      vocab_size=vocab, embedding_size=vocab, mask_token_id=vocab - 2, eos_token_id=vocab - 3,
+                      pad_token_id=vocab - 3).to_dict()
+    taps = OFFICIAL_TAPS.get((wl, wd), list(range(1, wl + 1)))
+    return DIFFAConfig(encoder=encoder, llm=llm, taps=taps, qformer_ffn=3072 if name == "llada8b" else 1024)
+
+
+def build_model(name: str, device: torch.device, dtype: torch.dtype) -> DIFFA:
+    """A random DIFFA of size ``name`` on ``device`` prepared like a stage-3/4 model: frozen
+    encoder and LLaDA in ``dtype``, LoRA + audio adapters trainable in float32."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = DIFFA(model_config(name))
+            prepare_stage(model, "sft", LoRAConfig())
+    finally:
+        torch.set_default_dtype(default)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return model.train()
+
+
+def sft_batch(model: DIFFA, rows: int, prompt_len: int, answer_len: int, frames: int, device) -> Dict[str, torch.Tensor]:
+    """Random SFT batch: ``rows`` sequences of ``prompt_len + answer_len`` tokens, ``frames`` of audio."""
+    g = torch.Generator().manual_seed(0)
+    length = prompt_len + answer_len
+    ids = torch.randint(0, model.llm.config.vocab_size - 3, (rows, length), generator=g)
+    return {
+        "feats": torch.randn(rows, frames, model.config.encoder["num_mel_bins"], generator=g).to(device),
+        "feat_lens": torch.full((rows,), frames, device=device),
+        "input_ids": ids.to(device),
+        "audio_pos": torch.full((rows,), 2, device=device),
+        "answer_mask": (torch.arange(length) >= prompt_len).expand(rows, length).to(device),
+    }
+
+
+def pair_batch(model: DIFFA, pairs: int, prompt_len: int, answer_len: int, frames: int, device) -> Dict[str, torch.Tensor]:
+    """Random pair batch (:func:`diffa.data.pairs.collate_pairs` layout) with the same shapes."""
+    batch = sft_batch(model, 2 * pairs, prompt_len, answer_len, frames, device)
+    batch["feats"], batch["feat_lens"] = batch["feats"][:pairs], batch["feat_lens"][:pairs]
+    batch["audio_index"] = torch.arange(pairs, device=device).repeat(2)
+    return batch
+
+
+def resident_bytes(modules: Iterable[torch.nn.Module], optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the distinct storages of the modules' parameters, buffers and gradients and of
+    the optimizer state (shared storages counted once)."""
+    tensors = []
+    for module in modules:
+        for param in module.parameters():
+            tensors += [param] + ([param.grad] if param.grad is not None else [])
+        tensors += list(module.buffers())
+    tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def cpu_step_peak(step: Callable[[], None]) -> int:
+    """Peak bytes allocated during ``step`` on the CPU, above what existed before it: the running
+    sum of the profiler's allocation (+) and free (-) events, in time order.
+
+    Example
+    -------
+    >>> keep = []
+    >>> cpu_step_peak(lambda: keep.append(torch.ones(1000) + torch.ones(1000)))   # 3 x 4000 bytes
+    12000
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
+    running = itertools.accumulate(e.nbytes() for e in sorted(events, key=lambda e: e.start_ns()))
+    return max(running, default=0)
+
+
+def measure(step: Callable[[], None], modules: Sequence[torch.nn.Module], optimizer, device: torch.device) -> int:
+    """Peak bytes of one ``step`` after a warm-up step (see the module docstring)."""
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    return resident_bytes(modules, optimizer) + cpu_step_peak(step)
+
+
+def _train_step(loss_fn: Callable[[], torch.Tensor], optimizer, autocast) -> Callable[[], None]:
+    def step() -> None:
+        with autocast():
+            loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def run(config: str = "tiny", device: str = "cpu", dtype: str = "float32", rows: int = 8, n_draws: int = 4,
+        prompt_len: int = 48, answer_len: int = 32, frames: Optional[int] = None) -> Dict[str, object]:
+    """Measure both steps; returns the settings, the two peaks (bytes) and their ratio.
+
+    Example
+    -------
+    >>> run("tiny", rows=12, n_draws=4)
+    Traceback (most recent call last):
+     ...
+    ValueError: --rows must be a multiple of 2 * n_draws = 8, got 12
+    """
+    if rows % (2 * n_draws):
+        raise ValueError(f"--rows must be a multiple of 2 * n_draws = {2 * n_draws}, got {rows}")
+    dev, torch_dtype = torch.device(device), getattr(torch, dtype)
+    frames = frames or DEFAULT_FRAMES.get(config, 200)
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch_dtype)) if torch_dtype != torch.float32 else contextlib.nullcontext
+    model = build_model(config, dev, torch_dtype)
+    mask_id = model.llm.config.mask_token_id
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    predictor = MaskedPredictor(model)
+    batch = sft_batch(model, rows, prompt_len, answer_len, frames, dev)
+
+    def sft_loss() -> torch.Tensor:
+        t = sample_t(rows, device=dev)
+        noisy, masked = mask_answer(batch["input_ids"], batch["answer_mask"], t, mask_id)
+        logits = predictor(batch["feats"], batch["feat_lens"], noisy, batch["audio_pos"], masked)
+        return masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"])
+
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5)
+    sft_peak = measure(_train_step(sft_loss, optimizer, autocast), [model], optimizer, dev)
+    del optimizer, batch
+
+    pairs = rows // (2 * n_draws)
+    objective = VRPOObjective(SharedReference(model), mask_id)
+    scorer = PairELBO(model, mask_id)
+    batch = pair_batch(model, pairs, prompt_len, answer_len, frames, dev)
+
+    def vrpo_loss() -> torch.Tensor:
+        return objective.loss(*objective.elbos(scorer, batch, n_draws))[0]
+
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5)
+    vrpo_peak = measure(_train_step(vrpo_loss, optimizer, autocast), [model, objective.reference.model], optimizer, dev)
+    return {
+        "config": config, "device": device, "dtype": dtype, "rows_per_forward": rows, "n_draws": n_draws,
+        "vrpo_pairs": pairs, "prompt_len": prompt_len, "answer_len": answer_len, "frames": frames,
+        "sft_peak_bytes": sft_peak, "vrpo_peak_bytes": vrpo_peak, "ratio": vrpo_peak / sft_peak,
+    }
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options.
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["--config", "llada8b", "--device", "cuda", "--dtype", "bfloat16"])
+    >>> args.config, args.rows, args.n_draws
+    ('llada8b', 8, 4)
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m diffa.bin.bench_vrpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="model size")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="dtype of the frozen weights (and autocast when not float32)")
+    parser.add_argument("--rows", type=int, default=8, help="sequences per forward (SFT batch; VRPO: pairs x 2 x n_draws)")
+    parser.add_argument("--n_draws", type=int, default=4, help="VRPO ELBO draws per answer")
+    parser.add_argument("--prompt_len", type=int, default=48, help="text tokens before the answer")
+    parser.add_argument("--answer_len", type=int, default=32, help="answer tokens")
+    parser.add_argument("--frames", type=int, help="log-mel frames of audio (default: 200 tiny, 1000 small, 3000 llada8b)")
+    parser.add_argument("--json", help="also write the result to this JSON file")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Run the benchmark and print the peaks and their ratio."""
+    args = get_parser().parse_args(argv)
+    try:
+        result = run(args.config, args.device, args.dtype, args.rows, args.n_draws, args.prompt_len, args.answer_len, args.frames)
+    except ValueError as err:
+        get_parser().error(str(err))
+    print(f"config {result['config']} on {result['device']} ({result['dtype']}): {result['rows_per_forward']} sequences "
+          f"per forward (SFT batch {result['rows_per_forward']}; VRPO {result['vrpo_pairs']} pairs x 2 answers x "
+          f"{result['n_draws']} draws), {result['prompt_len']}+{result['answer_len']} tokens, {result['frames']} frames")
+    print(f"SFT  step peak: {result['sft_peak_bytes'] / GIB:.3f} GiB")
+    print(f"VRPO step peak: {result['vrpo_peak_bytes'] / GIB:.3f} GiB")
+    print(f"ratio VRPO/SFT: {result['ratio']:.3f} (goal <= 1.15)")
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, args.json)
+
+
+if __name__ == "__main__":
+    main()

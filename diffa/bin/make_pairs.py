@@ -1,0 +1,200 @@
+"""Build the preference pairs of curriculum stage 4 (VRPO) from dumped training sets.
+
+Usage:
+  python -m diffa.bin.make_pairs --train_data dump/train[,dump/other] --out_dir exp/pairs \\
+      [--modes swap,external] [--valid_data dump/dev | --valid_fraction 0.05] [--max_pairs 3000] [--seed 0]
+
+  # answers sampled from the stage-3 model and ranked against the reference
+  python -m diffa.bin.make_pairs --train_data dump/train --out_dir exp/pairs --modes swap,sampled \\
+      --model exp/stage3_sft --tokenizer_dir exp/tokenizer --n_samples 4 --temperature 1.0 \\
+      --gen_length 32 --device cuda --dtype bfloat16
+
+Each ``--train_data`` directory is a dump directory (``tasks.jsonl`` + ``feats.scp``, written by
+the feature stage). Every task row whose utterance has features gives at most one pair per mode
+(``diffa.train.pairs``): ``swap`` (one audio fact of the answer swapped for another value seen in
+the set; ASR: one word swapped), ``external`` (the row's ``labels["rejected"]``, e.g. the
+authors' preference index) and ``sampled`` (the worst wrong answer of ``--n_samples`` sampled
+from ``--model``).
+
+Held-out pairs come from ``--valid_data`` (dump directories, built the same way), else from a
+random ``--valid_fraction`` of the training utterances (no utterance on both sides).
+
+Writes, under --out_dir (each file atomically; the layout VRPO training reads with --pairs):
+  pairs.jsonl         training pairs (format: diffa.data.pairs)
+  feats.scp           the features of their utterances (lines of the dumps' feats.scp)
+  utt2num_frames      their frame counts (when the dumps have them)
+  valid/              the same three files for the held-out pairs (absent when there are none;
+                      utterance ids may repeat across sets, hence a directory of its own)
+  stats.json          pairs made per source and rows skipped per mode
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from diffa.data.kaldi import atomic_write, load_feats, read_map, write_map
+from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
+from diffa.data.tasks import read_tasks
+from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
+
+logger = logging.getLogger("diffa.bin.make_pairs")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser.
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["--train_data", "dump/train", "--out_dir", "exp/pairs"])
+    >>> args.modes, args.valid_fraction, args.n_samples
+    ('swap,external', 0.05, 4)
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m diffa.bin.make_pairs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--train_data", required=True, help="comma-separated dump directories (tasks.jsonl + feats.scp)")
+    parser.add_argument("--out_dir", required=True, help="output directory, e.g. exp/pairs")
+    parser.add_argument("--modes", default="swap,external", help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--valid_data", help="comma-separated dump directories for the held-out pairs")
+    parser.add_argument("--valid_fraction", type=float, default=0.05,
+                        help="without --valid_data: fraction of training utterances held out (0: none)")
+    parser.add_argument("--max_pairs", type=int, default=0,
+                        help="keep a random subset of this many training pairs (0: all; DIFFA-2 used about 3,000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the swaps, the held-out split and the sampling")
+    sampled = parser.add_argument_group("mode 'sampled'")
+    sampled.add_argument("--model", help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
+    sampled.add_argument("--tokenizer_dir", help="its tokenizer directory (tokenizer.json or spm.model)")
+    sampled.add_argument("--n_samples", type=int, default=4, help="answers sampled per row")
+    sampled.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    sampled.add_argument("--gen_length", type=int, default=32, help="answer canvas length (block length = steps = this)")
+    sampled.add_argument("--batch_size", type=int, default=8, help="rows per model call")
+    sampled.add_argument("--system_prompt", help="system prompt of the template (default: the template's)")
+    sampled.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    sampled.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="model dtype")
+    return parser
+
+
+def read_dumps(dirs: Sequence[str]) -> Tuple[List[dict], Dict[str, str], Dict[str, int]]:
+    """Task rows with features, and the ``feats.scp`` / ``utt2num_frames`` entries of several dumps.
+
+    Rows whose utterance has no features are left out (logged). An utterance in two dumps must
+    have the same ``feats.scp`` entry.
+
+    Example
+    -------
+    >>> read_dumps(["/nonexistent"])
+    Traceback (most recent call last):
+     ...
+    ValueError: /nonexistent/tasks.jsonl is missing: run stage 2 (feature extraction) for this set first
+    """
+    rows: List[dict] = []
+    feats: Dict[str, str] = {}
+    frames: Dict[str, int] = {}
+    for d in dirs:
+        for name in ("tasks.jsonl", "feats.scp"):
+            if not os.path.isfile(os.path.join(d, name)):
+                raise ValueError(f"{os.path.join(d, name)} is missing: run stage 2 (feature extraction) for this set first")
+        scp = read_map(os.path.join(d, "feats.scp"))
+        for utt, entry in scp.items():
+            if feats.setdefault(utt, entry) != entry:
+                raise ValueError(f"{d}/feats.scp: utterance {utt!r} has other features in an earlier --train_data directory")
+        if os.path.isfile(os.path.join(d, "utt2num_frames")):
+            frames.update(read_map(os.path.join(d, "utt2num_frames"), value_type=int))
+        tasks = read_tasks(os.path.join(d, "tasks.jsonl"))
+        kept = [r for r in tasks if r["utt"] in scp]
+        if len(kept) < len(tasks):
+            logger.warning("%s: %d of %d rows have no features and are left out", d, len(tasks) - len(kept), len(tasks))
+        rows.extend(kept)
+    return rows, feats, frames
+
+
+def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tuple[Optional[ModelSampler], Optional[ModelSampler]]:
+    """Samplers of mode 'sampled' for the training and the held-out sets (None when the mode is off).
+
+    The two share the model; each reads its own sets' features (utterance ids may repeat across
+    sets).
+    """
+    if "sampled" not in args.modes.split(","):
+        return None, None
+    if not args.model or not args.tokenizer_dir:
+        raise ValueError("--modes sampled needs --model (the stage-3 model) and --tokenizer_dir")
+    from diffa.model.diffa import DIFFA
+    from diffa.text.tokenizer import load_tokenizer
+    from diffa.train.model_init import resolve_model_dir
+
+    model = DIFFA.from_pretrained(resolve_model_dir(args.model), dtype=getattr(torch, args.dtype), device=args.device)
+    tokenizer = load_tokenizer(args.tokenizer_dir)
+    opts = dict(n_samples=args.n_samples, temperature=args.temperature, gen_length=args.gen_length,
+                batch_size=args.batch_size, system=args.system_prompt, seed=args.seed)
+    return tuple(
+        ModelSampler(model, tokenizer, collections.ChainMap(*(load_feats(scp) for scp in scps)), **opts) if scps else None
+        for scps in (train_scps, valid_scps)
+    )
+
+
+def write_pair_dir(out_dir: str, pairs: Sequence[dict], feats: Dict[str, str], frames: Dict[str, int]) -> None:
+    """``pairs.jsonl``, ``feats.scp`` and (when every length is known) ``utt2num_frames`` in ``out_dir``."""
+    write_pairs(os.path.join(out_dir, PAIRS_FILE), pairs)
+    used = {p["utt"] for p in pairs}
+    write_map(os.path.join(out_dir, FEATS_FILE), {u: feats[u] for u in used})
+    frames_path = os.path.join(out_dir, "utt2num_frames")
+    if used <= set(frames):
+        write_map(frames_path, {u: frames[u] for u in used})
+    elif os.path.exists(frames_path):
+        os.remove(frames_path)  # stale: the features are read to measure lengths instead
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Build and write the pairs (see the module docstring)."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    modes = [m for m in args.modes.split(",") if m]
+    split = lambda value: [d for d in (value or "").split(",") if d]  # noqa: E731
+    scps = lambda dirs: [os.path.join(d, FEATS_FILE) for d in dirs]  # noqa: E731
+    try:
+        rows, feats, frames = read_dumps(split(args.train_data))
+        valid_rows, valid_feats, valid_frames = read_dumps(split(args.valid_data)) if args.valid_data else ([], {}, {})
+        train_sampler, valid_sampler = _samplers(args, scps(split(args.train_data)), scps(split(args.valid_data)))
+        rng = random.Random(args.seed)
+        pairs, stats = build_pairs(rows, modes, rng, train_sampler)
+        if args.valid_data:
+            held_out, valid_stats = build_pairs(valid_rows, modes, rng, valid_sampler)
+            stats.update({f"valid:{k}": v for k, v in valid_stats.items()})
+        else:
+            pairs, held_out = split_by_utterance(pairs, args.valid_fraction, rng)
+            valid_feats, valid_frames = feats, frames
+        if 0 < args.max_pairs < len(pairs):
+            stats["dropped:max_pairs"] = len(pairs) - args.max_pairs
+            pairs = rng.sample(pairs, args.max_pairs)
+        if not pairs:
+            raise ValueError(f"no training pair could be made with modes {modes} from {args.train_data}; "
+                             "check the labels of tasks.jsonl or choose other --modes")
+    except ValueError as err:
+        parser.error(str(err))
+    write_pair_dir(args.out_dir, pairs, feats, frames)
+    valid_dir = os.path.join(args.out_dir, VALID_DIR)
+    if held_out:
+        write_pair_dir(valid_dir, held_out, valid_feats, valid_frames)
+    elif os.path.isdir(valid_dir):
+        shutil.rmtree(valid_dir)  # left by an earlier run with other options
+    stats.update(train_pairs=len(pairs), valid_pairs=len(held_out))
+    with atomic_write(os.path.join(args.out_dir, "stats.json")) as f:
+        json.dump(dict(sorted(stats.items())), f, indent=2)
+        f.write("\n")
+    print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs -> {args.out_dir} "
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(stats.items()) if ':' in k)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training: SpeechBrain Brains for the DIFFA curriculum (SFT, VRPO), stages, checkpoints, schedules."""

@@ -1,0 +1,125 @@
+"""The model a training stage starts from.
+
+* With ``init_from`` (every stage after the first): the DIFFA directory the previous stage wrote
+  (``exp/<stage>/final``; an experiment directory holding ``final/`` is accepted too). Keys of the
+  config's ``model`` section, if any, must match the loaded model (a DIFFA-2 stage run on a DIFFA
+  v1 model fails early, naming the fields).
+* Without it (curriculum stage 1): pretrained Whisper + LLaDA from ``init.whisper_dir`` /
+  ``init.llada_dir`` and fresh adapters shaped by the ``model`` section (``taps`` default to the
+  authors' taps for the Whisper size).
+
+Then :func:`diffa.train.stages.prepare_stage` sets the layout, attaches LoRA when the stage
+needs it and sets the trainable flags. Frozen weights take ``frozen_dtype``; the trainable ones
+(adapters, prompts, LoRA) are kept in float32 for the optimizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+
+from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
+from diffa.model.diffa import DIFFA
+from diffa.nnet.lora import LoRAConfig
+from diffa.train.stages import TrainableSummary, prepare_stage
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_dir(path: str) -> Path:
+    """``path`` if it is a DIFFA directory, else ``path/final``; ValueError when neither is.
+
+    Example
+    -------
+    >>> resolve_model_dir("/nonexistent")
+    Traceback (most recent call last):
+     ...
+    ValueError: no DIFFA model in /nonexistent (expected /nonexistent/config.json or /nonexistent/final/config.json): run the training stage that writes it first
+    """
+    for candidate in (Path(path), Path(path) / "final"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise ValueError(
+        f"no DIFFA model in {path} (expected {path}/config.json or {path}/final/config.json): run the "
+        "training stage that writes it first"
+    )
+
+
+def _fresh_config(section: Dict[str, Any], whisper_dir: str) -> DIFFAConfig:
+    section = dict(section or {})
+    if "taps" not in section:
+        whisper = json.loads((Path(whisper_dir) / "config.json").read_text())
+        key = (whisper.get("encoder_layers"), whisper.get("d_model"))
+        if key not in OFFICIAL_TAPS:
+            raise ValueError(f"{whisper_dir}: no official acoustic taps for a Whisper with (layers, d_model) = {key}; set model.taps")
+        section["taps"] = OFFICIAL_TAPS[key]
+    return DIFFAConfig(encoder={}, llm={}, **section)
+
+
+def init_model(config: Dict[str, Any]) -> Tuple[DIFFA, TrainableSummary]:
+    """Build or load the stage's starting model (see module docstring).
+
+    Arguments
+    ---------
+    config : dict
+        Training config (:mod:`diffa.train.hparams`); uses ``init_from``, ``init``, ``model``,
+        ``lora``, ``stage`` and ``frozen_dtype``.
+
+    Returns
+    -------
+    model : DIFFA
+        On CPU, prepared for the stage.
+    summary : TrainableSummary
+        What trains.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> d = tempfile.mkdtemp()
+    >>> DIFFA(tiny_config(layout="stage1")).save_pretrained(d)
+    >>> model, summary = init_model({"init_from": d, "stage": "sft", "frozen_dtype": "float32",
+    ...                              "model": {"n_queries": 4}, "lora": {"r": 2, "alpha": 4, "dropout": 0.0,
+    ...                              "targets": ["q_proj"]}, "init": {}})
+    >>> model.config.layout, sorted(summary.counts)
+    ('dual', ['acoustic', 'lora', 'semantic'])
+    """
+    dtype = getattr(torch, config["frozen_dtype"])
+    section = config.get("model") or {}
+    if config.get("init_from"):
+        path = resolve_model_dir(config["init_from"])
+        model = DIFFA.from_pretrained(path, dtype=dtype)
+        differ = [
+            f"model.{k}: {v!r} in the config, {getattr(model.config, k)!r} in {path}"
+            for k, v in section.items()
+            if getattr(model.config, k) != v
+        ]
+        if differ:
+            raise ValueError(f"--init_from {path} does not match the config: {'; '.join(differ)}")
+        logger.info("starting from %s", path)
+    else:
+        init = config.get("init") or {}
+        missing = [k for k in ("whisper_dir", "llada_dir") if not init.get(k)]
+        if missing:
+            raise ValueError(
+                f"stage {config['stage']!r} has no model to start from: pass --init_from (the previous stage's "
+                f"model) or set init.whisper_dir and init.llada_dir (missing: {', '.join(missing)})"
+            )
+        for key in ("whisper_dir", "llada_dir"):
+            if not os.path.isdir(init[key]):
+                raise ValueError(f"init.{key} {init[key]} is not a directory")
+        model = DIFFA.from_components(_fresh_config(section, init["whisper_dir"]), init["whisper_dir"], init["llada_dir"], dtype=dtype)
+        logger.info("fresh adapters on %s + %s", init["whisper_dir"], init["llada_dir"])
+    for module in (model.semantic, model.acoustic, model.prompts):
+        module.float()
+    summary = prepare_stage(model, config["stage"], LoRAConfig.from_dict(config["lora"]))
+    for name, param in model.named_parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            logger.debug("%s kept in float32 for training", name)
+    return model, summary

@@ -1,0 +1,429 @@
+"""Building preference pairs (curriculum stage 4 data) from task manifests.
+
+Every pair keeps the task's reference answer as ``chosen`` and finds a dispreferred ``rejected``
+answer in one of three ways (the ``source`` field of :mod:`diffa.data.pairs` says which):
+
+``swap`` (``source = "swap:<label>"``)
+    A rule rewrites the reference so that it states exactly one wrong fact and stays fluent:
+
+    * question rows (``mcq`` / ``open_qa``): the property the answer states is
+      ``labels["asks"]`` when the row names it (the ``egs/mini`` corpus), else every label whose
+      value occurs in the answer as a whole word; one of them is drawn, and its value in the
+      answer is replaced by *another value of that property seen in the same set* (values come
+      from the ``labels`` of all rows, so MCQ distractors, which no clip has, are never used);
+    * ``asr`` rows (``source = "swap:transcript"``): one word of the transcript, drawn at random,
+      is replaced by another word of the set's transcript vocabulary.
+
+    A row with no swappable fact (no other value seen, value not in the answer, ``<nospeech>``)
+    gives no pair.
+``external`` (``source = "external"``)
+    The row carries its own dispreferred answer in ``labels["rejected"]`` (the authors' VRPO index,
+    :mod:`diffa.data.corpora.authors_json`): ``chosen = answer``, ``rejected = labels["rejected"]``.
+``sampled`` (``source = "sampled"``)
+    A model (the stage-3 SFT model, :class:`ModelSampler`) answers the row ``n`` times; every answer
+    is scored against the reference (:func:`answer_error`: multiple choice by the MMAU rule, other
+    tasks by word error rate) and the worst one that is really wrong (error > 0) is ``rejected``.
+
+Pair ids are ``<task id>-<mode>``; a pair's ``labels`` are its task's labels (without
+``rejected``).
+
+Example
+-------
+>>> import random
+>>> rows = [{"id": "a-open_qa-0", "utt": "a", "task": "open_qa", "instruction": "Male or female?",
+...          "answer": "The speaker is male.", "labels": {"asks": "gender", "gender": "male"}},
+...         {"id": "b-open_qa-0", "utt": "b", "task": "open_qa", "instruction": "Male or female?",
+...          "answer": "female", "labels": {"asks": "gender", "gender": "female"}}]
+>>> pairs, stats = build_pairs(rows, modes=("swap",), rng=random.Random(0))
+>>> [(p["chosen"], p["rejected"], p["source"]) for p in pairs]
+[('The speaker is male.', 'The speaker is female.', 'swap:gender'), ('female', 'male', 'swap:gender')]
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import Counter
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import torch
+
+from diffa.data.collate import collate_prompts
+from diffa.data.corpora.datadir import NOSPEECH
+from diffa.data.dataset import Example
+from diffa.diffusion.sampler import generate
+from diffa.scoring.mcq import judge
+from diffa.scoring.text import tokenize
+from diffa.scoring.wer import ErrorCounts, align
+from diffa.text.template import encode_example
+
+logger = logging.getLogger(__name__)
+
+MODES = ("swap", "external", "sampled")
+META_LABELS = frozenset({"asks", "rejected"})
+"""Labels that describe the row, not a fact about the audio."""
+TRANSCRIPT = "transcript"
+
+Sampler = Callable[[Sequence[dict]], List[List[str]]]
+"""``sampler(task rows) -> for each row, a list of sampled answers``."""
+
+
+def property_values(rows: Sequence[Mapping]) -> Dict[str, List[str]]:
+    """The values each label takes in a set of task rows (sorted; meta labels left out).
+
+    For a property some row asks about (``labels["asks"]``), only the values of the rows that ask
+    it count: what the set's answers about it say. (In ``egs/mini``, speech clips carry
+    ``kind=speech`` but only sounds are asked their kind, where "speech" is a distractor.)
+
+    Example
+    -------
+    >>> property_values([{"labels": {"gender": "male", "kind": "speech"}},
+    ...                  {"labels": {"kind": "noise", "asks": "kind"}}, {"labels": {"gender": "female"}}])
+    {'gender': ['female', 'male'], 'kind': ['noise']}
+    """
+    seen: Dict[str, Set[str]] = {}
+    asked: Dict[str, Set[str]] = {}
+    for row in rows:
+        labels = row.get("labels", {})
+        for key, value in labels.items():
+            if key not in META_LABELS:
+                seen.setdefault(key, set()).add(value)
+        if labels.get("asks") in labels:
+            asked.setdefault(labels["asks"], set()).add(labels[labels["asks"]])
+    return {key: sorted(asked.get(key, values)) for key, values in sorted(seen.items())}
+
+
+def transcript_vocabulary(rows: Sequence[Mapping]) -> List[str]:
+    """The sorted distinct words of the ``asr`` answers of a set (``<nospeech>`` left out).
+
+    Example
+    -------
+    >>> transcript_vocabulary([{"task": "asr", "answer": "THE CAT"}, {"task": "mcq", "answer": "DOG"},
+    ...                        {"task": "asr", "answer": "THE MAT"}])
+    ['CAT', 'MAT', 'THE']
+    """
+    words = {w for row in rows if row["task"] == "asr" and row["answer"] != NOSPEECH for w in row["answer"].split()}
+    return sorted(words)
+
+
+def _whole_word(value: str) -> re.Pattern:
+    return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+
+
+def _replace_once(text: str, value: str, other: str) -> Optional[str]:
+    """``text`` with its first whole-word occurrence of ``value`` replaced by ``other`` (the
+    capital of a capitalised occurrence kept), or None when ``value`` does not occur."""
+    match = _whole_word(value).search(text)
+    if match is None:
+        return None
+    found = match.group(0)
+    if found[:1].isupper() and not found.isupper():
+        other = other[:1].upper() + other[1:]
+    return text[: match.start()] + other + text[match.end():]
+
+
+def swap_fact(row: Mapping, values: Mapping[str, Sequence[str]], rng: random.Random) -> Optional[Tuple[str, str]]:
+    """One wrong fact in a question row's answer: ``(label, rejected answer)`` or None.
+
+    Arguments
+    ---------
+    row : Mapping
+        A task row (``mcq`` or ``open_qa``).
+    values : Mapping
+        :func:`property_values` of the set.
+    rng : random.Random
+        Draws the property (when several are stated) and the wrong value.
+
+    Example
+    -------
+    >>> row = {"task": "mcq", "answer": "three", "labels": {"asks": "beeps", "beeps": "three", "tone": "low"}}
+    >>> swap_fact(row, {"beeps": ["one", "three", "two"], "tone": ["high", "low"]}, random.Random(1))
+    ('beeps', 'one')
+    """
+    labels = row.get("labels", {})
+    if "asks" in labels:
+        stated = [labels["asks"]] if labels["asks"] in labels else []
+    else:
+        stated = [k for k in sorted(labels) if k not in META_LABELS and _whole_word(labels[k]).search(row["answer"])]
+    candidates = [k for k in stated if len(set(values.get(k, ())) - {labels[k]}) > 0]
+    if not candidates:
+        return None
+    label = rng.choice(candidates)
+    other = rng.choice([v for v in values[label] if v != labels[label]])
+    rejected = _replace_once(row["answer"], labels[label], other)
+    return None if rejected is None else (label, rejected)
+
+
+def swap_word(transcript: str, vocabulary: Sequence[str], rng: random.Random) -> Optional[str]:
+    """The transcript with one word, drawn at random, replaced by another vocabulary word.
+
+    Example
+    -------
+    >>> swapped = swap_word("THE CAT SAT", ["CAT", "DOG", "SAT", "THE"], random.Random(0))
+    >>> swapped, sum(a != b for a, b in zip(swapped.split(), "THE CAT SAT".split()))
+    ('THE SAT SAT', 1)
+    """
+    words = transcript.split()
+    if transcript == NOSPEECH or not words:
+        return None
+    position = rng.randrange(len(words))
+    others = [w for w in vocabulary if w != words[position]]
+    if not others:
+        return None
+    words[position] = rng.choice(others)
+    return " ".join(words)
+
+
+def answer_error(row: Mapping, text: str) -> float:
+    """How wrong ``text`` is as an answer to ``row``: 0 is right.
+
+    Multiple choice: 0 or 1 by the MMAU rule (the answer's words and no other option's,
+    :func:`diffa.scoring.mcq.judge`); other tasks: the word error rate against the reference
+    (WeNet normalisation), as a fraction.
+
+    Example
+    -------
+    >>> answer_error({"task": "asr", "answer": "THE CAT SAT"}, "the hat sat")
+    0.333...
+    >>> answer_error({"task": "mcq", "answer": "pink", "choices": ["white", "pink"], "gold": 1}, "pink")
+    0.0
+    """
+    if row["task"] == "mcq":
+        return 0.0 if judge("mmau", text, row["choices"], row["gold"]).correct else 1.0
+    ref = tokenize(row["answer"], "wenet")
+    counts = ErrorCounts.from_alignment(align(ref, tokenize(text, "wenet")))
+    return counts.errors / max(counts.ref, 1)
+
+
+def rank_samples(row: Mapping, samples: Sequence[str]) -> Optional[str]:
+    """The worst sampled answer that is wrong (error > 0 and not the reference), or None.
+
+    Ties go to the earliest sample.
+
+    Example
+    -------
+    >>> rank_samples({"task": "asr", "answer": "A B C"}, ["A B C", "A X C", "X Y C"])
+    'X Y C'
+    >>> rank_samples({"task": "asr", "answer": "A B C"}, ["a b c"]) is None
+    True
+    """
+    errors = [answer_error(row, s) if s.strip() and s != row["answer"] else 0.0 for s in samples]
+    if not errors or max(errors) <= 0:
+        return None
+    return samples[int(np.argmax(errors))]
+
+
+def _pair(row: Mapping, mode: str, rejected: str, source: str) -> dict:
+    pair = {"id": f"{row['id']}-{mode}", "utt": row["utt"], "prompt": row["instruction"], "chosen": row["answer"],
+            "rejected": rejected, "source": source}
+    labels = {k: v for k, v in row.get("labels", {}).items() if k != "rejected"}
+    if labels:
+        pair["labels"] = labels
+    return pair
+
+
+def build_pairs(
+    rows: Sequence[dict],
+    modes: Sequence[str] = ("swap", "external"),
+    rng: Optional[random.Random] = None,
+    sampler: Optional[Sampler] = None,
+) -> Tuple[List[dict], Counter]:
+    """Preference pairs of a set of task rows (see the module docstring).
+
+    Arguments
+    ---------
+    rows : sequence of dict
+        Validated task rows (:func:`diffa.data.tasks.read_tasks`); swap values and the transcript
+        vocabulary are taken from these rows.
+    modes : sequence of str
+        Any of ``"swap"``, ``"external"``, ``"sampled"``; each row gives at most one pair per mode.
+    rng : random.Random, optional
+        Draws the swaps (default: seeded with 0).
+    sampler : callable, optional
+        Needed by ``"sampled"``: ``sampler(rows) -> [[answer, ...] per row]``.
+
+    Returns
+    -------
+    pairs : list of dict
+        Rows of ``pairs.jsonl`` (:mod:`diffa.data.pairs`).
+    stats : Counter
+        Pairs made per ``source`` and rows without a pair per ``skipped:<mode>``.
+    """
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        raise ValueError(f"modes must be a non-empty subset of {MODES}, got {list(modes)}")
+    if "sampled" in modes and sampler is None:
+        raise ValueError("mode 'sampled' needs a sampler (a model to sample answers from)")
+    rng = rng or random.Random(0)
+    values, vocabulary = property_values(rows), transcript_vocabulary(rows)
+    pairs: List[dict] = []
+    stats: Counter = Counter()
+
+    def add(row: Mapping, mode: str, rejected: Optional[str], source: str) -> None:
+        if rejected is None or rejected == row["answer"]:
+            stats[f"skipped:{mode}"] += 1
+            return
+        pairs.append(_pair(row, mode, rejected, source))
+        stats[source] += 1
+
+    for row in rows:
+        if "swap" in modes:
+            if row["task"] == "asr":
+                swapped = (TRANSCRIPT, swap_word(row["answer"], vocabulary, rng))
+            else:
+                swapped = swap_fact(row, values, rng) or ("", None)
+            add(row, "swap", swapped[1], f"swap:{swapped[0]}")
+        if "external" in modes:
+            add(row, "external", row.get("labels", {}).get("rejected"), "external")
+    if "sampled" in modes:
+        samples = sampler(rows)
+        if len(samples) != len(rows):
+            raise ValueError(f"the sampler returned answers for {len(samples)} of {len(rows)} rows")
+        for row, answers in zip(rows, samples):
+            add(row, "sampled", rank_samples(row, answers), "sampled")
+    logger.info("built %d pairs from %d rows: %s", len(pairs), len(rows), dict(sorted(stats.items())))
+    return pairs, stats
+
+
+def split_by_utterance(pairs: Sequence[dict], fraction: float, rng: random.Random) -> Tuple[List[dict], List[dict]]:
+    """Hold out the pairs of a random ``fraction`` of the utterances (at least one utterance
+    when ``fraction`` > 0 and there are two or more): ``(train pairs, held-out pairs)``.
+
+    No utterance has pairs on both sides, so held-out accuracy is measured on unseen audio.
+
+    Example
+    -------
+    >>> pairs = [{"utt": u} for u in "aabbcd"]
+    >>> train, held_out = split_by_utterance(pairs, 0.25, random.Random(0))
+    >>> len(train) + len(held_out), {p["utt"] for p in train} & {p["utt"] for p in held_out}
+    (6, set())
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    utts = sorted({p["utt"] for p in pairs})
+    n_held = max(round(fraction * len(utts)), 1) if fraction > 0 else 0
+    held = set(rng.sample(utts, min(n_held, len(utts) - 1))) if len(utts) > 1 else set()
+    return [p for p in pairs if p["utt"] not in held], [p for p in pairs if p["utt"] in held]
+
+
+def answer_texts(tokenizer, answer_ids: torch.Tensor) -> List[str]:
+    """Decode generated answer ids (B, L), each cut at its first eos or eot.
+
+    Example
+    -------
+    >>> class Tok:
+    ...     eos_id, eot_id = 0, 1
+    ...     def decode(self, ids, skip_special_tokens=True): return " ".join(map(str, ids))
+    >>> answer_texts(Tok(), torch.tensor([[5, 6, 1, 7], [8, 0, 0, 0]]))
+    ['5 6', '8']
+    """
+    stop = (answer_ids == tokenizer.eos_id) | (answer_ids == tokenizer.eot_id)
+    keep = (stop.long().cumsum(-1) == 0).sum(-1).tolist()
+    return [tokenizer.decode(ids[:n].tolist()).strip() for ids, n in zip(answer_ids, keep)]
+
+
+class ModelSampler:
+    """Sample answers to task rows from a DIFFA model (the ``"sampled"`` mode's sampler).
+
+    Each row is answered ``n_samples`` times by the LLaDA reverse process at ``temperature``
+    (:func:`diffa.diffusion.sampler.generate`); the audio of a batch is encoded once and shared by
+    its samples.
+
+    Arguments
+    ---------
+    model : DIFFA
+        The model to sample from (used in eval mode, without gradients).
+    tokenizer : object
+        Its tokenizer.
+    feats : Mapping
+        ``utt -> (T, n_mels)`` features (e.g. :func:`diffa.data.kaldi.load_feats`).
+    n_samples : int
+        Answers per row.
+    temperature : float
+        Sampling temperature (> 0 for distinct samples).
+    gen_length, block_length, steps : int
+        Reverse-process settings (``block_length`` and ``steps`` default to ``gen_length``).
+    batch_size : int
+        Rows per call of the model (each with its ``n_samples`` copies).
+    system : str, optional
+        System prompt of the template.
+    seed : int
+        Seed of the sampling noise.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> tok = SentencePieceTokenizer(train_sentencepiece(["who speaks male female"] * 4,
+    ...     os.path.join(tempfile.mkdtemp(), "spm.model"), vocab_size=60, byte_fallback=False))
+    >>> model = DIFFA(tiny_config(vocab=tok.vocab_size))
+    >>> sampler = ModelSampler(model, tok, {"u": np.zeros((20, 16), np.float32)}, n_samples=2, gen_length=4)
+    >>> answers = sampler([{"id": "u-0", "utt": "u", "task": "open_qa", "instruction": "who speaks", "answer": "male"}])
+    >>> len(answers), len(answers[0]), all(isinstance(a, str) for a in answers[0])
+    (1, 2, True)
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        feats: Mapping,
+        n_samples: int = 4,
+        temperature: float = 1.0,
+        gen_length: int = 32,
+        block_length: Optional[int] = None,
+        steps: Optional[int] = None,
+        batch_size: int = 8,
+        system: Optional[str] = None,
+        seed: int = 0,
+    ):
+        if n_samples < 1 or batch_size < 1:
+            raise ValueError(f"n_samples and batch_size must be >= 1, got {n_samples} and {batch_size}")
+        self.model, self.tokenizer, self.feats = model, tokenizer, feats
+        self.n_samples, self.temperature, self.batch_size, self.system = n_samples, temperature, batch_size, system
+        self.gen_length = gen_length
+        self.block_length = block_length or gen_length
+        self.steps = steps or gen_length
+        self.seed = seed
+
+    def _examples(self, rows: Sequence[dict]) -> List[Example]:
+        out = []
+        for row in rows:
+            if row["utt"] not in self.feats:
+                raise ValueError(f"task {row['id']!r}: utterance {row['utt']!r} has no features")
+            enc = encode_example(self.tokenizer, row["instruction"], None, self.system)
+            feats = torch.from_numpy(np.array(self.feats[row["utt"]], dtype=np.float32))
+            out.append(Example(row["id"], feats, torch.tensor(enc.input_ids), enc.prompt_len, enc.audio_pos, row))
+        return out
+
+    @torch.no_grad()
+    def __call__(self, rows: Sequence[dict]) -> List[List[str]]:
+        """``n_samples`` answers for each row, in row order."""
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        out: List[List[str]] = []
+        try:
+            for start in range(0, len(rows), self.batch_size):
+                batch = collate_prompts(self._examples(rows[start:start + self.batch_size]), self.tokenizer.pad_id)
+                n = len(batch["ids"])
+                feats = batch["feats"].to(device=device, dtype=next(self.model.parameters()).dtype)
+                denoise = self.model.denoiser(feats, batch["feat_lens"].to(device), batch["audio_pos"].to(device))
+                # draw-major copies: prompt row d * n + b is sample d of row b, whose audio is row b
+                prompts = batch["input_ids"].to(device).repeat(self.n_samples, 1)
+                mask = batch["attention_mask"].to(device).repeat(self.n_samples, 1)
+                gen = generate(
+                    lambda x, attention_mask, rows: denoise(x, attention_mask, rows % n), prompts,
+                    gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
+                    temperature=self.temperature, mask_id=self.tokenizer.mask_id, eos_id=self.tokenizer.eos_id,
+                    attention_mask=mask, generator=generator,
+                )
+                texts = answer_texts(self.tokenizer, gen.sequences[:, prompts.shape[1]:].cpu())
+                out.extend([texts[d * n + b] for d in range(self.n_samples)] for b in range(n))
+        finally:
+            self.model.train(was_training)
+        return out

@@ -1,0 +1,140 @@
+"""diffa.bin.make_pairs: dumps -> exp/pairs/{pairs.jsonl,feats.scp,utt2num_frames,valid/,stats.json}."""
+
+import json
+
+import kaldiio
+import numpy as np
+import pytest
+
+from diffa.bin import make_pairs
+from diffa.data.kaldi import read_map
+from diffa.data.pairs import read_pairs
+from diffa.data.tasks import write_tasks
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/bin/conftest.py: tiny models run fastest on one thread
+
+
+def _rows(utts, genders):
+    rows = []
+    for utt, gender in zip(utts, genders):
+        labels = {"gender": gender, "sentence": f"the {gender} cat sat"}
+        rows += [
+            {"id": f"{utt}-asr-0", "utt": utt, "task": "asr", "instruction": "Transcribe.", "answer": labels["sentence"],
+             "labels": labels},
+            {"id": f"{utt}-open_qa-0", "utt": utt, "task": "open_qa", "instruction": "Male or female?",
+             "answer": gender, "labels": dict(labels, asks="gender")},
+        ]
+    return rows
+
+
+def _dump(path, utts, genders, seed=0, frames=True, rows=None):
+    path.mkdir(parents=True)
+    feats = {u: np.random.default_rng(seed + i).normal(size=(20 + i, 8)).astype(np.float32) for i, u in enumerate(utts)}
+    kaldiio.save_ark(str(path / "feats.ark"), feats, scp=str(path / "feats.scp"))
+    if frames:
+        (path / "utt2num_frames").write_text("".join(f"{u} {m.shape[0]}\n" for u, m in sorted(feats.items())))
+    write_tasks(str(path / "tasks.jsonl"), rows if rows is not None else _rows(utts, genders))
+    return str(path)
+
+
+@pytest.fixture
+def dumps(tmp_path):
+    utts = [f"u{i}" for i in range(8)]
+    train = _dump(tmp_path / "dump" / "train", utts, ["male", "female"] * 4)
+    dev = _dump(tmp_path / "dump" / "dev", ["u0", "u1"], ["female", "male"], seed=100)  # ids reused, other audio
+    return train, dev
+
+
+def test_held_out_fraction(tmp_path, dumps, capsys):
+    out = tmp_path / "pairs"
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0.25", "--seed", "1"])
+    train, held = read_pairs(str(out / "pairs.jsonl")), read_pairs(str(out / "valid" / "pairs.jsonl"))
+    assert len(train) + len(held) == 16 and len({p["utt"] for p in held}) == 2
+    assert not {p["utt"] for p in train} & {p["utt"] for p in held}
+    assert {p["source"] for p in train} == {"swap:transcript", "swap:gender"}
+    for folder, pairs in ((out, train), (out / "valid", held)):
+        scp = read_map(str(folder / "feats.scp"))
+        assert set(scp) == {p["utt"] for p in pairs}
+        assert scp == {u: v for u, v in read_map(f"{dumps[0]}/feats.scp").items() if u in scp}
+        assert set(read_map(str(folder / "utt2num_frames"), value_type=int)) == set(scp)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["train_pairs"] == len(train) and stats["valid_pairs"] == len(held) and stats["swap:gender"] == 8
+    assert "training pairs" in capsys.readouterr().out
+    # rerunning without held-out pairs removes the stale valid/ directory
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0"])
+    assert not (out / "valid").exists() and len(read_pairs(str(out / "pairs.jsonl"))) == 16
+
+
+def test_valid_data_keeps_its_own_features(tmp_path, dumps):
+    out = tmp_path / "pairs"
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_data", dumps[1], "--modes", "swap"])
+    assert len(read_pairs(str(out / "pairs.jsonl"))) == 16
+    held = read_pairs(str(out / "valid" / "pairs.jsonl"))
+    assert {p["utt"] for p in held} == {"u0", "u1"}
+    # u0 and u1 exist in both sets with different audio: each side points at its own arks
+    assert read_map(str(out / "valid" / "feats.scp")) == read_map(f"{dumps[1]}/feats.scp")
+    assert read_map(str(out / "feats.scp"))["u0"] == read_map(f"{dumps[0]}/feats.scp")["u0"]
+    assert json.loads((out / "stats.json").read_text())["valid:swap:gender"] == 2
+
+
+def test_several_train_sets_and_max_pairs(tmp_path, dumps):
+    extra = _dump(tmp_path / "dump" / "extra", ["w1", "w2"], ["male", "female"], frames=False)
+    out = tmp_path / "pairs"
+    make_pairs.main(["--train_data", f"{dumps[0]},{extra}", "--out_dir", str(out), "--valid_fraction", "0",
+                     "--max_pairs", "5"])
+    pairs = read_pairs(str(out / "pairs.jsonl"))
+    assert len(pairs) == 5
+    assert json.loads((out / "stats.json").read_text())["dropped:max_pairs"] == 15
+    if {p["utt"] for p in pairs} & {"w1", "w2"}:  # frame counts unknown for the extra set
+        assert not (out / "utt2num_frames").exists()
+
+
+def test_external_pairs(tmp_path):
+    rows = [{"id": "a-0", "utt": "a", "task": "open_qa", "instruction": "Describe.", "answer": "A woman speaks.",
+             "labels": {"rejected": "A man speaks."}, "source": "vctk"}]
+    dump = _dump(tmp_path / "dump" / "pref", ["a"], [], rows=rows)
+    make_pairs.main(["--train_data", dump, "--out_dir", str(tmp_path / "pairs"), "--modes", "external"])
+    assert read_pairs(str(tmp_path / "pairs" / "pairs.jsonl"))[0]["rejected"] == "A man speaks."
+
+
+def test_errors(tmp_path, dumps, capsys):
+    def fails(argv, message):
+        with pytest.raises(SystemExit) as err:
+            make_pairs.main(argv)
+        assert err.value.code == 2
+        assert message in capsys.readouterr().err
+
+    out = str(tmp_path / "pairs")
+    fails(["--train_data", str(tmp_path / "nope"), "--out_dir", out], "nope/tasks.jsonl is missing: run stage 2")
+    fails(["--train_data", dumps[0], "--out_dir", out, "--modes", "sampled"], "--modes sampled needs --model")
+    fails(["--train_data", dumps[0], "--out_dir", out, "--modes", "swapp"], "modes must be a non-empty subset")
+    fails(["--train_data", dumps[0], "--out_dir", out, "--modes", "external"], "no training pair could be made")
+    with open(f"{dumps[0]}/tasks.jsonl", "a") as f:
+        f.write('{"id": "zz", "utt": "u1"}\n')
+    fails(["--train_data", dumps[0], "--out_dir", out], "tasks.jsonl:17: missing required key(s)")
+    assert not (tmp_path / "pairs").exists()
+
+
+def test_sampled_mode_with_a_saved_model(tmp_path):
+    from diffa.train.model_init import init_model
+    from diffa.train.toy import make_toy_setup
+
+    setup = make_toy_setup(tmp_path / "toy", n_examples=3)
+    config = {"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
+              "model": setup["model"], "lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"]},
+              "frozen_dtype": "float32"}
+    model, _ = init_model(config)
+    model.save_pretrained(tmp_path / "stage3")
+    out = tmp_path / "pairs"
+    make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model",
+                     str(tmp_path / "stage3"), "--tokenizer_dir", setup["tokenizer_dir"], "--n_samples", "2",
+                     "--gen_length", "4", "--valid_fraction", "0"])
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats.get("sampled", 0) + stats.get("skipped:sampled", 0) == 3
+    assert all(p["source"] == "sampled" for p in read_pairs(str(out / "pairs.jsonl")))
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as err:
+        make_pairs.main(["--help"])
+    assert err.value.code == 0 and "Usage:" in capsys.readouterr().out

@@ -1,0 +1,176 @@
+"""diffa.train.pairs: rule-based fact swaps, external pairs, sampled + ranked pairs, held-out split."""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffa.data.corpora.authors_json import authors_row
+from diffa.data.corpora.records import Record
+from diffa.data.pairs import validate_pair
+from diffa.train.pairs import (ModelSampler, answer_error, build_pairs, property_values, rank_samples,
+                               split_by_utterance, swap_fact, swap_word, transcript_vocabulary)
+
+MINI_LOCAL = Path(__file__).parents[2] / "egs" / "mini" / "local"
+
+
+@pytest.fixture
+def mini_rows(monkeypatch):
+    """Task rows exactly as the egs/mini corpus writes them (local/questions.py)."""
+    monkeypatch.syspath_prepend(str(MINI_LOCAL))
+    from questions import PROPERTIES, clip_rows
+
+    rng = random.Random(0)
+    rows = []
+    for i, (gender, rate, pitch) in enumerate([("male", "slow", "low"), ("female", "fast", "high"), ("male", "fast", "low")]):
+        facts = {"kind": "speech", "gender": gender, "rate": rate, "pitch": pitch,
+                 "sentence": ["every small girl jumps early", "the red cat sleeps", "a big dog runs fast"][i]}
+        rows += clip_rows(rng, f"spk-{i}", facts, ("gender", "rate", "pitch"), "mini")
+    for i, (noise, loud) in enumerate([("pink", "loud"), ("white", "soft"), ("brown", "soft")]):
+        rows += clip_rows(rng, f"sound-{i}", {"kind": "noise", "noise": noise, "loudness": loud}, ("kind", "noise", "loudness"), "mini")
+    rows += clip_rows(rng, "sound-9", {"kind": "beeps", "beeps": "two", "tone": "low", "loudness": "loud"},
+                      ("kind", "beeps", "tone", "loudness"), "mini")
+    return rows, PROPERTIES
+
+
+def test_every_swap_changes_exactly_one_fact(mini_rows):
+    rows, properties = mini_rows
+    pairs, stats = build_pairs(rows, modes=("swap",), rng=random.Random(1))
+    by_id = {r["id"]: r for r in rows}
+    values = property_values(rows)
+    assert len(pairs) == sum(v for k, v in stats.items() if k.startswith("swap:"))
+    for pair in pairs:
+        validate_pair(pair, pair["id"])
+        row = by_id[pair["id"].removesuffix("-swap")]
+        label = pair["source"].split(":", 1)[1]
+        assert pair["chosen"] == row["answer"] and pair["prompt"] == row["instruction"] and pair["utt"] == row["utt"]
+        chosen, rejected = pair["chosen"].split(), pair["rejected"].split()
+        assert len(chosen) == len(rejected)  # same template: only one word differs
+        changed = [(a, b) for a, b in zip(chosen, rejected) if a != b]
+        assert len(changed) == 1
+        old, new = changed[0]
+        if row["task"] == "asr":
+            assert label == "transcript" and new in transcript_vocabulary(rows)
+        else:
+            assert label == row["labels"]["asks"] and old == row["labels"][label]
+            assert new in values[label] and new not in properties[label].distractors
+    kinds = {p["source"] for p in pairs}
+    assert {"swap:transcript", "swap:gender", "swap:rate", "swap:noise", "swap:kind"} <= kinds
+    # the kinds answered are noise and beeps: "speech" (a fact of speech clips, a distractor of
+    # sound questions) is never a rejected answer
+    assert values["kind"] == ["beeps", "noise"]
+    # beeps and tone have one value in this set: their questions give no pair
+    assert stats["skipped:swap"] == sum(1 for r in rows if r["labels"].get("asks") in ("beeps", "tone"))
+
+
+def test_swap_keeps_the_sentence_fluent():
+    values = {"gender": ["female", "male"], "rate": ["fast", "slow"]}
+    row = {"task": "open_qa", "answer": "Male. The speaker is a male adult.", "labels": {"gender": "male", "rate": "slow"}}
+    label, rejected = swap_fact(row, values, random.Random(0))
+    # without "asks", only facts the answer states are candidates: gender (rate is not in the text)
+    assert label == "gender" and rejected == "Female. The speaker is a male adult."
+    assert swap_fact(dict(row, labels={"asks": "rate", "rate": "slow"}), values, random.Random(0)) is None
+    assert swap_fact({"task": "mcq", "answer": "male", "labels": {"asks": "gender", "gender": "male"}},
+                     {"gender": ["male"]}, random.Random(0)) is None  # no other value seen
+
+
+def test_swap_word_replaces_one_word_with_a_vocabulary_word():
+    vocab = ["A", "BIG", "CAT", "DOG"]
+    for seed in range(20):
+        out = swap_word("A BIG CAT", vocab, random.Random(seed)).split()
+        diffs = [i for i, (a, b) in enumerate(zip("A BIG CAT".split(), out)) if a != b]
+        assert len(out) == 3 and len(diffs) == 1 and out[diffs[0]] in vocab
+    assert swap_word("<nospeech>", vocab, random.Random(0)) is None
+    assert swap_word("CAT", ["CAT"], random.Random(0)) is None
+
+
+def test_external_pairs_from_the_authors_format():
+    item = {"audio_id": "vctk_p225_001", "audio_filepath": "a.wav", "input": "Describe the speaker.",
+            "target": "A young woman speaks calmly.", "rejected": "A young man speaks calmly.", "dataset": "vctk",
+            "gender": "female"}
+    row = authors_row(Record(item, "pref.json:3"), "vctk_p225_001-0", "vctk_p225_001", "pref")
+    pairs, stats = build_pairs([row], modes=("external",))
+    assert pairs == [{"id": "vctk_p225_001-0-external", "utt": "vctk_p225_001", "prompt": "Describe the speaker.",
+                      "chosen": "A young woman speaks calmly.", "rejected": "A young man speaks calmly.",
+                      "source": "external", "labels": {"gender": "female"}}]
+    assert stats == {"external": 1}
+    plain = dict(row, labels={})
+    assert build_pairs([plain], modes=("external",))[1] == {"skipped:external": 1}
+
+
+def test_answer_error_and_ranking():
+    asr = {"task": "asr", "answer": "THE CAT SAT DOWN"}
+    assert answer_error(asr, "the cat sat down") == 0.0
+    assert answer_error(asr, "the dog sat") == pytest.approx(0.5)
+    assert rank_samples(asr, ["the cat sat down", "the dog sat down", "a dog sat"]) == "a dog sat"
+    assert rank_samples(asr, ["the cat sat down", "THE CAT SAT DOWN"]) is None
+    mcq = {"task": "mcq", "answer": "pink", "choices": ["white", "pink", "brown", "blue"], "gold": 1}
+    assert [answer_error(mcq, s) for s in ("pink", "It is pink noise.", "white", "pink or white")] == [0.0, 0.0, 1.0, 1.0]
+    assert rank_samples(mcq, ["pink", "pink noise", "brown", "white"]) == "brown"  # first of the worst
+
+
+def test_sampled_mode_ranks_a_fake_sampler():
+    rows = [{"id": "a-asr-0", "utt": "a", "task": "asr", "instruction": "Transcribe.", "answer": "THE CAT SAT"},
+            {"id": "b-mcq-0", "utt": "b", "task": "mcq", "instruction": "Which?", "answer": "pink",
+             "choices": ["white", "pink"], "gold": 1},
+            {"id": "c-mcq-0", "utt": "c", "task": "mcq", "instruction": "Which?", "answer": "pink",
+             "choices": ["white", "pink"], "gold": 1}]
+    answers = {"a": ["THE CAT SAT", "THE HAT SAT", "A HAT"], "b": ["pink", "white"], "c": ["pink", "it is pink"]}
+    seen = []
+
+    def sampler(batch):
+        seen.append([r["id"] for r in batch])
+        return [answers[r["utt"]] for r in batch]
+
+    pairs, stats = build_pairs(rows, modes=("sampled",), sampler=sampler)
+    assert seen == [["a-asr-0", "b-mcq-0", "c-mcq-0"]]  # one call for the whole set
+    assert [(p["id"], p["rejected"], p["source"]) for p in pairs] == [("a-asr-0-sampled", "A HAT", "sampled"),
+                                                                      ("b-mcq-0-sampled", "white", "sampled")]
+    assert stats["skipped:sampled"] == 1  # every sample of c is right
+    with pytest.raises(ValueError, match="needs a sampler"):
+        build_pairs(rows, modes=("sampled",))
+    with pytest.raises(ValueError, match="returned answers for 1 of 3 rows"):
+        build_pairs(rows, modes=("sampled",), sampler=lambda batch: [["x"]])
+    with pytest.raises(ValueError, match="modes must be a non-empty subset"):
+        build_pairs(rows, modes=("swapped",))
+
+
+def test_model_sampler_runs_a_tiny_model(tmp_path):
+    from diffa.model.diffa import DIFFA, tiny_config
+    from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+    tok = SentencePieceTokenizer(train_sentencepiece(["male female who speaks pink white"] * 4, tmp_path / "spm.model",
+                                                     vocab_size=60, byte_fallback=False))
+    torch.manual_seed(0)
+    model = DIFFA(tiny_config(vocab=tok.vocab_size)).train()
+    feats = {u: np.random.default_rng(i).normal(size=(30 + 10 * i, 16)).astype(np.float32) for i, u in enumerate("abc")}
+    rows = [{"id": f"{u}-0", "utt": u, "task": "open_qa", "instruction": "who speaks", "answer": "male"} for u in "abc"]
+    sampler = ModelSampler(model, tok, feats, n_samples=3, gen_length=4, batch_size=2, temperature=1.0)
+    answers = sampler(rows)
+    assert [len(a) for a in answers] == [3, 3, 3] and all(isinstance(s, str) for a in answers for s in a)
+    assert model.training  # the model's mode is restored
+    assert sampler(rows) == answers  # seeded: the same samples again
+    pairs, stats = build_pairs(rows, modes=("sampled",), sampler=sampler)
+    assert all(p["rejected"] != "male" for p in pairs) and len(pairs) + stats["skipped:sampled"] == 3
+    with pytest.raises(ValueError, match="utterance 'zz' has no features"):
+        sampler([dict(rows[0], utt="zz")])
+
+
+def test_split_by_utterance_is_disjoint_and_reproducible():
+    pairs = [{"id": f"{u}-{k}", "utt": u} for u in "abcdefghij" for k in range(3)]
+    train, held = split_by_utterance(pairs, 0.2, random.Random(3))
+    assert len({p["utt"] for p in held}) == 2 and len(train) + len(held) == 30
+    assert not {p["utt"] for p in train} & {p["utt"] for p in held}
+    assert split_by_utterance(pairs, 0.2, random.Random(3)) == (train, held)
+    assert split_by_utterance(pairs, 0.0, random.Random(3)) == (pairs, [])
+    assert len({p["utt"] for p in split_by_utterance(pairs, 0.01, random.Random(3))[1]}) == 1
+    with pytest.raises(ValueError, match="held-out fraction"):
+        split_by_utterance(pairs, 1.0, random.Random(3))
+
+
+def test_pairs_serialise_as_json(mini_rows):
+    pairs, _ = build_pairs(mini_rows[0], modes=("swap",))
+    assert json.loads(json.dumps(pairs)) == pairs
