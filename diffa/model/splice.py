@@ -1,26 +1,28 @@
 """Splicing audio embeddings into token embeddings, for the whole batch at once.
 
-Every example is ``text[:audio_pos] ; audio[:n_audio] ; text[audio_pos:]``. Examples whose audio is
-shorter than the longest in the batch are right-aligned: the spare slots go to the *left* of the
-sequence and are masked out, so the answer region (the end of the text) stays aligned across the
-batch, which the sampler relies on. One scatter per source places every embedding; the inverse map
-``text_index`` lets the caller read the text positions back out with a gather.
+Every example becomes ``text[:audio_pos] ; audio[:n_audio] ; text[audio_pos:]`` with its padding
+(text positions where ``text_mask`` is False, audio slots past ``n_audio``) left out, so the LLM
+computes exactly the real positions of the longest example and no more. Shorter examples are
+right-aligned: their spare slots go to the *left* and are masked out, so the answer region (the
+end of the text) stays aligned across the batch, which the sampler relies on. One scatter per
+source places every embedding (all padding goes to one scratch column that is dropped); the
+inverse map ``text_index`` lets the caller gather the text positions back out.
 
 Example
 -------
 >>> import torch
 >>> text = torch.arange(5.).view(1, 5, 1).repeat(2, 1, 1)            # tokens 0..4
 >>> audio = torch.full((2, 3, 1), -1.)
->>> out = splice_audio(text, audio, audio_lens=torch.tensor([3, 1]), audio_pos=torch.tensor([2, 1]))
+>>> out = splice_audio(text, audio, audio_lens=torch.tensor([3, 1]), audio_pos=torch.tensor([2, 2]),
+...                    text_mask=torch.tensor([[True] * 5, [False, True, True, True, True]]))
 >>> out.embeds[..., 0]
 tensor([[ 0.,  1., -1., -1., -1.,  2.,  3.,  4.],
-        [-1., -1.,  0., -1.,  1.,  2.,  3.,  4.]])
->>> out.mask
-tensor([[ True,  True,  True,  True,  True,  True,  True,  True],
-        [False, False,  True,  True,  True,  True,  True,  True]])
->>> out.text_index
-tensor([[0, 1, 5, 6, 7],
-        [2, 4, 5, 6, 7]])
+        [ 0.,  0.,  0.,  1., -1.,  2.,  3.,  4.]])
+>>> out.mask.int()
+tensor([[1, 1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 1, 1, 1, 1, 1]], dtype=torch.int32)
+>>> out.text_index[0].tolist(), out.text_index[1, 1:].tolist()       # row 1's pad reads slot 0
+([0, 1, 5, 6, 7], [3, 5, 6, 7])
 """
 
 from __future__ import annotations
@@ -79,21 +81,24 @@ def splice_audio(
     if bool((audio_pos < 0).any()) or bool((audio_pos > L).any()):
         raise ValueError(f"audio_pos {audio_pos.tolist()} outside [0, {L}] (the text length)")
     device = text_embeds.device
-    audio_lens = audio_lens.to(device)
-    audio_pos = audio_pos.to(device)
-    offset = (A - audio_lens)[:, None]  # spare audio slots, placed on the left
+    audio_lens, audio_pos = audio_lens.to(device)[:, None], audio_pos.to(device)[:, None]
+    real = torch.ones(B, L, dtype=torch.bool, device=device) if text_mask is None else text_mask.to(device).bool()
+    rank = real.cumsum(1) - 1  # index of each real token among its row's real tokens
     j = torch.arange(L, device=device)[None]
-    text_index = offset + j + audio_lens[:, None] * (j >= audio_pos[:, None])
+    before = (real & (j < audio_pos)).sum(1, keepdim=True)  # real tokens ahead of the audio
+    total = real.sum(1, keepdim=True) + audio_lens
+    width = int(total.max())
+    offset = width - total  # spare slots, on the left
+    scratch = width  # every padding position is written here, then dropped
+    text_dest = torch.where(real, offset + rank + audio_lens * (j >= audio_pos), scratch)
     i = torch.arange(A, device=device)[None]
-    audio_valid = i < audio_lens[:, None]
-    # valid frames follow the text prefix; spare slot i fills left position i - audio_len
-    audio_index = torch.where(audio_valid, offset + audio_pos[:, None] + i, i - audio_lens[:, None])
+    audio_valid = i < audio_lens
+    audio_dest = torch.where(audio_valid, offset + before + i, scratch)
 
-    embeds = text_embeds.new_zeros(B, L + A, D)
-    embeds = embeds.scatter(1, text_index[..., None].expand(-1, -1, D), text_embeds)
-    embeds = embeds.scatter(1, audio_index[..., None].expand(-1, -1, D), audio_embeds.to(text_embeds.dtype))
-    if text_mask is None:
-        text_mask = torch.ones(B, L, dtype=torch.bool, device=device)
-    mask = torch.zeros(B, L + A, dtype=torch.bool, device=device)
-    mask = mask.scatter(1, text_index, text_mask.bool()).scatter(1, audio_index, audio_valid)
-    return Spliced(embeds, mask, text_index)
+    embeds = text_embeds.new_zeros(B, width + 1, D)
+    embeds = embeds.scatter(1, text_dest[..., None].expand(-1, -1, D), text_embeds)
+    embeds = embeds.scatter(1, audio_dest[..., None].expand(-1, -1, D), audio_embeds.to(text_embeds.dtype))
+    mask = torch.zeros(B, width + 1, dtype=torch.bool, device=device)
+    mask = mask.scatter(1, text_dest, real).scatter(1, audio_dest, audio_valid)
+    # padding text positions read slot 0: their outputs are meaningless either way
+    return Spliced(embeds[:, :width], mask[:, :width], torch.where(real, text_dest, 0))

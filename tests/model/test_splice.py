@@ -37,14 +37,19 @@ def test_matches_per_sample_concatenation(seed):
     assert torch.equal(out.embeds.gather(1, out.text_index[..., None].expand(-1, -1, D)), text)
 
 
-def test_text_padding_is_masked_and_gradients_flow():
+def test_padding_is_packed_out_and_gradients_flow():
+    """Only real tokens and real audio enter the sequence: width = the longest real example."""
     text = torch.randn(2, 5, 2, requires_grad=True)
-    audio = torch.randn(2, 2, 2, requires_grad=True)
+    audio = torch.randn(2, 3, 2, requires_grad=True)
     text_mask = torch.tensor([[False, False, True, True, True], [True] * 5])
-    out = splice_audio(text, audio, torch.tensor([2, 2]), torch.tensor([3, 1]), text_mask)
-    assert out.mask.sum(1).tolist() == [5, 7]
+    out = splice_audio(text, audio, torch.tensor([2, 3]), torch.tensor([3, 1]), text_mask)
+    assert out.embeds.shape[1] == 8 and out.mask.sum(1).tolist() == [5, 8]
+    # the real content, row by row, equals the per-sample concatenation
+    ref = torch.cat([text[0, 2:3], audio[0, :2], text[0, 3:]])
+    assert torch.equal(out.embeds[0][out.mask[0]], ref)
     out.embeds.sum().backward()
-    assert torch.equal(text.grad, torch.ones_like(text)) and torch.equal(audio.grad, torch.ones_like(audio))
+    assert torch.equal(text.grad[..., 0], text_mask.float())
+    assert torch.equal(audio.grad[..., 0], torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]))
 
 
 def test_bad_positions_are_value_errors():
