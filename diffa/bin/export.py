@@ -15,11 +15,12 @@ import logging
 from typing import Optional, Sequence
 
 from diffa.model.diffa import DIFFA
+from diffa.train.model_init import resolve_model_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", required=True, help="a DIFFA model directory (a training stage's output)")
+    parser.add_argument("--model_dir", required=True, help="a DIFFA model directory, or a training stage's exp dir (its final/)")
     parser.add_argument("--out_dir", required=True, help="where to write the exported model")
     return parser
 
@@ -27,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = DIFFA.from_pretrained(args.model_dir)
+    model = DIFFA.from_pretrained(resolve_model_dir(args.model_dir))
     model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
     print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
 

@@ -374,7 +374,7 @@ if in_range 8; then
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     need "$dumpdir/$set/.done" 2
     njobs=$(jobs_for "$datadir/$set")
-    fresh_jobs "$dir" "$njobs" 'results.*.jsonl'
+    fresh_jobs "$dir" "$njobs" 'results.*.jsonl' 'results.*.jsonl.partial'
     $python utils/split_data.py "$datadir/$set" "$njobs"
     # shellcheck disable=SC2086
     $decode_cmd --gpu $((ngpu > 0 ? 1 : 0)) --skip_if_exists "$dir/results.JOB.jsonl" \

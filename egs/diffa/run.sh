@@ -12,7 +12,7 @@ set -euo pipefail
   --dev_set dev_clean \
   --test_sets "mmsu mmau_test_mini mmar" \
   --n_mels 80 \
-  --semantic_config conf/train_semantic.yaml \
-  --acoustic_config conf/train_acoustic.yaml \
-  --decode_config conf/decode.yaml \
+  --semantic_config conf/stage1_semantic.yaml \
+  --acoustic_config conf/stage2_acoustic.yaml \
+  --decode_config conf/decode_mcq.yaml \
   "$@"

@@ -12,12 +12,13 @@ set -euo pipefail
   --acoustic_train_sets "train_qa train_asr" \
   --sft_train_sets "train_qa train_asr" \
   --vrpo_train_sets train_pref \
+  --pairs_opts "--modes external" \
   --dev_set dev_clean \
   --test_sets "mmsu mmau_test_mini mmar" \
   --n_mels 128 \
-  --semantic_config conf/train_semantic.yaml \
-  --acoustic_config conf/train_acoustic.yaml \
-  --sft_config conf/train_sft.yaml \
-  --vrpo_config conf/train_vrpo.yaml \
-  --decode_config conf/decode.yaml \
+  --semantic_config conf/stage1_semantic.yaml \
+  --acoustic_config conf/stage2_acoustic.yaml \
+  --sft_config conf/stage3_sft.yaml \
+  --vrpo_config conf/stage4_vrpo.yaml \
+  --decode_config conf/decode_mcq.yaml \
   "$@"

@@ -12,9 +12,9 @@ set -euo pipefail
   --dev_set dev \
   --test_sets test \
   --n_mels 80 \
-  --semantic_config conf/train_semantic.yaml \
-  --acoustic_config conf/train_acoustic.yaml \
-  --sft_config conf/train_sft.yaml \
-  --vrpo_config conf/train_vrpo.yaml \
+  --semantic_config conf/stage1_semantic.yaml \
+  --acoustic_config conf/stage2_acoustic.yaml \
+  --sft_config conf/stage3_sft.yaml \
+  --vrpo_config conf/stage4_vrpo.yaml \
   --decode_config conf/decode.yaml \
   "$@"
