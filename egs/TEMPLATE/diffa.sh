@@ -15,6 +15,9 @@
 #   8 decoding                model + dump/<test> -> exp/<model>/decode_<tag>/<test>/results.jsonl
 #   9 scoring                 decoding results -> exp/<model>/decode_<tag>/<test>/score/
 #  10 export                  model -> exp/export/<model>
+# Recipe hooks, run when the recipe has them: local/prepare_models.sh before stage 3 (makes the
+# pretrained models when there is nothing to download, as in egs/mini) and local/score.sh after
+# the last stage when stage 9 ran (summarises the scores, e.g. into RESULTS.md).
 # A training stage whose config option is empty is skipped, and the next one starts from the last
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
@@ -337,6 +340,13 @@ if in_range 2; then
 fi
 
 if in_range 3; then
+  if [ -x local/prepare_models.sh ]; then
+    # Recipe hook: a recipe without downloadable checkpoints makes its pretrained Whisper, LLaDA
+    # and tokenizer here (egs/mini trains tiny ones); idempotent.
+    log "Stage 3: pretrained models: local/prepare_models.sh -> $expdir/pretrained"
+    local/prepare_models.sh --datadir "$datadir" --dumpdir "$dumpdir" --outdir "$expdir/pretrained" --nj "$nj" ||
+      die "local/prepare_models.sh failed (see the messages above)"
+  fi
   train_stage 3
 fi
 
@@ -412,6 +422,12 @@ if in_range 10; then
       die "export of $final_model failed"
     touch "$out/.done"
   fi
+fi
+
+if in_range 9 && [ -x local/score.sh ]; then
+  # Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md.
+  local/score.sh --decode_dir "$expdir/$(basename "$final_model")/$decode_tag" --model_dir "$final_model" \
+    --elapsed "$SECONDS" || die "local/score.sh failed"
 fi
 
 log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"

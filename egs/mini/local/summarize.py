@@ -1,0 +1,124 @@
+"""Summarise an egs/mini run: RESULTS.md and exp/results.json, printed at the end of run.sh.
+
+Usage:
+  python local/summarize.py --scores exp/stage4_vrpo/decode_decode/test/score/scores.json \
+      --vrpo_log exp/stage4_vrpo/train_log.txt --wall_seconds 512 \
+      --results_md RESULTS.md --results_json exp/results.json
+
+Reads the test set's ``scores.json`` (``diffa.bin.score``: ASR WER, MCQ accuracy per question
+type, open-question accuracy) and the last ``vrpo_valid`` line of the VRPO stage's train log
+(held-out preference accuracy of the policy, and of the frozen reference = the stage-3 SFT model),
+then writes both files atomically. The machine-readable keys are ``asr_wer``, ``mcq_accuracy``,
+``open_qa_accuracy`` (percent), ``pref_accuracy_sft``, ``pref_accuracy_vrpo`` (percent),
+``mcq_by_question`` and ``wall_seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Dict, Optional, Sequence
+
+
+def last_log_line(path: str, kind: str) -> Dict[str, str]:
+    """``key=value`` fields of the last line of ``path`` that starts with ``kind``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "log")
+    >>> _ = open(p, "w").write("vrpo_valid step=1 policy_accuracy=0.5\\nvrpo_valid step=9 policy_accuracy=0.75\\n")
+    >>> last_log_line(p, "vrpo_valid")["policy_accuracy"]
+    '0.75'
+    """
+    fields: Dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            words = line.split()
+            if words and words[0] == kind:
+                fields = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    if not fields:
+        raise ValueError(f"{path}: no '{kind}' line (did the VRPO stage validate on held-out pairs?)")
+    return fields
+
+
+def summarize(scores_path: str, vrpo_log: str, wall_seconds: float) -> dict:
+    """The numbers of the run (see module docstring)."""
+    with open(scores_path, encoding="utf-8") as f:
+        scores = json.load(f)
+    metrics = scores["metrics"]
+    asks = scores.get("mcq", {}).get("tables", {}).get("asks", {})
+    vrpo = last_log_line(vrpo_log, "vrpo_valid")
+    return {
+        "asr_wer": metrics.get("asr_wer"),
+        "mcq_accuracy": metrics.get("mcq_accuracy"),
+        "open_qa_accuracy": metrics.get("open_qa_accuracy"),
+        "pref_accuracy_sft": 100 * float(vrpo["reference_accuracy"]),
+        "pref_accuracy_vrpo": 100 * float(vrpo["policy_accuracy"]),
+        "pref_pairs": int(vrpo.get("pairs", 0)),
+        "mcq_by_question": {k: v.get("accuracy") for k, v in sorted(asks.items())},
+        "wall_seconds": round(wall_seconds, 1),
+    }
+
+
+def markdown(summary: dict, scores_path: str) -> str:
+    """RESULTS.md text for ``summary``."""
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [
+        "# egs/mini results",
+        "",
+        "Synthetic corpus (held-out voices and unseen sentences in test), tiny models, CPU.",
+        f"Scores: `{scores_path}`.",
+        "",
+        "| metric | value | goal |",
+        "|---|---|---|",
+        f"| ASR WER (%) | {fmt(summary['asr_wer'])} | <= 40 |",
+        f"| MCQ accuracy (%) | {fmt(summary['mcq_accuracy'])} | >= 60 (chance 25) |",
+        f"| open-question accuracy (%) | {fmt(summary['open_qa_accuracy'])} | |",
+        f"| held-out preference accuracy after SFT (%) | {fmt(summary['pref_accuracy_sft'])} | |",
+        f"| held-out preference accuracy after VRPO (%) | {fmt(summary['pref_accuracy_vrpo'])} | > after SFT |",
+        f"| wall time (s) | {summary['wall_seconds']:.0f} | <= 600 |",
+        "",
+        "MCQ accuracy per question type:",
+        "",
+        "| question | accuracy (%) |",
+        "|---|---|",
+        *(f"| {k} | {fmt(v)} |" for k, v in summary["mcq_by_question"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scores", required=True, help="scores.json of the test set")
+    parser.add_argument("--vrpo_log", required=True, help="train_log.txt of the VRPO stage")
+    parser.add_argument("--wall_seconds", type=float, required=True, help="wall time of the run")
+    parser.add_argument("--results_md", default="RESULTS.md")
+    parser.add_argument("--results_json", default="exp/results.json")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    for path in (args.scores, args.vrpo_log):
+        if not os.path.exists(path):
+            sys.exit(f"summarize.py: {path} is missing: run stages 7-9 first")
+    summary = summarize(args.scores, args.vrpo_log, args.wall_seconds)
+    text = markdown(summary, args.scores)
+    _write(args.results_md, text)
+    _write(args.results_json, json.dumps(summary, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
