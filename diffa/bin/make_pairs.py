@@ -2,7 +2,7 @@
 
 Usage:
   python -m diffa.bin.make_pairs --train_data dump/train[,dump/other] --out_dir exp/pairs \\
-      [--modes swap,external] [--valid_data dump/dev | --valid_fraction 0.05] [--max_pairs 3000] [--seed 0]
+      [--modes swap,external] [--valid_data dump/dev | --valid_fraction 0.05] [--max_pairs 3000] [--max_valid_pairs 0] [--seed 0]
 
   # answers sampled from the stage-3 model and ranked against the reference
   python -m diffa.bin.make_pairs --train_data dump/train --out_dir exp/pairs --modes swap,sampled \\
@@ -70,6 +70,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="without --valid_data: fraction of training utterances held out (0: none)")
     parser.add_argument("--max_pairs", type=int, default=0,
                         help="keep a random subset of this many training pairs (0: all; DIFFA-2 used about 3,000)")
+    parser.add_argument("--max_valid_pairs", type=int, default=0,
+                        help="keep a random subset of this many held-out pairs (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the swaps, the held-out split and the sampling")
     sampled = parser.add_argument_group("mode 'sampled'")
     sampled.add_argument("--model", help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
@@ -154,6 +156,14 @@ def write_pair_dir(out_dir: str, pairs: Sequence[dict], feats: Dict[str, str], f
         os.remove(frames_path)  # stale: the features are read to measure lengths instead
 
 
+def _subsample(pairs: list, limit: int, rng: random.Random, stats: dict, key: str) -> list:
+    """A random ``limit`` of ``pairs`` (all when ``limit`` is 0 or not smaller), counted in ``stats``."""
+    if 0 < limit < len(pairs):
+        stats[key] = len(pairs) - limit
+        return rng.sample(pairs, limit)
+    return pairs
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Build and write the pairs (see the module docstring)."""
     parser = get_parser()
@@ -174,9 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         else:
             pairs, held_out = split_by_utterance(pairs, args.valid_fraction, rng)
             valid_feats, valid_frames = feats, frames
-        if 0 < args.max_pairs < len(pairs):
-            stats["dropped:max_pairs"] = len(pairs) - args.max_pairs
-            pairs = rng.sample(pairs, args.max_pairs)
+        pairs = _subsample(pairs, args.max_pairs, rng, stats, "dropped:max_pairs")
+        held_out = _subsample(held_out, args.max_valid_pairs, rng, stats, "dropped:max_valid_pairs")
         if not pairs:
             raise ValueError(f"no training pair could be made with modes {modes} from {args.train_data}; "
                              "check the labels of tasks.jsonl or choose other --modes")

@@ -4,6 +4,9 @@
 #   ./run.sh                          # stages 1-10
 #   ./run.sh --stage 2 --stop_stage 2 # one stage; ./run.sh --help lists every option
 set -euo pipefail
+# Tiny models: one thread per process is as fast as two on an idle machine, and far faster than two
+# when another process holds a core (OpenMP threads then wait on each other).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 ./diffa.sh \
   --nj 2 \
@@ -17,4 +20,6 @@ set -euo pipefail
   --sft_config conf/stage3_sft.yaml \
   --vrpo_config conf/stage4_vrpo.yaml \
   --decode_config conf/decode.yaml \
+  --pairs_opts "--modes swap --max_pairs 2000 --valid_data dump/dev --max_valid_pairs 300" \
+  --score_opts "--group_by asks" \
   "$@"

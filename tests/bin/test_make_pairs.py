@@ -138,3 +138,15 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as err:
         make_pairs.main(["--help"])
     assert err.value.code == 0 and "Usage:" in capsys.readouterr().out
+
+
+def test_max_valid_pairs_subsamples_the_held_out_pairs():
+    """--max_valid_pairs keeps that many held-out pairs and counts the rest."""
+    import random
+
+    from diffa.bin.make_pairs import _subsample
+
+    stats = {}
+    kept = _subsample(list(range(10)), 4, random.Random(0), stats, "dropped:max_valid_pairs")
+    assert len(kept) == 4 and len(set(kept)) == 4 and stats == {"dropped:max_valid_pairs": 6}
+    assert _subsample([1, 2], 0, random.Random(0), stats, "x") == [1, 2] and "x" not in stats
