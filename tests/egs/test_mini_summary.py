@@ -1,0 +1,45 @@
+"""egs/mini/local/summarize.py: RESULTS.md + results.json from scores.json and the VRPO log."""
+
+import doctest
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MINI = Path(__file__).resolve().parents[2] / "egs" / "mini"
+
+
+def test_summary_files(tmp_path):
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({
+        "metrics": {"asr_wer": 31.5, "mcq_accuracy": 71.0, "open_qa_accuracy": 60.0},
+        "mcq": {"tables": {"asks": {"gender": {"accuracy": 90.0}, "beeps": {"accuracy": 55.0}}}},
+    }))
+    log = tmp_path / "train_log.txt"
+    log.write_text("vrpo_valid epoch=1 step=10 pairs=300 reward_margin=0.1 reward_accuracy=0.6 "
+                   "policy_accuracy=0.55 reference_accuracy=0.5\n"
+                   "vrpo_valid epoch=2 step=20 pairs=300 reward_margin=0.3 reward_accuracy=0.7 "
+                   "policy_accuracy=0.71 reference_accuracy=0.5\n")
+    out = subprocess.run([sys.executable, str(MINI / "local" / "summarize.py"), "--scores", str(scores),
+                          "--vrpo_log", str(log), "--wall_seconds", "512.3", "--results_md", str(tmp_path / "R.md"),
+                          "--results_json", str(tmp_path / "r.json")], capture_output=True, text=True, check=True)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["pref_accuracy_sft"] == 50.0 and data["pref_accuracy_vrpo"] == 71.0  # the last validation
+    assert data["asr_wer"] == 31.5 and data["mcq_by_question"] == {"beeps": 55.0, "gender": 90.0}
+    assert data["wall_seconds"] == 512.3
+    assert "| MCQ accuracy (%) | 71.00 |" in (tmp_path / "R.md").read_text() and "71.00" in out.stdout
+
+
+def test_missing_scores_names_the_stage(tmp_path):
+    out = subprocess.run([sys.executable, str(MINI / "local" / "summarize.py"), "--scores", str(tmp_path / "no.json"),
+                          "--vrpo_log", str(tmp_path / "no.txt"), "--wall_seconds", "1"], capture_output=True, text=True)
+    assert out.returncode != 0 and "run stages 8-9 first" in out.stderr
+
+
+def test_doctests():
+    sys.path.insert(0, str(MINI / "local"))
+    try:
+        import summarize
+    finally:
+        sys.path.pop(0)
+    assert doctest.testmod(summarize).failed == 0
