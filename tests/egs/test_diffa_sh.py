@@ -210,8 +210,9 @@ def test_all_stages_with_fake_entry_points(recipe):
     made = calls(rec)
     assert [c[0] for c in made] == (["extract_feats"] * 6 + ["train"] * 3 + ["make_pairs", "train"]
                                     + ["decode"] * 2 + ["score", "export"])
-    assert made[0] == ["extract_feats", "--data_dir", "data/train/split2/1", "--out_dir", "dump/train",
-                       "--job", "1", "--n_mels", "80", "--dtype", "float32", "--skip_bad", "false"]
+    # the jobs of one set run in parallel: either may record its call first
+    assert ["extract_feats", "--data_dir", "data/train/split2/1", "--out_dir", "dump/train",
+            "--job", "1", "--n_mels", "80", "--dtype", "float32", "--skip_bad", "false"] in made[:2]
     train = [c for c in made if c[0] == "train"]
     assert train[0] == ["train", "conf/semantic.yaml", "--output_folder", "exp/stage1_semantic",
                         "--train_data", "dump/train", "--valid_data", "dump/dev"]
