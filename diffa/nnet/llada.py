@@ -599,6 +599,13 @@ class LLaDAModel(nn.Module):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("LLaDAModel: give exactly one of input_ids and inputs_embeds")
+        length = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
+        if length > self.config.max_sequence_length:
+            raise ValueError(
+                f"LLaDAModel: a sequence of {length} positions is longer than the model's "
+                f"max_sequence_length {self.config.max_sequence_length} (config.json); shorten the "
+                "prompt, the audio or gen_length"
+            )
         if inputs_embeds is None:
             x = self.transformer.wte(input_ids)
         else:

@@ -437,3 +437,12 @@ def test_cuda_load_matches_reference(tmp_path):
         assert torch.isfinite(out).all()  # whichever SDPA kernel CUDA picks for the masked batch
         if dtype == torch.float32:
             assert (out[keep] - ref[keep]).abs().max().item() <= 1e-5
+
+
+def test_sequence_longer_than_the_maximum_is_a_value_error():
+    cfg = LLaDAConfig(d_model=16, n_layers=1, n_heads=2, n_kv_heads=2, mlp_hidden_size=32, vocab_size=20,
+                      embedding_size=20, max_sequence_length=8, mask_token_id=19, eos_token_id=18, pad_token_id=18)
+    model = LLaDAModel(cfg)
+    assert model(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, 20)
+    with pytest.raises(ValueError, match="9 positions is longer than the model's max_sequence_length 8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
