@@ -10,17 +10,12 @@ their audio. Every row becomes the DIFFA chat prompt and its answer
 (``diffa.text.template.encode_example``); the answer (eot and eos padding included) is noised and
 predicted exactly as in SFT (``diffa.diffusion.noise.sample_t`` / ``mask_answer``,
 ``diffa.diffusion.loss.sft_loss``), so the model learns the answer formats, the vocabulary and the
-prior over answers. A real instruction-tuned LLM also brings along the skill of repeating what
-it is shown, which DIFFA's ASR builds on; to teach it, a fraction ``--transcript_ratio`` of the ASR
-rows carry their transcript as text where the audio will be spliced in (after "This is the
-audio:"), and ``--copy_rows`` more such rows are made of random word strings drawn from the
-training transcripts' words, so that copying does not depend on the sentences seen.
+prior over answers.
 
-After training, the dev loss, the dev accuracy of answers decoded from the prompt alone (ASR rows
-excluded: without audio they can only be guessed) and the dev WER of copying each ASR row's
-transcript from the audio slot (``diffa.diffusion.sampler.generate``) are printed and written to
-``<out_dir>/pretrain_log.txt``. ``<out_dir>`` is an official
-LLaDA directory (``LLaDAModel.save_pretrained``) written into a temporary directory that replaces
+After training, the dev loss and the dev accuracy of the answers decoded from the prompt alone
+(``diffa.diffusion.sampler.generate``, factor decoding; ASR rows left out, since without audio a
+transcript can only be guessed) are printed and written to ``<out_dir>/pretrain_log.txt``.
+``<out_dir>`` is an official LLaDA directory (``LLaDAModel.save_pretrained``) written into a temporary directory that replaces
 ``<out_dir>`` at the end. The special ids of the config are the tokenizer's. The run is
 deterministic for a given ``--seed`` and ``--threads``.
 """
@@ -38,10 +33,9 @@ from diffa.diffusion.loss import sft_loss
 from diffa.diffusion.noise import mask_answer, sample_t
 from diffa.diffusion.sampler import generate
 from diffa.nnet.llada import LLaDAConfig, LLaDAModel
-from diffa.scoring.wer import score_wer
 from diffa.text.template import encode_example
 from diffa.text.tokenizer import load_tokenizer
-from pretrain_utils import learning_rate, publish_dir, setup_run
+from pretrain_utils import clip_properties, learning_rate, publish_dir, setup_run
 
 logger = logging.getLogger("pretrain_llada")
 
@@ -53,18 +47,18 @@ def get_parser():
     parser.add_argument("--dev_data", required=True, help="dev data dir, for the report")
     parser.add_argument("--tokenizer", required=True, help="directory holding spm.model")
     parser.add_argument("--out_dir", required=True, help="where the LLaDA directory goes")
-    parser.add_argument("--d_model", type=int, default=192)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--mlp", type=int, default=512, help="SwiGLU width")
+    parser.add_argument("--d_model", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--mlp", type=int, default=384, help="SwiGLU width")
+    parser.add_argument("--init_std", type=float, default=0.08,
+                        help="std of the random initial weights (0.02, LLaDA's, learns far slower here)")
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the rows (may be fractional)")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup", type=int, default=30, help="warm-up steps")
-    parser.add_argument("--transcript_ratio", type=float, default=0.0,
-                        help="fraction of ASR rows that carry their transcript in the audio slot")
-    parser.add_argument("--copy_rows", type=int, default=0,
-                        help="extra rows copying random word strings from the audio slot")
+    parser.add_argument("--describe_ratio", type=float, default=0.5,
+                        help="fraction of non-ASR rows with their clip's facts as text in the audio slot")
     parser.add_argument("--n_dev", type=int, default=200, help="dev rows decoded for the report")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -72,72 +66,64 @@ def get_parser():
     return parser
 
 
-def spliced_transcript(tok, row):
-    """``(input_ids, prompt_len)`` of an ASR row whose transcript stands in the audio slot.
+def encode_rows(tok, rows, descriptions=None):
+    """``(input_ids, prompt_len)`` of every row (prompt, answer, eot; ``encode_example``), with
+    ``descriptions[i]`` (if not None) as text in row i's audio slot.
 
-    Arguments
-    ---------
-    tok : tokenizer
-        A :mod:`diffa.text.tokenizer` tokenizer.
-    row : dict
-        A task row with ``instruction`` and ``answer``.
-
-    Returns
+    Example
     -------
-    tuple of (list of int, int)
+    >>> import os, tempfile
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> tok = SentencePieceTokenizer(train_sentencepiece(
+    ...     ["say yes or no"] * 3, os.path.join(tempfile.mkdtemp(), "spm.model"), vocab_size=280))
+    >>> (ids, prompt_len), = encode_rows(tok, [{"instruction": "Say it.", "answer": "yes"}], ["yes"])
+    >>> tok.decode(ids[prompt_len:]), "audio: yes <audio>" in tok.decode(ids[:prompt_len])
+    ('yes', True)
     """
-    ids, prompt_len, audio_pos = encode_example(tok, row["instruction"], row["answer"])
-    heard = tok.encode(" " + row["answer"])
-    return ids[:audio_pos] + heard + ids[audio_pos:], prompt_len + len(heard)
+    out = []
+    for row, text in zip(rows, descriptions or [None] * len(rows)):
+        ids, prompt_len, audio_pos = encode_example(tok, row["instruction"], row["answer"])
+        if text is not None:
+            heard = tok.encode(" " + text)
+            ids, prompt_len = ids[:audio_pos] + heard + ids[audio_pos:], prompt_len + len(heard)
+        out.append((ids, prompt_len))
+    return out
 
 
-def random_copy_rows(rows, n, generator):
-    """``n`` ASR-like rows whose answers are random strings of 3-6 words of the transcripts.
+def describe(rows, facts, ratio, generator):
+    """A description of each row's clip, or None: with probability ``ratio``, for rows that are not
+    ASR, the clip's facts (the values of its properties, e.g. "soft noise pink") in random order.
 
     Arguments
     ---------
     rows : list of dict
-        Task rows; their ASR rows give the instructions and the words.
-    n : int
-        How many rows to make.
+        Task rows.
+    facts : dict of str to dict
+        utt -> {property: value} (:func:`pretrain_utils.clip_properties`).
+    ratio : float
+        Probability that a row gets a description.
     generator : torch.Generator
-        Decides the words, lengths and instructions.
+        Decides which rows and the word order.
 
     Returns
     -------
-    list of dict
-        Rows with ``task``, ``instruction`` and ``answer``.
+    list of str or None
 
     Example
     -------
-    >>> rows = [{"task": "asr", "instruction": "Say it.", "answer": "a b c"}]
-    >>> new = random_copy_rows(rows, 2, torch.Generator().manual_seed(0))
-    >>> len(new), all(set(r["answer"].split()) <= {"a", "b", "c"} for r in new)
-    (2, True)
+    >>> rows = [{"task": "mcq", "utt": "a"}, {"task": "asr", "utt": "a"}]
+    >>> describe(rows, {"a": {"kind": "noise"}}, 1.0, torch.Generator().manual_seed(0))
+    ['noise', None]
     """
-    asr = [row for row in rows if row["task"] == "asr"]
-    if not asr:
-        raise ValueError("no ASR rows to draw instructions and words from")
-    words = sorted({w for row in asr for w in row["answer"].split()})
-    picks = torch.randint(len(words), (n, 6), generator=generator).tolist()
-    sizes = torch.randint(3, 7, (n,), generator=generator).tolist()
-    which = torch.randint(len(asr), (n,), generator=generator).tolist()
-    return [{"task": "asr", "instruction": asr[w]["instruction"],
-             "answer": " ".join(words[i] for i in pick[:size])}
-            for pick, size, w in zip(picks, sizes, which)]
-
-
-def encode_rows(tok, rows, transcript_ratio, generator):
-    """``(input_ids, prompt_len)`` of every row; ASR rows carry their transcript in the audio
-    slot with probability ``transcript_ratio`` (:func:`spliced_transcript`)."""
     draws = torch.rand(len(rows), generator=generator).tolist()
     out = []
     for row, u in zip(rows, draws):
-        if row["task"] == "asr" and u < transcript_ratio:
-            out.append(spliced_transcript(tok, row))
-        else:
-            ids, prompt_len, _ = encode_example(tok, row["instruction"], row["answer"])
-            out.append((ids, prompt_len))
+        values = list(facts.get(row["utt"], {}).values())
+        if row["task"] == "asr" or u >= ratio or not values:
+            out.append(None)
+            continue
+        order = torch.randperm(len(values), generator=generator).tolist()
+        out.append(" ".join(values[i] for i in order))
     return out
 
 
@@ -188,26 +174,24 @@ def decode(model, tok, prompts, batch_size, gen_length=16):
 
 
 @torch.no_grad()
-def evaluate(model, tok, rows, n_decode, batch_size, generator):
-    """Dev loss; accuracy of non-ASR answers decoded from the prompt alone; WER of ASR answers
-    copied from a transcript in the audio slot."""
+def evaluate(model, tok, rows, facts, n_decode, batch_size, generator):
+    """Dev loss; exact-match accuracy of non-ASR answers decoded from the prompt alone and from
+    the prompt with the clip's description in the audio slot."""
     model.eval()
-    examples = encode_rows(tok, rows, 0.0, generator)
+    examples = encode_rows(tok, rows)
     total = 0.0
     for start in range(0, len(examples), batch_size):
         ids, answer_mask = collate(examples[start:start + batch_size], tok.pad_id)
         total += diffusion_loss(model, ids, answer_mask, tok.mask_id, generator).item() * len(ids)
     questions = spread([r for r in rows if r["task"] != "asr"], n_decode)
-    answers = decode(model, tok, [encode_example(tok, r["instruction"]).input_ids for r in questions], batch_size)
-    asr = spread([r for r in rows if r["task"] == "asr"], n_decode)
-    copies = decode(model, tok, [ids[:prompt_len] for ids, prompt_len in (spliced_transcript(tok, r) for r in asr)],
-                    batch_size)
-    wer = score_wer({r["id"]: r["answer"] for r in asr}, {r["id"]: c for r, c in zip(asr, copies)}, "wenet")
+    report = {"dev_loss": round(total / len(examples), 4)}
+    for name, descriptions in (("prompt_only", None), ("described", describe(questions, facts, 1.0, generator))):
+        prompts = [ids[:prompt_len] for ids, prompt_len in encode_rows(tok, questions, descriptions)]
+        answers = decode(model, tok, prompts, batch_size)
+        correct = sum(a == r["answer"] for a, r in zip(answers, questions))
+        report[f"dev_acc_{name}"] = round(100.0 * correct / max(1, len(questions)), 2)
     model.train()
-    return {"dev_loss": round(total / len(examples), 4),
-            "dev_answer_acc": round(100.0 * sum(a == r["answer"] for a, r in zip(answers, questions))
-                                    / max(1, len(questions)), 2),
-            "dev_copy_wer": round(wer.counts.rate, 2), "decoded_rows": len(questions) + len(asr)}
+    return {**report, "decoded_rows": len(questions)}
 
 
 def main():
@@ -218,17 +202,18 @@ def main():
     tok = load_tokenizer(args.tokenizer)
     rows = read_tasks(f"{args.train_data}/tasks.jsonl")
     dev_rows = read_tasks(f"{args.dev_data}/tasks.jsonl")
-    examples = encode_rows(tok, rows + random_copy_rows(rows, args.copy_rows, generator),
-                           args.transcript_ratio, generator)
+    facts, _ = clip_properties(f"{args.train_data}/tasks.jsonl")
+    dev_facts, _ = clip_properties(f"{args.dev_data}/tasks.jsonl")
+    examples = encode_rows(tok, rows, describe(rows, facts, args.describe_ratio, generator))
     config = LLaDAConfig(
         d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, mlp_hidden_size=args.mlp,
         vocab_size=tok.vocab_size, embedding_size=tok.vocab_size, max_sequence_length=512,
         rope_theta=10000.0, mask_token_id=tok.mask_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
     model = LLaDAModel(config)
-    model.init_weights(generator=torch.Generator().manual_seed(args.seed))
+    model.init_weights(std=args.init_std, generator=torch.Generator().manual_seed(args.seed))
     model.train()
-    logger.info("%d training rows (%d of them random copies), %d dev; LLaDA %.2fM parameters, vocabulary %d",
-                len(examples), args.copy_rows, len(dev_rows), sum(p.numel() for p in model.parameters()) / 1e6, tok.vocab_size)
+    logger.info("%d training rows, %d dev; LLaDA %.2fM parameters, vocabulary %d",
+                len(examples), len(dev_rows), sum(p.numel() for p in model.parameters()) / 1e6, tok.vocab_size)
     sampler = BucketBatchSampler([len(ids) for ids, _ in examples], max_batch_size=args.batch_size,
                                  num_buckets=4, seed=args.seed)
     epochs = int(-(-args.epochs // 1))
@@ -251,7 +236,7 @@ def main():
                         running / ((step % args.log_interval) + 1))
             running = 0.0
     train_seconds = time.time() - start
-    report = evaluate(model, tok, dev_rows, args.n_dev, args.batch_size, generator)
+    report = evaluate(model, tok, dev_rows, dev_facts, args.n_dev, args.batch_size, generator)
     report.update(steps=len(batches), train_seconds=round(train_seconds, 1))
     lines = [f"{k}: {v}" for k, v in report.items()]
     print("\n".join(lines))
