@@ -9,15 +9,25 @@ No pretrained LLaDA exists at this size, so egs/mini makes one from the training
 their audio. Every row becomes the DIFFA chat prompt and its answer
 (``diffa.text.template.encode_example``); the answer (eot and eos padding included) is noised and
 predicted exactly as in SFT (``diffa.diffusion.noise.sample_t`` / ``mask_answer``,
-``diffa.diffusion.loss.sft_loss``), so the model learns the answer formats, the vocabulary and the
-prior over answers.
+``diffa.diffusion.loss.sft_loss``), so the model learns the answer formats, the vocabulary, the
+sentences' grammar and the prior over answers.
 
-After training, the dev loss and the dev accuracy of the answers decoded from the prompt alone
-(``diffa.diffusion.sampler.generate``, factor decoding; ASR rows left out, since without audio a
-transcript can only be guessed) are printed and written to ``<out_dir>/pretrain_log.txt``.
-``<out_dir>`` is an official LLaDA directory (``LLaDAModel.save_pretrained``) written into a temporary directory that replaces
-``<out_dir>`` at the end. The special ids of the config are the tokenizer's. The run is
-deterministic for a given ``--seed`` and ``--threads``.
+A real instruction-tuned LLM also answers questions about a thing it is told about; DIFFA's
+adapters build on that by "telling" it the audio. The tiny LLM learns this skill here: with
+probability ``--describe_ratio``, a question row carries its clip's facts as words in the audio
+slot (after "This is the audio:"), e.g. "soft noise pink" in random order, so the answer is the
+fact the question asks for. Transcripts are never put there: at this scale copying a sentence
+in order takes far longer to learn than the recipe's budget.
+
+The initial weights are drawn with std ``--init_std`` (0.08; with LLaDA's 0.02 the tiny model
+needs several times more steps before its answers depend on the question).
+
+After training, the dev loss and the dev accuracy of answers decoded from the prompt alone and
+from the prompt with the clip's facts in the slot (``diffa.diffusion.sampler.generate``, factor
+decoding; ASR rows left out) are printed and written to ``<out_dir>/pretrain_log.txt``.
+``<out_dir>`` is an official LLaDA directory (``LLaDAModel.save_pretrained``) written into a
+temporary directory that replaces ``<out_dir>`` at the end. The special ids of the config are the
+tokenizer's. The run is deterministic for a given ``--seed`` and ``--threads``.
 """
 import argparse
 import logging
@@ -49,7 +59,7 @@ def get_parser():
     parser.add_argument("--out_dir", required=True, help="where the LLaDA directory goes")
     parser.add_argument("--d_model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--mlp", type=int, default=384, help="SwiGLU width")
     parser.add_argument("--init_std", type=float, default=0.08,
                         help="std of the random initial weights (0.02, LLaDA's, learns far slower here)")
@@ -57,7 +67,7 @@ def get_parser():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup", type=int, default=30, help="warm-up steps")
-    parser.add_argument("--describe_ratio", type=float, default=0.5,
+    parser.add_argument("--describe_ratio", type=float, default=1.0,
                         help="fraction of non-ASR rows with their clip's facts as text in the audio slot")
     parser.add_argument("--n_dev", type=int, default=200, help="dev rows decoded for the report")
     parser.add_argument("--seed", type=int, default=0)

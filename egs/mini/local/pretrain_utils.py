@@ -63,7 +63,7 @@ def learning_rate(step, total, peak, warmup):
     Example
     -------
     >>> [round(learning_rate(s, 10, 1.0, 2), 3) for s in (0, 1, 2, 6, 9)]
-    [0.5, 1.0, 1.0, 0.345, 0.024]
+    [0.5, 1.0, 1.0, 0.5, 0.038]
     """
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -111,7 +111,7 @@ def clip_properties(tasks_path):
     for row in rows:
         labels = row.get("labels", {})
         clip = facts.setdefault(row["utt"], {})
-        for prop in asked & set(labels):
+        for prop in sorted(asked & set(labels)):
             clip[prop] = labels[prop]
             values[prop].add(labels[prop])
     return facts, {prop: sorted(vals) for prop, vals in sorted(values.items())}
