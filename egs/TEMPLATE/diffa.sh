@@ -22,7 +22,8 @@
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
 # is missing, and writes a .done marker when it ends; a stage whose marker exists is skipped
-# unless --force true. Feature extraction and decoding resume job by job.
+# unless --force true (a forced training stage starts from scratch, not from its checkpoints).
+# Feature extraction and decoding resume job by job.
 #
 # Usage: ./diffa.sh [options]      e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
 
@@ -289,6 +290,11 @@ train_stage() {
     return 0
   fi
   skip_done "$out/.done" && return 0
+  # A forced redo starts from scratch: training would otherwise resume from the old checkpoints.
+  if $force && [ -d "$out" ]; then
+    log "--force true: removing $out"
+    rm -rf "$out"
+  fi
   for set in ${stage_sets[$n]} $dev_set; do need "$dumpdir/$set/.done" 2; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then

@@ -320,3 +320,15 @@ def test_changed_nj_starts_the_jobs_over(recipe):
     assert calls(rec)[-1][:3] == ["extract_feats", "--data_dir", "data/train/split1/1"]
     assert sorted(p.name for p in (rec / "dump" / "train" / "data").glob("feats.*")) == ["feats.1.scp"]
     assert len((rec / "dump" / "train" / "feats.scp").read_text().splitlines()) == 4
+
+
+def test_forced_training_stage_starts_from_scratch(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "3", *configs("semantic")).returncode == 0
+    stale = rec / "exp" / "stage1_semantic" / "save" / "CKPT+old"
+    stale.mkdir(parents=True)  # a checkpoint the redo would otherwise resume from
+    forced = engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic"))
+    assert forced.returncode == 0, forced.stderr
+    assert "--force true: removing exp/stage1_semantic" in forced.stdout
+    assert not stale.exists() and (rec / "exp" / "stage1_semantic" / ".done").exists()
+    assert [c[0] for c in calls(rec)].count("train") == 2
