@@ -49,7 +49,6 @@ Example
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -61,8 +60,7 @@ import torch
 
 from diffa.data.collate import collate_train
 from diffa.data.dataset import Example, TaskDataset
-from diffa.data.kaldi import KeyOrder, atomic_write, iter_lines
-from diffa.data.tasks import _check_text  # the same string rules as the task manifest
+from diffa.data.jsonl import check_keys, check_labels, check_text, read_jsonl, write_jsonl
 from diffa.text.template import encode_example
 
 logger = logging.getLogger(__name__)
@@ -74,12 +72,13 @@ SOURCE_PATTERN = re.compile(r"^(swap:\S+|sampled|external)$")
 
 
 def validate_pair(row: Any, where: str) -> None:
-    """Check one ``pairs.jsonl`` row against the schema of this module.
+    """Check one ``pairs.jsonl`` row against the schema of this module; raise ValueError if off.
 
     Arguments
     ---------
     row : Any
-        The decoded JSON value of one line.
+        The decoded JSON value of one line: an object with the :data:`REQUIRED` keys, all
+        non-empty strings, two different answers and a ``source`` of the forms documented above.
     where : str
         Where the row comes from (``"exp/pairs/pairs.jsonl:12"``); every message starts with it.
 
@@ -91,23 +90,14 @@ def validate_pair(row: Any, where: str) -> None:
     ...
     ValueError: pairs.jsonl:3: 'rejected' equals 'chosen' ('x'); a pair needs two different answers
     """
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    unknown = sorted(set(row) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys: {list(FIELDS)}")
-    missing = [key for key in REQUIRED if key not in row]
-    if missing:
-        raise ValueError(f"{where}: missing required key(s) {missing}")
+    check_keys(row, where, FIELDS, REQUIRED)
     for key in REQUIRED:
-        _check_text(row, key, where, token=key in ("id", "utt"))
+        check_text(row, key, where, token=key in ("id", "utt"))
     if row["chosen"] == row["rejected"]:
         raise ValueError(f"{where}: 'rejected' equals 'chosen' ({row['chosen']!r}); a pair needs two different answers")
     if not SOURCE_PATTERN.match(row["source"]):
         raise ValueError(f"{where}: 'source' must be 'swap:<label>', 'sampled' or 'external', got {row['source']!r}")
-    labels = row.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-        raise ValueError(f"{where}: 'labels' must be an object of string -> string, got {labels!r}")
+    check_labels(row, where)
 
 
 def read_pairs(path: str) -> List[Dict[str, Any]]:
@@ -123,20 +113,7 @@ def read_pairs(path: str) -> List[Dict[str, Any]]:
     ...
     ValueError: /...pairs.jsonl:1: missing required key(s) ['rejected', 'source']
     """
-    rows = []
-    order = KeyOrder(path)
-    for number, line in iter_lines(path):
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be one complete JSON object"
-            ) from None
-        validate_pair(row, where)
-        order.add(row["id"], number)
-        rows.append(row)
-    return rows
+    return read_jsonl(path, validate_pair)
 
 
 def write_pairs(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -152,17 +129,7 @@ def write_pairs(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
     ...
     ValueError: row 1: duplicate id 'a' (also row 0)
     """
-    rows = [dict(row) for row in rows]
-    first: Dict[str, int] = {}
-    for index, row in enumerate(rows):
-        validate_pair(row, f"row {index} (id {row.get('id')!r})")
-        if row["id"] in first:
-            raise ValueError(f"row {index}: duplicate id '{row['id']}' (also row {first[row['id']]})")
-        first[row["id"]] = index
-    rows.sort(key=lambda row: row["id"])
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps({key: row[key] for key in FIELDS if key in row}, ensure_ascii=False) + "\n")
+    write_jsonl(path, rows, validate_pair, FIELDS)
 
 
 class PairExample(NamedTuple):

@@ -51,24 +51,14 @@ Example
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from diffa.data.kaldi import KeyOrder, atomic_write, iter_lines
+from diffa.data.jsonl import check_keys, check_labels, check_text, read_jsonl, write_jsonl
 
 TASK_TYPES = ("asr", "mcq", "open_qa")
 FIELDS = ("id", "utt", "task", "instruction", "answer", "choices", "gold", "labels", "source")
 REQUIRED = ("id", "utt", "task", "instruction", "answer")
 MCQ_ONLY = ("choices", "gold")
-
-
-def _check_text(row: Mapping, key: str, where: str, token: bool = False) -> None:
-    """Raise unless ``row[key]`` is a non-empty str (without whitespace when ``token``)."""
-    value = row[key]
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    if token and any(char.isspace() for char in value):
-        raise ValueError(f"{where}: '{key}' must not contain whitespace, got {value!r}")
 
 
 def validate_task(row: Any, where: str) -> None:
@@ -91,33 +81,22 @@ def validate_task(row: Any, where: str) -> None:
     ...
     ValueError: tasks.jsonl:7: 'gold' must be an int index into the 2 choices, got 2
     """
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    unknown = sorted(set(row) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys: {list(FIELDS)}")
-    missing = [key for key in REQUIRED if key not in row]
-    if missing:
-        raise ValueError(f"{where}: missing required key(s) {missing}")
-    _check_text(row, "id", where, token=True)
-    _check_text(row, "utt", where, token=True)
+    check_keys(row, where, FIELDS, REQUIRED)
+    check_text(row, "id", where, token=True)
+    check_text(row, "utt", where, token=True)
     if row["task"] not in TASK_TYPES:
         raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {row['task']!r}")
-    _check_text(row, "instruction", where)
-    _check_text(row, "answer", where)
+    check_text(row, "instruction", where)
+    check_text(row, "answer", where)
     if row["task"] == "mcq":
         _validate_choices(row, where)
     else:
         present = [key for key in MCQ_ONLY if key in row]
         if present:
             raise ValueError(f"{where}: {present} only belong to task 'mcq', not {row['task']!r}")
-    labels = row.get("labels", {})
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ValueError(f"{where}: 'labels' must be an object of string -> string, got {labels!r}")
+    check_labels(row, where)
     if "source" in row:
-        _check_text(row, "source", where)
+        check_text(row, "source", where)
 
 
 def _validate_choices(row: Mapping, where: str) -> None:
@@ -173,26 +152,16 @@ def read_tasks(path: str, utts: Optional[Iterable[str]] = None) -> List[Dict[str
     fix the manifest or the data directory
     """
     known = None if utts is None else set(utts)
-    rows = []
-    order = KeyOrder(path)
-    for number, line in iter_lines(path):
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be "
-                "one complete JSON object"
-            ) from None
+
+    def validate(row: Any, where: str) -> None:
         validate_task(row, where)
         if known is not None and row["utt"] not in known:
             raise ValueError(
                 f"{where}: utt '{row['utt']}' is not in the data directory's wav.scp; fix the "
                 "manifest or the data directory"
             )
-        order.add(row["id"], number)
-        rows.append(row)
-    return rows
+
+    return read_jsonl(path, validate)
 
 
 def write_tasks(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -215,17 +184,4 @@ def write_tasks(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
     ...
     ValueError: row 0 (id 'a'): ['choices'] only belong to task 'mcq', not 'asr'
     """
-    rows = [dict(row) for row in rows]
-    first: Dict[Any, int] = {}
-    for index, row in enumerate(rows):
-        validate_task(row, f"row {index} (id {row.get('id')!r})")
-        if row["id"] in first:
-            raise ValueError(
-                f"row {index}: duplicate id '{row['id']}' (also row {first[row['id']]})"
-            )
-        first[row["id"]] = index
-    rows.sort(key=lambda row: row["id"])
-    with atomic_write(path) as f:
-        for row in rows:
-            ordered = {key: row[key] for key in FIELDS if key in row}
-            f.write(json.dumps(ordered, ensure_ascii=False) + "\n")
+    write_jsonl(path, rows, validate_task, FIELDS)
