@@ -31,7 +31,6 @@ tokenizer's. The run is deterministic for a given ``--seed`` and ``--threads``.
 """
 import argparse
 import logging
-import sys
 import time
 
 import torch
@@ -45,7 +44,7 @@ from diffa.diffusion.sampler import generate
 from diffa.nnet.llada import LLaDAConfig, LLaDAModel
 from diffa.text.template import encode_example
 from diffa.text.tokenizer import load_tokenizer
-from pretrain_utils import clip_properties, learning_rate, publish_dir, setup_run
+from pretrain_utils import clip_properties, learning_rate, publish_model, run_script, setup_run
 
 logger = logging.getLogger("pretrain_llada")
 
@@ -249,16 +248,9 @@ def main():
     report = evaluate(model, tok, dev_rows, dev_facts, args.n_dev, args.batch_size, generator)
     report.update(steps=len(batches), train_seconds=round(train_seconds, 1))
     lines = [f"{k}: {v}" for k, v in report.items()]
-    print("\n".join(lines))
-    with publish_dir(args.out_dir) as tmp:
-        model.save_pretrained(tmp)
-        with open(f"{tmp}/pretrain_log.txt", "w", encoding="utf-8") as f:
-            f.write(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
+    publish_model(model, args.out_dir, lines)
     logger.info("saved LLaDA to %s", args.out_dir)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"local/pretrain_llada.py: error: {err}")
+    run_script(main, "local/pretrain_llada.py")

@@ -1,5 +1,5 @@
-"""What the egs/mini pre-training scripts share: seeding, the learning-rate schedule, clip facts
-and publishing an output directory atomically.
+"""What the egs/mini pre-training scripts share: seeding, the learning-rate schedule, clip facts,
+publishing an output directory atomically and the command-line error exit.
 
 The tiny "pretrained" Whisper encoder and LLaDA of egs/mini are trained by
 ``local/pretrain_whisper.py`` and ``local/pretrain_llada.py`` (called by
@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 
 import torch
@@ -153,3 +154,43 @@ def publish_dir(out_dir):
     os.rename(tmp, out_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_model(model, out_dir, lines):
+    """Print the report ``lines`` and publish ``out_dir`` (:func:`publish_dir`): the model's
+    ``save_pretrained`` files and ``pretrain_log.txt`` (the command line, then ``lines``).
+
+    Example
+    -------
+    >>> class Model:
+    ...     def save_pretrained(self, path):
+    ...         open(os.path.join(path, "config.json"), "w").write("{}")
+    >>> out = os.path.join(tempfile.mkdtemp(), "model")
+    >>> publish_model(Model(), out, ["dev wer: 12.5"])
+    dev wer: 12.5
+    >>> sorted(os.listdir(out)), open(os.path.join(out, "pretrain_log.txt")).read().splitlines()[1]
+    (['config.json', 'pretrain_log.txt'], 'dev wer: 12.5')
+    """
+    print("\n".join(lines))
+    with publish_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        with open(os.path.join(tmp, "pretrain_log.txt"), "w", encoding="utf-8") as f:
+            f.write(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
+
+
+def run_script(main, name):
+    """Call ``main()``; a ValueError or FileNotFoundError exits with ``<name>: error: <message>``.
+
+    Example
+    -------
+    >>> def main():
+    ...     raise ValueError("no rows in data/train/tasks.jsonl")
+    >>> run_script(main, "local/x.py")
+    Traceback (most recent call last):
+    ...
+    SystemExit: local/x.py: error: no rows in data/train/tasks.jsonl
+    """
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"{name}: error: {err}")

@@ -32,7 +32,6 @@ given ``--seed`` and ``--threads``.
 import argparse
 import json
 import logging
-import sys
 import time
 from typing import NamedTuple
 
@@ -47,7 +46,7 @@ from diffa.data.kaldi import load_feats, read_map
 from diffa.nnet.whisper import WhisperEncoder
 from diffa.scoring.wer import score_wer
 from diffa.text.tokenizer import load_tokenizer
-from pretrain_utils import clip_properties, learning_rate, publish_dir, setup_run
+from pretrain_utils import clip_properties, learning_rate, publish_model, run_script, setup_run
 
 logger = logging.getLogger("pretrain_whisper")
 NO_SPEECH = "<nospeech>"
@@ -332,16 +331,9 @@ def main():
     report, examples = evaluate(encoder, heads, dev, tok)
     report.update(steps=len(batches), train_seconds=round(train_seconds, 1))
     lines = [f"dev {k}: {v}" for k, v in report.items()] + examples
-    print("\n".join(lines))
-    with publish_dir(args.out_dir) as tmp:
-        encoder.save_pretrained(tmp)
-        with open(f"{tmp}/pretrain_log.txt", "w", encoding="utf-8") as f:
-            f.write(" ".join(sys.argv) + "\n" + "\n".join(lines) + "\n")
+    publish_model(encoder, args.out_dir, lines)
     logger.info("saved the encoder to %s", args.out_dir)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"local/pretrain_whisper.py: error: {err}")
+    run_script(main, "local/pretrain_whisper.py")
