@@ -43,3 +43,24 @@ def test_selectors_are_exclusive_and_dest_differs(run_util, data_dir, tmp_path):
     assert both.returncode == 2 and "not allowed with" in both.stderr
     same = run_util("subset_data_dir.py", "--first", 1, data_dir, data_dir)
     assert same.returncode == 1 and "must differ from the source" in same.stderr
+
+
+def test_tasks_selects_task_rows_and_their_utterances(run_util, read_ids, data_dir, tmp_path):
+    rows = [json.loads(line) for line in (data_dir / "tasks.jsonl").read_text().splitlines()]
+    qa = {"id": "spkB-1-qa", "utt": "spkB-1", "task": "open_qa", "instruction": "Who?", "answer": "b"}
+    (data_dir / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(rows + [qa], key=lambda r: r["id"])))
+    dest = tmp_path / "qa"
+    result = run_util("subset_data_dir.py", "--tasks", "open_qa", data_dir, dest)
+    assert result.returncode == 0, result.stderr
+    assert read_ids(dest / "text") == ["spkB-1"]
+    assert [json.loads(line)["id"] for line in (dest / "tasks.jsonl").read_text().splitlines()] == ["spkB-1-qa"]
+    assert run_util("validate_data_dir.py", dest).returncode == 0
+    first = run_util("subset_data_dir.py", "--first", 2, "--tasks", "open_qa", data_dir, tmp_path / "none")
+    assert first.returncode == 1 and "none of the selected utterances has a task of type open_qa" in first.stderr
+
+
+def test_unknown_task_type_and_no_selection(run_util, data_dir, tmp_path):
+    result = run_util("subset_data_dir.py", "--tasks", "nope", data_dir, tmp_path / "s")
+    assert result.returncode == 1 and "has no task of type nope (it has: asr" in result.stderr
+    none = run_util("subset_data_dir.py", data_dir, tmp_path / "s")
+    assert none.returncode == 1 and "say what to keep" in none.stderr
