@@ -115,6 +115,8 @@ def keep_tasks(data, keep, task_types, src):
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if args.first is None and args.last is None and args.utt_list is None and args.tasks is None:
+        raise ValueError("say what to keep: --first N, --last N, --utt_list FILE and/or --tasks T1,T2")
     if os.path.abspath(args.src) == os.path.abspath(args.dest):
         raise ValueError(f"the destination must differ from the source {args.src}")
     data = load_valid(args.src)
@@ -122,8 +124,6 @@ def main(argv=None):
     count = args.first if args.first is not None else args.last
     if count is not None and not 1 <= count <= len(utts):
         raise ValueError(f"{args.src} has {len(utts)} utterances; N must be 1..{len(utts)}, got {count}")
-    if args.first is None and args.last is None and args.utt_list is None and args.tasks is None:
-        raise ValueError("say what to keep: --first N, --last N, --utt_list FILE and/or --tasks T1,T2")
     if args.utt_list is not None:
         keep = read_utt_list(args.utt_list, set(utts))
     elif count is not None:

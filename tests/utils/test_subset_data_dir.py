@@ -48,7 +48,8 @@ def test_selectors_are_exclusive_and_dest_differs(run_util, data_dir, tmp_path):
 def test_tasks_selects_task_rows_and_their_utterances(run_util, read_ids, data_dir, tmp_path):
     rows = [json.loads(line) for line in (data_dir / "tasks.jsonl").read_text().splitlines()]
     qa = {"id": "spkB-1-qa", "utt": "spkB-1", "task": "open_qa", "instruction": "Who?", "answer": "b"}
-    (data_dir / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(rows + [qa], key=lambda r: r["id"])))
+    rows = sorted(rows + [qa], key=lambda r: r["id"])
+    (data_dir / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dest = tmp_path / "qa"
     result = run_util("subset_data_dir.py", "--tasks", "open_qa", data_dir, dest)
     assert result.returncode == 0, result.stderr
