@@ -257,15 +257,14 @@ def run(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSu
     return summaries
 
 
-def cli(parser: argparse.ArgumentParser, index_sets: Sequence[IndexSet], argv: Optional[Sequence[str]] = None) -> int:
+def cli(description: str, default_parts: Sequence[str], index_sets: Sequence[IndexSet],
+        argv: Optional[Sequence[str]] = None) -> int:
     """Parse options, log to stderr, run the stages; one-line error and status 1 on a data problem.
 
     Arguments
     ---------
-    parser : argparse.ArgumentParser
-        From :func:`get_parser`.
-    index_sets : sequence of IndexSet
-        The recipe's authors' indices.
+    description, default_parts, index_sets
+        The recipe's usage text, default LibriSpeech parts and authors' indices (see :func:`get_parser`).
     argv : sequence of str, optional
         Arguments (default: ``sys.argv[1:]``).
 
@@ -276,9 +275,10 @@ def cli(parser: argparse.ArgumentParser, index_sets: Sequence[IndexSet], argv: O
 
     Example
     -------
-    >>> cli(get_parser("demo", [], []), [], ["--stage", "4", "--mmsu_dir", "/nowhere"])
+    >>> cli("demo", [], [], ["--stage", "4", "--mmsu_dir", "/nowhere"])
     1
     """
+    parser = get_parser(description, default_parts, index_sets)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     try:

@@ -27,15 +27,5 @@ INDEX_SETS = (
 )
 
 
-def get_parser():
-    """The options of local/data.sh (see diffa.data.corpora.recipe.get_parser)."""
-    return recipe.get_parser(__doc__, LIBRISPEECH_PARTS, INDEX_SETS)
-
-
-def main(argv=None):
-    """Run the requested stages; returns the exit status (1 when a corpus is missing or malformed)."""
-    return recipe.cli(get_parser(), INDEX_SETS, argv)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(recipe.cli(__doc__, LIBRISPEECH_PARTS, INDEX_SETS))
