@@ -34,6 +34,7 @@ from typing import List, Optional
 
 import torch
 
+from diffa.bin._cli import entry_point_parser
 from diffa.data.collate import collate_prompts
 from diffa.data.dataset import Example
 from diffa.decode.batching import plan_batches
@@ -99,8 +100,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> get_parser().parse_args([]).gen_length
     32
     """
-    parser = argparse.ArgumentParser(prog="python -m diffa.bin.bench_decode", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.bench_decode", __doc__)
     parser.add_argument("--model_dir", help="a DIFFA model directory (default: a random model of --config)")
     parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
     add_model_arguments(parser)

@@ -39,6 +39,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from transformers import WhisperConfig
 
+from diffa.bin._cli import entry_point_parser
 from diffa.decode.loading import DTYPES
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA, tiny_config
@@ -240,8 +241,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> get_parser().parse_args(["--config", "small"]).batch_size
     8
     """
-    parser = argparse.ArgumentParser(prog="python -m diffa.bin.bench_model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.bench_model", __doc__)
     parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="model shape")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bfloat16 on cuda, else float32")

@@ -37,6 +37,7 @@ import torch
 from torch.autograd import DeviceType
 from transformers import WhisperConfig
 
+from diffa.bin._cli import entry_point_parser
 from diffa.diffusion.noise import mask_answer, sample_t
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA, tiny_config
@@ -230,9 +231,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> args.config, args.rows, args.n_draws
     ('llada8b', 8, 4)
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m diffa.bin.bench_vrpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = entry_point_parser("diffa.bin.bench_vrpo", __doc__)
     parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="model size")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),

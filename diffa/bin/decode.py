@@ -35,6 +35,7 @@ import os
 import sys
 from typing import Dict, List, Optional
 
+from diffa.bin._cli import entry_point_parser
 from diffa.data.dataset import TaskDataset
 from diffa.data.kaldi import load_feats
 from diffa.data.tasks import read_tasks
@@ -49,10 +50,6 @@ logger = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser.
 
-    Returns
-    -------
-    argparse.ArgumentParser
-
     Example
     -------
     >>> args = get_parser().parse_args(["c.yaml", "--model_dir", "m", "--data_dir", "d",
@@ -60,8 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> args.config, args.steps, args.dtype
     ('c.yaml', 8, None)
     """
-    parser = argparse.ArgumentParser(prog="python -m diffa.bin.decode", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.decode", __doc__)
     parser.add_argument("config", nargs="?", help="decoding config (YAML; default: the built-in defaults)")
     parser.add_argument("--model_dir", required=True, help="DIFFA model directory")
     tasks = parser.add_mutually_exclusive_group(required=True)

@@ -14,12 +14,13 @@ import argparse
 import logging
 from typing import Optional, Sequence
 
+from diffa.bin._cli import entry_point_parser
 from diffa.model.diffa import DIFFA
 from diffa.train.model_init import resolve_model_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.export", __doc__)
     parser.add_argument("--model_dir", required=True, help="a DIFFA model directory, or a training stage's exp dir (its final/)")
     parser.add_argument("--out_dir", required=True, help="where to write the exported model")
     return parser

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from diffa.bin._cli import entry_point_parser
 from diffa.data.audio import LONG_AUDIO_POLICIES, AudioError, load_audio
 from diffa.data.features import SAMPLE_RATE, WhisperLogMel
 from diffa.data.kaldi import atomic_write, read_map, write_map
@@ -83,21 +84,13 @@ def str2bool(value: str) -> bool:
 def get_parser() -> argparse.ArgumentParser:
     """Build the command-line parser.
 
-    Returns
-    -------
-    argparse.ArgumentParser
-
     Example
     -------
     >>> args = get_parser().parse_args(["--data_dir", "d", "--out_dir", "o", "--job", "2"])
     >>> args.job, args.n_mels, args.dtype, args.skip_bad, args.max_seconds, args.long_audio
     (2, 80, 'float32', False, 30.0, 'truncate')
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m diffa.bin.extract_feats",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = entry_point_parser("diffa.bin.extract_feats", __doc__)
     parser.add_argument("--data_dir", required=True, help="shard data dir holding wav.scp")
     parser.add_argument("--out_dir", required=True, help="dump dir; files go to <out_dir>/data")
     parser.add_argument("--job", type=int, required=True, help="shard number (names the outputs)")

@@ -17,11 +17,12 @@ import argparse
 import logging
 from typing import Optional, Sequence
 
+from diffa.bin._cli import entry_point_parser
 from diffa.model.official import import_official
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.import_official", __doc__)
     parser.add_argument("--src", required=True, help="the authors' checkpoint directory")
     parser.add_argument("--whisper", required=True, help="official Whisper checkpoint directory")
     parser.add_argument("--llada", required=True, help="official LLaDA-8B-Instruct directory")

@@ -16,6 +16,7 @@ import logging
 import sys
 from typing import List, Optional
 
+from diffa.bin._cli import entry_point_parser
 from diffa.decode.config import add_config_arguments, config_from_args
 from diffa.decode.infer import answer
 from diffa.decode.loading import add_model_arguments, load_for_decoding
@@ -24,18 +25,13 @@ from diffa.decode.loading import add_model_arguments, load_for_decoding
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser.
 
-    Returns
-    -------
-    argparse.ArgumentParser
-
     Example
     -------
     >>> args = get_parser().parse_args(["--model", "m", "--audio", "a.wav", "--question", "Who?"])
     >>> args.model, args.config, args.task
     ('m', None, None)
     """
-    parser = argparse.ArgumentParser(prog="python -m diffa.bin.infer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.infer", __doc__)
     parser.add_argument("--model", required=True, help="DIFFA model directory")
     parser.add_argument("--audio", required=True, help="audio file (any rate, any channel count)")
     parser.add_argument("--question", required=True, help="the instruction about the audio")

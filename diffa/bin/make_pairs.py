@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from diffa.bin._cli import entry_point_parser
 from diffa.data.kaldi import atomic_write, load_feats, read_map, write_map
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
@@ -59,9 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> args.modes, args.valid_fraction, args.n_samples
     ('swap,external', 0.05, 4)
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m diffa.bin.make_pairs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = entry_point_parser("diffa.bin.make_pairs", __doc__)
     parser.add_argument("--train_data", required=True, help="comma-separated dump directories (tasks.jsonl + feats.scp)")
     parser.add_argument("--out_dir", required=True, help="output directory, e.g. exp/pairs")
     parser.add_argument("--modes", default="swap,external", help=f"comma-separated subset of {','.join(MODES)}")

@@ -39,6 +39,7 @@ import os
 import sys
 from typing import List, Optional
 
+from diffa.bin._cli import entry_point_parser
 from diffa.scoring.report import collect_entries, write_results_md
 from diffa.scoring.score_files import score_results_file
 from diffa.scoring.scores import DEFAULT_STYLES, METRICS
@@ -50,19 +51,13 @@ logger = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser.
 
-    Returns
-    -------
-    argparse.ArgumentParser
-
     Example
     -------
     >>> args = get_parser().parse_args(["--results", "r.jsonl", "--style", "wenet", "--group_by", "a"])
     >>> args.metric, args.style, args.group_by, args.letter_mapping
     ('auto', ['wenet'], ['a'], False)
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m diffa.bin.score", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("diffa.bin.score", __doc__)
     one = parser.add_argument_group("score one set")
     one.add_argument("--results", help="the decoder's results.jsonl")
     one.add_argument("--set_name", help="test set name (default: the --data_dir folder's name, else the "

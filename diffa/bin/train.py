@@ -39,6 +39,7 @@ import speechbrain as sb
 import torch
 import yaml
 
+from diffa.bin._cli import entry_point_parser
 from diffa.text.tokenizer import load_tokenizer
 from diffa.train.hparams import load_config, parse_overrides
 from diffa.train.model_init import init_model
@@ -58,12 +59,7 @@ def get_parser() -> argparse.ArgumentParser:
     >>> args.output_folder, overrides
     ('exp/x', ['--lr', '1e-4'])
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m diffa.bin.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = entry_point_parser("diffa.bin.train", __doc__, allow_abbrev=False)
     parser.add_argument("config", help="HyperPyYAML training config (egs/<recipe>/conf/<stage>.yaml)")
     parser.add_argument("--output_folder", help="experiment directory, e.g. exp/stage3_sft")
     parser.add_argument("--train_data", help="comma-separated dump directories (feats.scp + tasks.jsonl)")

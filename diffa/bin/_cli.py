@@ -1,0 +1,41 @@
+"""What the ``diffa.bin`` entry points share: the command-line parser they start from."""
+
+import argparse
+
+
+def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentParser:
+    """An empty parser for the entry point ``python -m <module>`` whose help is ``doc``.
+
+    The module docstring (with its ``Usage:`` lines and tables) is shown as written: line breaks
+    and indentation are kept.
+
+    Arguments
+    ---------
+    module : str
+        The entry point's dotted module name, e.g. ``diffa.bin.decode`` (not ``__name__``: that is
+        ``__main__`` under ``python -m``).
+    doc : str
+        The help text, the entry point's module docstring.
+    **options
+        Other ``argparse.ArgumentParser`` arguments (e.g. ``allow_abbrev=False``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With no options but ``--help``; the entry point adds its own.
+
+    Example
+    -------
+    >>> parser = entry_point_parser("diffa.bin.x", "Do x.\\n\\nUsage:\\n  python -m diffa.bin.x --n 3\\n")
+    >>> _ = parser.add_argument("--n", type=int)
+    >>> print(parser.format_help())
+    usage: python -m diffa.bin.x [-h] [--n N]
+    <BLANKLINE>
+    Do x.
+    <BLANKLINE>
+    Usage:
+      python -m diffa.bin.x --n 3
+    ...
+    """
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **options)
