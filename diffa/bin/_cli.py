@@ -1,6 +1,9 @@
-"""What the ``diffa.bin`` entry points share: the command-line parser they start from."""
+"""What the ``diffa.bin`` entry points share: the command-line parser they start from, and the
+one-line error exit."""
 
 import argparse
+import sys
+from typing import Callable
 
 
 def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentParser:
@@ -39,3 +42,35 @@ def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentPar
     """
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, **options)
+
+
+def error_status(run: Callable[[], None]) -> int:
+    """Call ``run()``; a ValueError or OSError (a bad or missing input: the message names the file)
+    is printed as one ``ERROR:`` line on stderr instead of a traceback.
+
+    Arguments
+    ---------
+    run : callable
+        The entry point's work.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 1 after an error.
+
+    Example
+    -------
+    >>> def work():
+    ...     raise FileNotFoundError("nosrc: missing config.json")
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     status = error_status(work)
+    >>> status, err.getvalue()
+    (1, 'ERROR: nosrc: missing config.json\\n')
+    """
+    try:
+        run()
+    except (ValueError, OSError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Optional, Sequence
 
-from diffa.bin._cli import entry_point_parser
+from diffa.bin._cli import entry_point_parser, error_status
 from diffa.model.diffa import DIFFA
 from diffa.train.model_init import resolve_model_dir
 
@@ -26,13 +27,18 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = DIFFA.from_pretrained(resolve_model_dir(args.model_dir))
-    model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
-    print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
+
+    def work():
+        model = DIFFA.from_pretrained(resolve_model_dir(args.model_dir))
+        model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
+        print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
+
+    return error_status(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

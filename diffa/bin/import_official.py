@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Optional, Sequence
 
-from diffa.bin._cli import entry_point_parser
+from diffa.bin._cli import entry_point_parser, error_status
 from diffa.model.official import import_official
 
 
@@ -33,12 +34,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = import_official(args.src, args.whisper, args.llada, out=args.out, layout=args.layout, lora_alpha=args.lora_alpha)
-    print(f"imported {args.src} -> {args.out} (layout {model.config.layout}, LoRA {'yes' if model.config.lora else 'no'})")
+
+    def work():
+        model = import_official(args.src, args.whisper, args.llada, out=args.out, layout=args.layout, lora_alpha=args.lora_alpha)
+        print(f"imported {args.src} -> {args.out} (layout {model.config.layout}, LoRA {'yes' if model.config.lora else 'no'})")
+
+    return error_status(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -82,9 +82,12 @@ fi
 for config in "${configs[@]}"; do
   [ -f "$config" ] || die "decoding config $config not found"
   log "decoding ${sets_of[$config]} with $config${model_dir:+ and $model_dir} (stages $stage-$stop_stage)"
+  # Only the options given here: an empty one would override what the recipe's run.sh sets
+  # (egs/mini's --score_opts "--group_by asks").
   ./run.sh --stage "$stage" --stop_stage "$stop_stage" --test_sets "${sets_of[$config]}" \
-    --decode_config "$config" --nj "$nj" --ngpu "$ngpu" --expdir "$expdir" --tag "$tag" \
-    --decode_opts "$decode_opts" --score_opts "$score_opts" ${model_dir:+--decode_model "$model_dir"} ||
+    --decode_config "$config" --nj "$nj" --ngpu "$ngpu" --expdir "$expdir" ${tag:+--tag "$tag"} \
+    ${decode_opts:+--decode_opts "$decode_opts"} ${score_opts:+--score_opts "$score_opts"} \
+    ${model_dir:+--decode_model "$model_dir"} ||
     die "decoding or scoring ${sets_of[$config]} with $config failed (see the messages above)"
 done
 

@@ -26,3 +26,9 @@ def test_export_is_self_contained(tmp_path):
     feats, lens, ids, pos = torch.randn(1, 40, 16), torch.tensor([40]), torch.randint(0, 90, (1, 6)), torch.tensor([2])
     with torch.no_grad():
         torch.testing.assert_close(exported(feats, lens, ids, pos), model(feats, lens, ids, pos), atol=1e-4, rtol=1e-4)
+
+
+def test_a_missing_model_is_one_error_line(tmp_path, capsys):
+    assert main(["--model_dir", str(tmp_path / "nomodel"), "--out_dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: no DIFFA model in ") and "Traceback" not in err

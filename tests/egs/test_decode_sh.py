@@ -77,7 +77,7 @@ def test_decode_score_and_results_md(recipe):
     assert json.loads((out / "score" / "scores.json").read_text())["counts"]["failed"] == 1
     settings = json.loads((out / "settings.json").read_text())
     assert settings["factor"] == 1.0 and settings["task_overrides"]["asr"]["gen_length"] == 16
-    results_md = (rec / "RESULTS.md").read_text()
+    results_md = (rec / "exp" / "decode_results.md").read_text()
     assert "## test" in results_md and "factor=1.0" in results_md
     # a second run finds everything done
     again = decode_sh(rec, "--model_dir", "model")
@@ -92,3 +92,25 @@ def test_decode_score_and_results_md(recipe):
 def test_bad_options(recipe, args, message):
     result = decode_sh(recipe[0], *args)
     assert result.returncode == 1 and message in result.stderr
+
+
+def test_only_given_options_reach_run_sh(tmp_path):
+    """decode.sh passes --tag/--decode_opts/--score_opts on only when given: an empty one would
+    override the recipe's own (egs/mini's run.sh sets --score_opts "--group_by asks")."""
+    for name, target in (("decode.sh", "egs/mini/decode.sh"), ("utils", "utils")):
+        os.symlink(REPO / target, tmp_path / name)
+    (tmp_path.parent / "TEMPLATE").mkdir(exist_ok=True)
+    if not (tmp_path.parent / "TEMPLATE" / "decode.sh").exists():
+        os.symlink(REPO / "egs" / "TEMPLATE" / "decode.sh", tmp_path.parent / "TEMPLATE" / "decode.sh")
+    (tmp_path / "path.sh").write_text("")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "decode.yaml").write_text("")
+    (tmp_path / "run.sh").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> run_args\n')
+    (tmp_path / "run.sh").chmod(0o755)
+    assert decode_sh(tmp_path, "--stop_stage", "8").returncode == 0
+    args = (tmp_path / "run_args").read_text().splitlines()
+    assert not {"--tag", "--decode_opts", "--score_opts"} & set(args), args
+    (tmp_path / "run_args").unlink()
+    assert decode_sh(tmp_path, "--stop_stage", "8", "--score_opts", "--group_by task", "--tag", "t").returncode == 0
+    args = (tmp_path / "run_args").read_text().splitlines()
+    assert args[args.index("--score_opts") + 1] == "--group_by task" and args[args.index("--tag") + 1] == "t"
