@@ -7,9 +7,11 @@
 #   Run from egs/mini. Same options -> byte-identical outputs; --nj only sets the parallelism.
 #   local/data.sh --help lists every option (local/make_corpus.py does the work).
 set -euo pipefail
+help=false
+case " $* " in *" --help "* | *" -h "*) help=true; sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; echo ;; esac
 
 for prog in espeak-ng sox; do
-    if ! command -v "$prog" >/dev/null 2>&1; then
+    if ! $help && ! command -v "$prog" >/dev/null 2>&1; then
         echo "$0: '$prog' not found; install with: apt-get install espeak-ng sox," \
             "or run tools/install.sh" >&2
         exit 1
@@ -17,6 +19,7 @@ for prog in espeak-ng sox; do
 done
 python=${PYTHON:-python3}
 if ! "$python" -c "import diffa" 2>/dev/null; then
+    $help && { echo "(source path.sh to list every option)"; exit 0; }
     echo "$0: '$python' cannot import diffa; source path.sh (or tools/activate.sh) first" >&2
     exit 1
 fi

@@ -63,7 +63,7 @@ class Clip:
 def get_parser():
     """The command line of this script (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="local/data.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datadir", default="data", help="where to write the data directories")
     parser.add_argument("--seed", type=int, default=0, help="decides every random choice")
     parser.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
