@@ -38,7 +38,8 @@ die() {
   exit 1
 }
 
-. utils/parse_options.sh || die "no utils/parse_options.sh: run from a recipe directory (egs/<recipe>)"
+# The repository's utils/ (through the recipe's symlink to this file), so --help works anywhere.
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils/parse_options.sh"
 set -euo pipefail
 [ $# -eq 0 ] || die "unexpected argument(s) '$*': decode.sh takes only options (see --help)"
 [ -x run.sh ] && [ -f path.sh ] || die "no run.sh and path.sh here: run decode.sh from a recipe directory (egs/<recipe>)"

@@ -75,7 +75,8 @@ die() {
   exit 1
 }
 
-. utils/parse_options.sh || die "no utils/parse_options.sh: run from a recipe directory (egs/<recipe>)"
+# The repository's utils/ (through the recipe's symlink to this file), so --help works anywhere.
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument(s) '$*': diffa.sh takes only options (see --help)"
 for file in path.sh cmd.sh local; do
   [ -e "$file" ] || die "no $file here: run diffa.sh from a recipe directory (egs/<recipe>)"
