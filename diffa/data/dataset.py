@@ -4,7 +4,8 @@ One :class:`TaskDataset` item is one row of ``tasks.jsonl`` (DESIGN.md §3) with
 features (read lazily from ``feats.scp`` with kaldiio) and its token ids laid out by
 :func:`diffa.text.template.encode_example`. Rows whose utterance has no features (dropped at
 feature extraction, see ``dump/<set>/bad_utts``) are left out, counted and logged — never
-silently.
+silently. An ``utt2num_frames`` beside ``feats.scp`` must list every utterance kept (checked when
+the dataset is opened); without one the frame counts are read from the features.
 
 Example
 -------
@@ -31,16 +32,35 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Sequence
 
 import kaldiio
 import numpy as np
 import torch
 
+from diffa.data.kaldi import read_map
 from diffa.data.tasks import read_tasks
 from diffa.text.template import encode_example
 
 logger = logging.getLogger(__name__)
+
+
+def _listed_frames(utt2num_frames: str, utts: Sequence[str]) -> Optional[List[int]]:
+    """Frames of each of ``utts`` from ``utt2num_frames``; None when the file does not exist.
+
+    Errors name the file (and line): unreadable lines, and utterances it has no entry for (an
+    emptied or truncated file), counted with the first one.
+    """
+    if not os.path.exists(utt2num_frames):
+        return None
+    frames = read_map(utt2num_frames, value_type=int, allow_empty=True)
+    missing = sorted(set(utts).difference(frames))
+    if missing:
+        raise ValueError(
+            f"{utt2num_frames} has no entry for {len(missing)} utterances with features (first: {missing[0]}): "
+            "rerun stage 2 (feature extraction)"
+        )
+    return [frames[utt] for utt in utts]
 
 
 class Example(NamedTuple):
@@ -103,6 +123,7 @@ class TaskDataset(torch.utils.data.Dataset):
             )
         if not self.rows:
             raise ValueError(f"{tasks}: no example has features in {feats_scp}; run feature extraction (stage 2) first")
+        _listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])  # fail now, not at the first batch
         self.truncated_answers = 0
         self._encoded = [self._encode(r) for r in self.rows]
 
@@ -123,10 +144,9 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def num_frames(self) -> List[int]:
         """Feature frames of every item, from ``utt2num_frames`` beside ``feats.scp`` when present."""
-        if os.path.exists(self.utt2num_frames):
-            with open(self.utt2num_frames, encoding="utf-8") as f:
-                frames = dict(line.split() for line in f if line.strip())
-            return [int(frames[r["utt"]]) for r in self.rows]
+        frames = _listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])
+        if frames is not None:
+            return frames
         return [int(self.feats[r["utt"]].shape[0]) for r in self.rows]
 
     def __getitem__(self, i: int) -> Example:

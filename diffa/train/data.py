@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -51,17 +50,19 @@ logger = logging.getLogger(__name__)
 FEATURES_STAGE = "stage 2 (feature extraction)"
 
 
-# A line that may hold an empty answer: no "answer" key, or an answer of blanks only.
-_MAYBE_EMPTY = re.compile(r'"answer"\s*:\s*"\s*"')
-
-
 def _empty_answer(line: str) -> bool:
-    """True for a manifest line whose JSON object has a missing or blank ``answer``.
+    """True for a manifest line whose JSON object has a missing, null or blank ``answer``.
 
-    A quick text test picks the candidates; only they are parsed.
+    The line is parsed (a blank can be written as an escape: ``"\\t"``, ``"\\u2003"``); blank
+    means what :func:`~diffa.data.jsonl.check_text` rejects, so no such row reaches it.
+
+    Example
+    -------
+    >>> [_empty_answer(json.dumps(row)) for row in ({"answer": "\\t\\r\\n"}, {"answer": None}, {"id": "a"})]
+    [True, True, True]
+    >>> [_empty_answer(line) for line in ('{"answer": "\\\\u0041"}', '{"answer": 3}', '{"answer": ', '[]')]
+    [False, False, False, False]
     """
-    if '"answer"' in line and not _MAYBE_EMPTY.search(line) and "\\u" not in line:
-        return False
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
@@ -132,24 +133,26 @@ def open_split(
         raise ValueError(f"training data {dump_dir} does not exist: run {FEATURES_STAGE} for it first")
     tasks = os.path.join(dump_dir, "tasks.jsonl")
     feats_scp = os.path.join(dump_dir, "feats.scp")
-    total = empty = 0
+    total, empty = 0, set()  # empty: numbers of the (non-blank) lines whose answer is empty
     for line in _lines(tasks, "task manifest copy"):
         total += 1
-        empty += _empty_answer(line)
+        if _empty_answer(line):
+            empty.add(total)
     if total == 0:
         raise ValueError(f"{tasks} has no examples: check data/<set>/tasks.jsonl and rerun {FEATURES_STAGE}")
     if next(_lines(feats_scp, "feature index"), None) is None:
         raise ValueError(f"{feats_scp} is empty: every utterance failed feature extraction (see {dump_dir}/bad_utts)")
-    if empty == total:
+    if len(empty) == total:
         raise ValueError(f"{tasks}: every example has an empty answer; check how data/<set>/tasks.jsonl was made")
     if empty:
         name = os.path.basename(os.path.normpath(dump_dir))
         filtered = os.path.join(work_dir, name, "tasks.jsonl")
-        _write_atomically(filtered, (line for line in _lines(tasks, "task manifest copy") if not _empty_answer(line)))
-        logger.warning("%s: %d examples with an empty answer left out (kept %s)", tasks, empty, filtered)
+        kept = (line for number, line in enumerate(_lines(tasks, "task manifest copy"), start=1) if number not in empty)
+        _write_atomically(filtered, kept)
+        logger.warning("%s: %d examples with an empty answer left out (kept %s)", tasks, len(empty), filtered)
         tasks = filtered
     dataset = TaskDataset(tasks, feats_scp, tokenizer, system=system, max_answer_tokens=max_answer_tokens)
-    dataset.empty_answers = empty
+    dataset.empty_answers = len(empty)
     dataset.name = os.path.basename(os.path.normpath(dump_dir))
     return dataset
 
