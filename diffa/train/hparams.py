@@ -2,9 +2,11 @@
 
 A recipe's ``conf/<stage>.yaml`` sets any of the keys below; the rest keep their defaults.
 Command-line overrides use dotted paths (``--lr 1e-4``, ``--batching.max_tokens 4000``,
-``--model.taps [3,7]``); values are read as YAML. A key that is not in the schema — in the file
-or on the command line — is an error that lists the valid keys. Overrides of keys written in the
-file are applied before ``!ref`` references are resolved, so references follow them.
+``--model.taps [3,7]``); values are read as YAML, and a mapping updates its section like the file's
+(``--batching '{max_tokens: 4000}'``). A key that is not in the schema — in the file or on the
+command line, at any depth — is an error that lists the valid keys; a value of the wrong type
+(``--lr abc``) is an error naming the key and the type it must have. Overrides of keys written in
+the file are applied before ``!ref`` references are resolved, so references follow them.
 
 Keys (default in brackets):
 
@@ -78,9 +80,12 @@ from diffa.train.stages import STAGES
 from diffa.train.vrpo import VRPO_DEFAULTS
 
 REQUIRED = object()
-# DIFFAConfig fields a config may set for a fresh model (the rest come from the checkpoints).
-MODEL_KEYS = tuple(f.name for f in dataclasses.fields(DIFFAConfig) if f.name not in ("encoder", "llm", "lora", "layout", "model_type"))
-OPEN_SECTIONS = {"model": MODEL_KEYS}  # sections whose default is null
+# DIFFAConfig fields a config may set for a fresh model (the rest come from the checkpoints), with
+# their defaults (``taps`` has none).
+MODEL_FIELDS = {
+    f.name: f.default for f in dataclasses.fields(DIFFAConfig) if f.name not in ("encoder", "llm", "lora", "layout", "model_type")
+}
+OPEN_SECTIONS = {"model": MODEL_FIELDS}  # sections whose default is null
 
 SCHEMA: Dict[str, Any] = {
     "stage": REQUIRED,
@@ -123,6 +128,38 @@ SCHEMA: Dict[str, Any] = {
     "ref_model": None,
     "pairs": None,
     "vrpo": dict(VRPO_DEFAULTS),
+}
+# What a key holds where its default does not show it (null, a list, or an int where any number does).
+KINDS = {
+    "stage": "a string", "output_folder": "a string", "train_data": "a string", "valid_data": "a string",
+    "init_from": "a string", "init.whisper_dir": "a string", "init.llada_dir": "a string",
+    "tokenizer_dir": "a string", "model": "a mapping", "model.taps": "a list of integers",
+    "lora.alpha": "a number", "lora.targets": "a list of strings", "system_prompt": "a string",
+    "max_answer_tokens": "an integer", "replay_sets": "a list of strings", "batching.max_tokens": "an integer",
+    "betas": "a list of numbers", "ckpt_interval_minutes": "a number", "optimizer_step_limit": "an integer",
+    "ref_model": "a string", "pairs": "a string",
+}
+NULLABLE = ("batching.max_batch_size",)  # null allowed besides the keys whose default is null
+KIND_OF_DEFAULT = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+IS_KIND = {
+    "true or false": lambda v: isinstance(v, bool),
+    "an integer": _is_int,
+    "a number": _is_number,
+    "a string": lambda v: isinstance(v, str),
+    "a mapping": lambda v: isinstance(v, dict),
+    "a list of integers": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "a list of numbers": lambda v: isinstance(v, list) and all(map(_is_number, v)),
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
 }
 DTYPES = ("float32", "bfloat16", "float16")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -251,8 +288,7 @@ def load_config(path: str, overrides: Dict[str, Any] = None) -> Dict[str, Any]:
     0.05
     """
     overrides = dict(overrides or {})
-    for key in overrides:
-        check_key(key, "command line")
+    _check_tree(overrides, "command line")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -271,13 +307,14 @@ def load_config(path: str, overrides: Dict[str, Any] = None) -> Dict[str, Any]:
             node = node.get(part) if isinstance(node, dict) else None
             inside = inside and isinstance(node, dict)
         (in_file if inside and parts[0] in plain else after)[key] = value
-    nested: Dict[str, Any] = {}
+    nested, rest = {}, {}
     for key, value in in_file.items():
         _set(nested, key, value)
-    loaded = load_hyperpyyaml(text, nested) if nested else plain
-    config = _merge({k: v for k, v in SCHEMA.items() if v is not REQUIRED}, loaded)
     for key, value in after.items():
-        _set(config, key, value)
+        _set(rest, key, value)
+    loaded = load_hyperpyyaml(text, nested) if nested else plain
+    # A mapping updates its section, as HyperPyYAML does with the file's.
+    config = _merge(_merge({k: v for k, v in SCHEMA.items() if v is not REQUIRED}, loaded), rest)
     missing = [k for k, v in SCHEMA.items() if v is REQUIRED and config.get(k) is None]
     if missing:
         raise ValueError(f"{path}: missing required key(s) {missing}")
@@ -285,8 +322,22 @@ def load_config(path: str, overrides: Dict[str, Any] = None) -> Dict[str, Any]:
     return config
 
 
+def _check_kinds(tree: dict, defaults: dict, where: str, prefix: str = "") -> None:
+    """Raise ValueError naming the first key of ``tree`` whose value is not of its kind (:data:`KINDS`)."""
+    for key, value in tree.items():
+        dotted, default = f"{prefix}{key}", defaults[key]
+        kind = KINDS.get(dotted) or KIND_OF_DEFAULT[type(default)]
+        nullable = default is None or dotted in NULLABLE
+        if value is None and nullable:
+            continue
+        if not IS_KIND[kind](value):
+            raise ValueError(f"{where}: {dotted} must be {kind}{' or null' if nullable else ''}, got {value!r}")
+        if isinstance(value, dict):
+            _check_kinds(value, default or OPEN_SECTIONS[dotted], where, prefix=f"{dotted}.")
+
+
 def validate(config: Dict[str, Any], where: str) -> None:
-    """Check values (choices and ranges); errors name ``where`` and the key.
+    """Check value types, then values (choices and ranges); errors name ``where`` and the key.
 
     Example
     -------
@@ -295,7 +346,12 @@ def validate(config: Dict[str, Any], where: str) -> None:
     Traceback (most recent call last):
      ...
     ValueError: c.yaml: loss_normalization must be one of ['batch', 'row'], got 'token'
+    >>> validate({**config, "stage": "sft", "lr": "abc"}, "c.yaml")
+    Traceback (most recent call last):
+     ...
+    ValueError: c.yaml: lr must be a number, got 'abc'
     """
+    _check_kinds(config, SCHEMA, where)
 
     def need(ok: bool, key: str, what: str) -> None:
         if not ok:

@@ -3,7 +3,8 @@
 * With ``init_from`` (every stage after the first): the DIFFA directory the previous stage wrote
   (``exp/<stage>/final``; an experiment directory holding ``final/`` is accepted too). Keys of the
   config's ``model`` section, if any, must match the loaded model (a DIFFA-2 stage run on a DIFFA
-  v1 model fails early, naming the fields).
+  v1 model fails early, naming the fields); so must the ``lora`` section when the loaded model
+  already carries LoRA, which the stage keeps (a model without LoRA gets the section's).
 * Without it (curriculum stage 1): pretrained Whisper + LLaDA from ``init.whisper_dir`` /
   ``init.llada_dir`` and fresh adapters shaped by the ``model`` section (``taps`` default to the
   authors' taps for the Whisper size).
@@ -19,7 +20,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 
@@ -61,6 +62,17 @@ def _fresh_config(section: Dict[str, Any], whisper_dir: str) -> DIFFAConfig:
     return DIFFAConfig(encoder={}, llm={}, **section)
 
 
+def _mismatches(section: str, wanted: Dict[str, Any], loaded: Dict[str, Any], path: Path) -> List[str]:
+    """``"<section>.<key>: <config's> in the config, <model's> in <path>"`` for each key that differs.
+
+    Example
+    -------
+    >>> _mismatches("lora", {"r": 4, "alpha": 16}, {"r": 8, "alpha": 16}, Path("exp/base/final"))
+    ['lora.r: 4 in the config, 8 in exp/base/final']
+    """
+    return [f"{section}.{k}: {v!r} in the config, {loaded[k]!r} in {path}" for k, v in wanted.items() if loaded[k] != v]
+
+
 def init_model(config: Dict[str, Any]) -> Tuple[DIFFA, TrainableSummary]:
     """Build or load the stage's starting model (see module docstring).
 
@@ -94,11 +106,9 @@ def init_model(config: Dict[str, Any]) -> Tuple[DIFFA, TrainableSummary]:
     if config.get("init_from"):
         path = resolve_model_dir(config["init_from"])
         model = DIFFA.from_pretrained(path, dtype=dtype)
-        differ = [
-            f"model.{k}: {v!r} in the config, {getattr(model.config, k)!r} in {path}"
-            for k, v in section.items()
-            if getattr(model.config, k) != v
-        ]
+        differ = _mismatches("model", section, vars(model.config), path)
+        if model.config.lora is not None:
+            differ += _mismatches("lora", config["lora"], model.config.lora, path)
         if differ:
             raise ValueError(f"--init_from {path} does not match the config: {'; '.join(differ)}")
         logger.info("starting from %s", path)

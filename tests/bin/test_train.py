@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from diffa.bin.train import get_parser, main
 from diffa.train.checkpoint import latest_checkpoints
+from diffa.train.hparams import load_config
+from diffa.train.model_init import init_model
 from diffa.train.plot import read_log
 from diffa.train.toy import make_toy_setup
 
@@ -57,12 +59,22 @@ def test_help_shows_usage_and_options(capsys):
     assert get_parser().parse_known_args(["c.yaml", "--lr", "1"])[1] == ["--lr", "1"]
 
 
-def test_an_unknown_override_key_is_an_error(tmp_path, toy, capsys):
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["--batching.max_token", "9"], "unknown config key 'batching.max_token' (command line); valid keys under 'batching': max_tokens"),
+        (["--batching", "{max_token: 9}"], "unknown config key 'batching.max_token' (command line); valid keys under 'batching': max_tokens"),
+        (["--model", "{tapz: [1]}"], "unknown config key 'model.tapz' (command line); valid keys under 'model': taps"),
+        (["--lr", "abc"], "lr must be a number, got 'abc'"),
+        (["--batching", "5"], "batching must be a mapping, got 5"),
+    ],
+)
+def test_an_unknown_override_key_or_a_value_of_the_wrong_type_is_an_error(tmp_path, toy, capsys, override, message):
     with pytest.raises(SystemExit) as stop:
-        main([_config(tmp_path, toy), "--output_folder", str(tmp_path / "x"), "--batching.max_token", "9"])
+        main([_config(tmp_path, toy), "--output_folder", str(tmp_path / "x"), *override])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown config key 'batching.max_token' (command line); valid keys under 'batching': max_tokens" in err
+    assert message in err and "Traceback" not in err and not (tmp_path / "x").exists()
 
 
 def test_stages_chain_through_final_and_average_checkpoints(tmp_path, toy):
@@ -106,6 +118,19 @@ def test_init_from_must_match_the_model_section(tmp_path, toy, capsys):
         main([_config(tmp_path, toy), "--output_folder", str(tmp_path / "s2"), "--train_data", toy["dump"],
               "--init_from", str(s1), "--model.n_queries", "8"])
     assert "does not match the config: model.n_queries: 8 in the config, 4 in" in capsys.readouterr().err
+
+
+def test_init_from_must_match_the_lora_the_model_carries(tmp_path, toy, capsys):
+    base = tmp_path / "base"  # a stage-3 model: the toy's, with the default LoRA
+    model, _ = init_model(load_config(_config(tmp_path, toy, name="base.yaml")))
+    model.save_pretrained(base / "final")
+    with pytest.raises(SystemExit) as stop:
+        main([_config(tmp_path, toy, model=None), "--output_folder", str(tmp_path / "E"), "--train_data", toy["dump"],
+              "--init_from", str(base), "--lora.r", "4", "--lora.alpha", "2"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert f"lora.r: 4 in the config, 8 in {base / 'final'}; lora.alpha: 2 in the config, 16 in {base / 'final'}" in err
+    assert not (tmp_path / "E").exists()
 
 
 @pytest.mark.parametrize(

@@ -35,11 +35,24 @@ def test_overrides_reach_refs_and_keys_absent_from_the_file(tmp_path):
         (["--lrr", "1"], "unknown config key 'lrr' \\(command line\\); valid keys at the top level: stage, output_folder"),
         (["--model.tap", "[1]"], "valid keys under 'model': taps, n_prompts"),
         (["--lr.x", "1"], "config key 'lr' has no sub-keys"),
+        (["--batching", "{max_token: 9}"], "unknown config key 'batching.max_token' \\(command line\\); valid keys under 'batching'"),
+        (["--model", "{tapz: [1]}"], "unknown config key 'model.tapz' \\(command line\\); valid keys under 'model': taps"),
+        (["--lr", "abc"], "lr must be a number, got 'abc'$"),
+        (["--batching", "5"], "batching must be a mapping, got 5$"),
+        (["--model.taps", "[1, x]"], "model.taps must be a list of integers, got \\[1, 'x'\\]$"),
+        (["--max_answer_tokens", "many"], "max_answer_tokens must be an integer or null, got 'many'$"),
     ],
 )
-def test_unknown_override_keys_are_errors_listing_the_valid_ones(tmp_path, args, message):
+def test_unknown_override_keys_and_values_of_the_wrong_type_are_errors(tmp_path, args, message):
     with pytest.raises(ValueError, match=message):
         load_config(_write(tmp_path, BASE), parse_overrides(args))
+
+
+def test_a_mapping_override_updates_the_section_like_the_file_does(tmp_path):
+    path = _write(tmp_path, BASE + "batching:\n  max_batch_size: 2\n")
+    config = load_config(path, parse_overrides(["--batching", "{max_tokens: 9}", "--lora", "{r: 2}", "--vrpo={beta: 0.5}"]))
+    assert config["batching"] == {"max_tokens": 9, "max_batch_size": 2, "num_buckets": 10, "shuffle": True}
+    assert config["lora"] == {**SCHEMA["lora"], "r": 2} and config["vrpo"]["n_draws"] == 4
 
 
 def test_unknown_keys_in_the_file_are_errors(tmp_path):
@@ -58,6 +71,13 @@ def test_unknown_keys_in_the_file_are_errors(tmp_path):
         ("frozen_dtype: bfloat16\n", "frozen_dtype other than float32 needs precision"),
         ("grad_accumulation_factor: 0\n", "grad_accumulation_factor must be an integer >= 1"),
         ("batching:\n  max_batch_size: null\n", "batching needs max_tokens or max_batch_size"),
+        ("lr: {x: 1}\n", "c.yaml: lr must be a number, got \\{'x': 1\\}$"),
+        ("batching: 5\n", "batching must be a mapping, got 5$"),
+        ("betas: 0.9\n", "betas must be a list of numbers, got 0.9$"),
+        ("lora:\n  targets: q_proj\n", "lora.targets must be a list of strings, got 'q_proj'$"),
+        ("model:\n  n_queries: 2.5\n", "model.n_queries must be an integer, got 2.5$"),
+        ("batching:\n  shuffle: 1\n", "batching.shuffle must be true or false, got 1$"),
+        ("init_from: [a]\n", "init_from must be a string or null, got \\['a'\\]$"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, extra, message):
@@ -66,6 +86,12 @@ def test_bad_values_are_explained(tmp_path, extra, message):
         return
     with pytest.raises(ValueError, match=message):
         load_config(_write(tmp_path, BASE + extra))
+
+
+def test_numbers_may_be_written_as_integers_and_null_stays_allowed(tmp_path):
+    args = ["--lr", "1", "--lora.alpha", "2.5", "--ckpt_interval_minutes", "0.5", "--max_answer_tokens", "null", "--model", "null"]
+    config = load_config(_write(tmp_path, BASE + "model:\n  n_queries: 4\n"), parse_overrides(args))
+    assert (config["lr"], config["lora"]["alpha"], config["ckpt_interval_minutes"], config["model"]) == (1, 2.5, 0.5, None)
 
 
 def test_unknown_stage(tmp_path):

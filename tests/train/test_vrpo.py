@@ -237,6 +237,7 @@ def test_brain_trains_logs_and_exports(tmp_path, monkeypatch):
     make_pairs_cli.main(["--train_data", setup["dump"], "--out_dir", "pairs", "--valid_fraction", "0.25"])
     (tmp_path / "vrpo.yaml").write_text(
         f"stage: vrpo\ntokenizer_dir: {setup['tokenizer_dir']}\nlr: 1.0e-3\nlog_interval: 1\n"
+        "lora: {r: 2, alpha: 4, dropout: 0.0, targets: [q_proj, v_proj]}\n"  # must match stage3's
         "batching:\n  max_batch_size: 2\nvrpo:\n  beta: 0.5\n  n_draws: 2\n  valid_n_draws: 3\n")
     train.main(["vrpo.yaml", "--output_folder", "exp", "--train_data", setup["dump"], "--init_from", "stage3",
                 "--ref_model", "stage3", "--pairs", "pairs", "--device", "cpu"])
