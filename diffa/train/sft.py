@@ -19,10 +19,10 @@ What :class:`SFTBrain` adds to SpeechBrain's ``Brain``:
 * a non-finite loss skips its optimizer step (on every rank) with a warning; more than
   ``nonfinite_patience`` in a row abort;
 * checkpoints (:mod:`diffa.train.checkpoint`) every ``ckpt_interval_steps`` optimizer steps and
-  at the end of every epoch, atomic, trainable weights only, the newest ``keep_checkpoints``
-  kept; resuming restores weights, optimizer, step (hence learning rate), epoch and position in
-  the epoch; dropout is re-seeded from (seed, epoch, batch, rank) before every batch, so an
-  interrupted run continues exactly;
+  at the end of every epoch, atomic, trainable weights only, at most one per optimizer step, the
+  newest ``keep_checkpoints`` kept; resuming restores weights, optimizer, step (hence learning
+  rate), epoch and position in the epoch; dropout is re-seeded from (seed, epoch, batch, rank)
+  before every batch, so an interrupted run continues exactly;
 * ``train_log.txt`` lines (loss, lr, grad norm, examples/s, ETA) every ``log_interval`` steps,
   ``loss.png`` and the model (``final/``, averaged over the newest ``avg`` checkpoints) at the end.
 """
@@ -489,11 +489,28 @@ class SFTBrain(sb.core.Brain):
         self._save_checkpoint(end_of_epoch=False)
 
     def _save_checkpoint(self, end_of_epoch: bool) -> None:
+        """Save a checkpoint, at most one per optimizer step, and keep the newest ``keep_checkpoints``.
+
+        A save at the optimizer step of an existing checkpoint (training stopped by
+        ``optimizer_step_limit`` right after a periodic save, or an epoch whose last batches stepped
+        nothing) brings no new weights: it is skipped where that checkpoint records the same
+        place in the data, and otherwise (an end-of-epoch save after the periodic one) replaces
+        it, so that ``--avg`` averages distinct steps and a resume starts from the later place.
+        """
+        meta = {"epoch": self.epoch, "step": self.step, "optimizer_step": self.optimizer_step}
+        place = {**meta, "end-of-epoch": end_of_epoch}
+        same_step = [c for c in self.checkpointer.list_checkpoints() if c.meta["optimizer_step"] == self.optimizer_step]
+        if any({key: c.meta.get(key) for key in place} == place for c in same_step):
+            return
+        superseded = {c.path for c in same_step}
         self.checkpointer.save_and_keep_only(
-            meta={"epoch": self.epoch, "optimizer_step": self.optimizer_step},
+            meta=meta,
             end_of_epoch=end_of_epoch,
             num_to_keep=self.config["keep_checkpoints"],
+            ckpt_predicate=lambda c: c.path not in superseded,
         )
+        if superseded:
+            self.checkpointer.delete_checkpoints(num_to_keep=0, ckpt_predicate=lambda c: c.path in superseded)
 
     @mark_as_saver
     def _save_progress(self, path):

@@ -6,15 +6,17 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from diffa.bin.train import main
 from diffa.diffusion.loss import sft_loss
 from diffa.model.config import DIFFAConfig
 from diffa.model.diffa import DIFFA, tiny_config
 from diffa.text.tokenizer import load_tokenizer
+from diffa.train.checkpoint import AtomicCheckpointer, average_trainable, latest_checkpoints
 from diffa.train.data import Collate, TrainingSet, open_split
 from diffa.train.plot import read_log
-from diffa.train.sft import MaskedPredictor, llm_positions, masked_sft_loss
+from diffa.train.sft import MaskedPredictor, SFTBrain, llm_positions, masked_sft_loss
 
 
 @pytest.mark.parametrize("normalization", ["batch", "row"])
@@ -130,3 +132,33 @@ def test_too_many_nonfinite_losses_in_a_row_abort(write_config, tmp_path, toy):
     config = write_config(nonfinite_patience=2, batching={"max_batch_size": 4, "num_buckets": 1, "shuffle": False})
     with pytest.raises(RuntimeError, match="3 non-finite losses in a row, the last at epoch 1, batch 3"):
         _run(config, tmp_path, "--train_data", dump)
+
+
+def _checkpoints(out):
+    """``(optimizer_step, end-of-epoch)`` of every checkpoint under ``out/save``, oldest first."""
+    return [(c.meta["optimizer_step"], c.meta["end-of-epoch"]) for c in reversed(latest_checkpoints(AtomicCheckpointer(out / "save")))]
+
+
+def test_a_stop_right_after_a_periodic_save_does_not_save_that_step_again(write_config, tmp_path, toy):
+    config = write_config(ckpt_interval_steps=1, keep_checkpoints=3, avg=2)
+    out = _run(config, tmp_path, "--train_data", toy["dump"], "--optimizer_step_limit", "2")
+    assert _checkpoints(out) == [(1, False), (2, False)]
+    _run(config, tmp_path, "--train_data", toy["dump"], "--optimizer_step_limit", "2")  # resumed: nothing left to do
+    assert _checkpoints(out) == [(1, False), (2, False)]
+    final = load_file(str(out / "final" / "adapters.safetensors"))
+    average = average_trainable(latest_checkpoints(AtomicCheckpointer(out / "save")))
+    for name in (n for n in average if not n.startswith("llm.")):  # --avg 2: steps 1 and 2, not step 2 twice
+        assert torch.equal(final[name], average[name]), name
+
+
+def test_an_epoch_end_without_a_new_step_replaces_the_periodic_checkpoint(write_config, tmp_path, toy, monkeypatch):
+    objectives = SFTBrain.compute_objectives
+
+    def nan_on_the_last_batch(self, predictions, batch, stage):
+        loss = objectives(self, predictions, batch, stage)
+        return loss * float("nan") if self.step == self._epoch_len else loss
+
+    monkeypatch.setattr(SFTBrain, "compute_objectives", nan_on_the_last_batch)
+    config = write_config(ckpt_interval_steps=1, keep_checkpoints=3)
+    out = _run(config, tmp_path, "--train_data", toy["dump"])  # 4 batches: steps 1-3, then a skipped step
+    assert _checkpoints(out) == [(1, False), (2, False), (3, True)]
