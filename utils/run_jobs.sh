@@ -114,12 +114,24 @@ done
 case "$backend" in
   local)
     [ "$max_parallel" -gt 0 ] || max_parallel=$(nproc)
-    trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
+    # Each job runs in a process group of its own (setsid), so that an interrupted run stops the
+    # jobs' commands too, not only their wrapper shells: an orphan would still be writing its
+    # outputs while a rerun writes them again.
+    group=$(command -v setsid || true)
+    stop() {
+      local pid
+      for pid in $(jobs -p); do
+        if [ -n "$group" ]; then kill -- "-$pid" 2>/dev/null; else kill "$pid" 2>/dev/null; fi
+      done
+      exit "$1"
+    }
+    trap 'stop 130' INT
+    trap 'stop 143' TERM
     for j in "${todo[@]}"; do
       while [ "$(jobs -rp | wc -l)" -ge "$max_parallel" ]; do
         wait -n
       done
-      bash "$script" "$j" &
+      $group bash "$script" "$j" &
     done
     wait
     ;;

@@ -1,6 +1,7 @@
 """utils/run_jobs.sh: parallel local jobs, one log per job, failures named, a fake Slurm backend."""
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,27 @@ def test_jobs_run_in_parallel_with_a_log_each(tmp_path):
         assert lines[0].startswith(f"# 'bash' '-c' 'touch started.{job};")
         assert lines[1].startswith("# Started at ") and lines[1].endswith(f"(job {job})")
         assert lines[-1].startswith("# Ended (code 0) at ")
+
+
+def test_terminating_the_runner_stops_the_jobs_commands(tmp_path):
+    # Each job's command writes its pid, then would run for a minute.
+    command = "echo $$ > pid.JOB; exec sleep 60"
+    runner = subprocess.Popen([str(RUN_JOBS), "JOB=1:2", "log/s.JOB.log", "bash", "-c", command], cwd=tmp_path)
+    pids = [tmp_path / f"pid.{job}" for job in (1, 2)]
+    for _ in range(200):
+        if all(p.exists() and p.read_text().strip() for p in pids):
+            break
+        time.sleep(0.05)
+    runner.terminate()
+    assert runner.wait(timeout=10) == 143
+    for p in pids:
+        pid = int(p.read_text())
+        for _ in range(100):  # the kill is asynchronous
+            if not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"job command {pid} outlived the runner")
 
 
 def test_max_parallel_is_respected(tmp_path):
