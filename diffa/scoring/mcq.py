@@ -1,14 +1,16 @@
 """Answer-matching rules of the benchmarks: MMSU's letter rule, MMAU/MMAR's token-set rule, and
 short-answer matching for open questions.
 
-MMSU (the rule of ``mmsu/evaluate.py`` in the DIFFA release): the response is stripped and its
-newlines removed; its first character, if it is one of ``A B C D``, is the chosen letter, else its
-second-to-last character if that is one (``"The answer is B."`` -> ``B``); anything else, an empty
-response and the literal ``"None"`` are unparseable. The response is right when the text of the
-chosen option equals the gold option's text (so ``"Answer: B"`` chooses ``A``). The released
-scorer counts an unparseable response as wrong and keeps it in the denominator; the
-``accuracy_parsed`` figure of :func:`summarize` leaves those responses out instead, and both are
-reported.
+MMSU (the project SPEC's rule, §5): the response is stripped and its newlines removed; its first
+character, if it is one of ``A B C D``, is the chosen letter, else its second-to-last character if
+that is one (``"The answer is B."`` -> ``B``); anything else, an empty response and the literal
+``"None"`` are unparseable. The response is right when the text of the chosen option equals the
+gold option's text (so ``"Answer: B"`` chooses ``A``). As SPEC §5 prescribes, the headline
+``accuracy`` of :func:`summarize` leaves unparseable responses out of the denominator;
+``accuracy_all`` keeps every item (an unparseable response counted wrong) and is reported beside
+it. A failed decode (no response at all: the decoder failed on the item or never wrote it) is not
+an unparseable response: it is counted as ``failed``, judged wrong and kept in both denominators,
+so decoding failures cannot raise the headline.
 
 MMAU and MMAR (MMAU's ``string_match``, which MMAR's scorer reuses): prediction, gold answer and
 options become sets of lowercase word tokens (``\\b\\w+\\b``); the prediction is right when it
@@ -205,11 +207,13 @@ class Verdict:
     Arguments
     ---------
     correct : bool
-        Right under the rule (an unparseable MMSU response is not).
+        Right under the rule (an unparseable MMSU response is not, nor is a failed decode).
     parsed : bool
-        MMSU: a letter was found; MMAU rule: always True.
+        MMSU: a letter was found; MMAU rule: True for every response. False for a failed decode.
     letter_mapped : bool or None
         Right after :func:`map_letter` (MMAU rule with the mapping on), else None.
+    failed : bool
+        The decoder produced no response (a failed row): wrong, and not counted as unparseable.
 
     Example
     -------
@@ -220,10 +224,11 @@ class Verdict:
     correct: bool
     parsed: bool = True
     letter_mapped: Optional[bool] = None
+    failed: bool = False
 
 
 def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
-          letter_mapping: bool = False) -> Verdict:
+          letter_mapping: bool = False, failed: bool = False) -> Verdict:
     """Judge one multiple-choice response.
 
     Arguments
@@ -238,6 +243,9 @@ def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
         Index of the correct option.
     letter_mapping : bool
         MMAU rule only: also judge the letter-mapped prediction.
+    failed : bool
+        The row is a failed decode: no response to judge; the verdict is wrong (also after letter
+        mapping) with ``failed`` set, and is not an unparseable response.
 
     Returns
     -------
@@ -246,16 +254,21 @@ def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
     Example
     -------
     >>> judge("mmsu", "The answer is B.", ["x", "y"], 1)
-    Verdict(correct=True, parsed=True, letter_mapped=None)
+    Verdict(correct=True, parsed=True, letter_mapped=None, failed=False)
     >>> judge("mmsu", "maybe", ["x", "y"], 1)
-    Verdict(correct=False, parsed=False, letter_mapped=None)
+    Verdict(correct=False, parsed=False, letter_mapped=None, failed=False)
+    >>> judge("mmsu", None, ["x", "y"], 1, failed=True)
+    Verdict(correct=False, parsed=False, letter_mapped=None, failed=True)
     >>> judge("mmau", "B", ["cat", "dog"], 1, letter_mapping=True)
-    Verdict(correct=False, parsed=True, letter_mapped=True)
+    Verdict(correct=False, parsed=True, letter_mapped=True, failed=False)
     """
     if rule not in RULES:
         raise ValueError(f"unknown multiple-choice rule {rule!r}; use one of {', '.join(RULES)}")
     if not 0 <= gold < len(choices):
         raise ValueError(f"gold index {gold} is outside the {len(choices)} choices {list(choices)!r}")
+    if failed:
+        return Verdict(correct=False, parsed=False, letter_mapped=False if letter_mapping and rule == "mmau" else None,
+                       failed=True)
     answer = choices[gold]
     if rule == "mmsu":
         letter = mmsu_letter(prediction)
@@ -280,15 +293,18 @@ def summarize(verdicts: Sequence[Verdict], rule: str = "mmsu") -> Dict[str, obje
     Returns
     -------
     dict
-        ``n``, ``correct``, ``accuracy`` (every item in the denominator); for MMSU also
-        ``unparseable`` and ``accuracy_parsed`` (unparseable items left out); when the verdicts
-        carry a letter mapping, ``correct_letter_mapped`` and ``accuracy_letter_mapped``.
-        Accuracies are None when their denominator is 0.
+        ``n``, ``correct``, ``accuracy``: the headline. MMAU rule: every item in the denominator.
+        MMSU (SPEC §5): unparseable responses left out of the denominator (failed decodes stay
+        in, as wrong); MMSU also adds ``unparseable``, ``failed`` and ``accuracy_all`` (every item
+        in the denominator). When the verdicts carry a letter mapping, ``correct_letter_mapped``
+        and ``accuracy_letter_mapped``. Accuracies are None when their denominator is 0.
 
     Example
     -------
     >>> summarize([Verdict(True), Verdict(False), Verdict(False, parsed=False)])
-    {'n': 3, 'correct': 1, 'accuracy': 33.33..., 'unparseable': 1, 'accuracy_parsed': 50.0}
+    {'n': 3, 'correct': 1, 'accuracy': 50.0, 'unparseable': 1, 'failed': 0, 'accuracy_all': 33.33...}
+    >>> summarize([Verdict(True), Verdict(False, parsed=False, failed=True)])["accuracy"]
+    50.0
     >>> summarize([Verdict(True, letter_mapped=True), Verdict(False, letter_mapped=True)], "mmau")
     {'n': 2, 'correct': 1, 'accuracy': 50.0, 'correct_letter_mapped': 2, 'accuracy_letter_mapped': 100.0}
     """
@@ -296,8 +312,10 @@ def summarize(verdicts: Sequence[Verdict], rule: str = "mmsu") -> Dict[str, obje
     correct = sum(v.correct for v in verdicts)
     summary: Dict[str, object] = {"n": n, "correct": correct, "accuracy": percent(correct, n)}
     if rule == "mmsu":
-        parsed = sum(v.parsed for v in verdicts)
-        summary.update(unparseable=n - parsed, accuracy_parsed=percent(correct, parsed))
+        failed = sum(v.failed for v in verdicts)
+        unparseable = sum(not v.parsed and not v.failed for v in verdicts)
+        summary.update(accuracy=percent(correct, n - unparseable), unparseable=unparseable, failed=failed,
+                       accuracy_all=percent(correct, n))
     if verdicts and verdicts[0].letter_mapped is not None:
         mapped = sum(bool(v.letter_mapped) for v in verdicts)
         summary.update(correct_letter_mapped=mapped, accuracy_letter_mapped=percent(mapped, n))

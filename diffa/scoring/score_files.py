@@ -15,7 +15,15 @@ from diffa.scoring.wer import write_errs, write_recogs, write_wer_summary
 
 
 MCQ_COLUMNS = (("n", "n"), ("correct", "correct"), ("accuracy", "accuracy"), ("unparseable", "unparseable"),
-               ("accuracy_parsed", "accuracy (parsed only)"), ("accuracy_letter_mapped", "accuracy (letter mapped)"))
+               ("failed", "failed"), ("accuracy_all", "accuracy (all items)"),
+               ("accuracy_letter_mapped", "accuracy (letter mapped)"))
+"""Multiple-choice columns: ``accuracy`` is the headline (``mcq_accuracy``); for MMSU it leaves
+unparseable responses out of the denominator and ``accuracy (all items)`` keeps them."""
+
+MMSU_NOTE = ("MMSU rule (SPEC §5): `accuracy` (the headline `mcq_accuracy`) leaves unparseable responses "
+             "out of the denominator; `accuracy (all items)` (`mcq_accuracy_all`) keeps every item, "
+             "unparseable ones counted wrong. Failed rows are wrong and stay in both denominators.")
+"""The sentence scores.md puts under the MMSU-rule multiple-choice table."""
 OPEN_COLUMNS = (("n", "n"), ("exact", "exact"), ("accuracy", "accuracy"), ("contains", "contains"),
                 ("accuracy_contains", "accuracy (contains)"))
 ASR_COLUMNS = (("n", "utts"), ("ref", "ref words"), ("errors", "errors"), ("sub", "sub"), ("del", "del"),
@@ -53,6 +61,8 @@ def scores_markdown(data: Mapping[str, Any]) -> str:
     >>> md = scores_markdown(score_results(rows, "mmsu").data)
     >>> "| mcq_accuracy | 100.00 |" in md, "### Multiple choice by task_name" in md
     (True, True)
+    >>> "| n | correct | accuracy | unparseable | failed | accuracy (all items) |" in md
+    True
     """
     counts = data["counts"]
     lines = [f"# Scores: {data['set_name']}", "",
@@ -72,6 +82,8 @@ def scores_markdown(data: Mapping[str, Any]) -> str:
         lines.append(f"## Multiple choice ({section['benchmark']}, {section['rule']} rule)\n\n"
                      + markdown_table([name for key, name in MCQ_COLUMNS if key in section],
                                       [[section[key] for key, _ in MCQ_COLUMNS if key in section]]))
+        if section["rule"] == "mmsu":
+            lines.append(MMSU_NOTE + "\n")
         lines += _section_tables("Multiple choice", section["tables"], MCQ_COLUMNS)
     if "open_qa" in data:
         section = data["open_qa"]

@@ -2,17 +2,22 @@
 token match for open questions, overall and per label group.
 
 Rows are those of :mod:`diffa.scoring.results`. Failed rows are scored as wrong (ASR: the empty
-hypothesis); a hypothesis that is not a string or is empty is scored as wrong and counted.
+hypothesis) and counted in ``counts.failed``; they stay in every denominator, MMSU's included. A
+hypothesis that is not a string or is empty is scored as wrong and counted (for MMSU it is an
+unparseable response).
 
 Metrics (all percentages), keys of ``scores.json``'s ``metrics``:
 
 ``asr_wer``, ``asr_cer``
     Over ``asr`` rows, in the first ``--style`` (``asr_wer_<style>``, ``asr_cer_<style>`` for each).
 ``mcq_accuracy``
-    Over ``mcq`` rows with the benchmark's rule (:mod:`diffa.scoring.mcq`): MMSU's letter rule
-    (every item in the denominator, as the released scorer), or MMAU's token-set rule for MMAU,
-    MMAR and generic sets. ``mcq_accuracy_parsed`` (MMSU: unparseable responses left out) and
-    ``mcq_accuracy_letter_mapped`` (MMAU rule with the opt-in letter mapping) beside it.
+    Over ``mcq`` rows with the benchmark's rule (:mod:`diffa.scoring.mcq`): MMSU's letter rule,
+    with unparseable responses left out of the denominator as SPEC §5 prescribes (failed rows
+    stay in, as wrong), or MMAU's token-set rule (every item in the denominator) for MMAU, MMAR
+    and generic sets. Beside it: ``mcq_accuracy_all`` (MMSU: every item in the denominator,
+    unparseable responses counted wrong) and ``mcq_accuracy_letter_mapped`` (MMAU rule with the
+    opt-in letter mapping). The ``mcq`` section and its per-group tables carry the same figures
+    (``accuracy`` is the headline's; MMSU adds ``unparseable``, ``failed`` and ``accuracy_all``).
 ``open_qa_accuracy``, ``open_qa_contains``
     Over ``open_qa`` rows: same word tokens as the answer; every answer token present.
 
@@ -240,7 +245,8 @@ def _score_mcq(rows: List[Dict[str, Any]], benchmark: str, letter_mapping: bool,
     if letter_mapping and rule != "mmau":
         logger.info("letter mapping applies to the MMAU rule only; %s answers are letters already", benchmark)
         letter_mapping = False
-    verdicts = [mcq.judge(rule, _hypothesis(row), row["choices"], row["gold"], letter_mapping) for row in rows]
+    verdicts = [mcq.judge(rule, _hypothesis(row), row["choices"], row["gold"], letter_mapping,
+                          failed=bool(row.get("failed"))) for row in rows]
     specs = _labelled(rows, [*DEFAULT_GROUPS[benchmark], *(spec for spec in group_by
                                                        if spec not in DEFAULT_GROUPS[benchmark])])
     summary = mcq.summarize(verdicts, rule)
@@ -248,7 +254,7 @@ def _score_mcq(rows: List[Dict[str, Any]], benchmark: str, letter_mapping: bool,
                "tables": _tables(rows, specs, lambda members: mcq.summarize([verdicts[i] for i in members], rule))}
     metrics = {"mcq_accuracy": summary["accuracy"]}
     if rule == "mmsu":
-        metrics["mcq_accuracy_parsed"] = summary["accuracy_parsed"]
+        metrics["mcq_accuracy_all"] = summary["accuracy_all"]
     if letter_mapping:
         metrics["mcq_accuracy_letter_mapped"] = summary["accuracy_letter_mapped"]
     return section, metrics, verdicts
@@ -335,10 +341,14 @@ def score_results(rows: Sequence[Dict[str, Any]], set_name: str, metric: str = "
     >>> rows = [{"id": "q1", "task": "mcq", "hypothesis": "The answer is B.", "choices": ["x", "y"],
     ...          "gold": 1, "labels": {"category": "Phonology"}},
     ...         {"id": "q2", "task": "mcq", "hypothesis": "no idea", "choices": ["x", "y"], "gold": 0,
+    ...          "labels": {"category": "Semantics"}},
+    ...         {"id": "q3", "task": "mcq", "failed": True, "choices": ["x", "y"], "gold": 0,
     ...          "labels": {"category": "Semantics"}}]
     >>> d = score_results(rows, "mmsu").data
-    >>> d["metrics"], d["mcq"]["tables"]["category"]["Phonology"]["accuracy"]
-    ({'mcq_accuracy': 50.0, 'mcq_accuracy_parsed': 100.0}, 100.0)
+    >>> d["metrics"], d["mcq"]["unparseable"], d["mcq"]["failed"]
+    ({'mcq_accuracy': 50.0, 'mcq_accuracy_all': 33.33...}, 1, 1)
+    >>> d["mcq"]["tables"]["category"]["Semantics"]["accuracy"]
+    0.0
     """
     if not rows:
         raise ValueError(f"{source}: no results rows to score; run decoding for set {set_name!r} first")

@@ -88,3 +88,28 @@ def test_help_runs_as_module():
                           timeout=60)
     assert proc.returncode == 0
     assert "Usage:" in proc.stdout and "--write_results_md" in proc.stdout
+
+
+def test_mmsu_headline_leaves_unparseable_out(tmp_path, capsys):
+    # SPEC §5: MMSU's mcq_accuracy leaves unparseable responses out of the denominator; failed rows stay in
+    def row(n, hypothesis, **extra):
+        return json.dumps({"id": f"q{n}", "task": "mcq", "hypothesis": hypothesis, "choices": ["x", "y", "z"],
+                           "gold": 1, "source": "MMSU", "labels": {"category": "Phonology"}, **extra})
+    decode = tmp_path / "exp" / "m" / "decode_steps8" / "mmsu"
+    decode.mkdir(parents=True)
+    (decode / "results.jsonl").write_text("\n".join([
+        row(1, "B"), row(2, "The answer is B."), row(3, "C"), row(4, "no idea"),
+        row(5, None, failed=True, error="OOM")]) + "\n")
+    assert main(["--results", str(decode / "results.jsonl"), "--out_dir", str(decode / "score")]) == 0
+    printed = capsys.readouterr().out
+    assert "mmsu (mmsu): mcq_accuracy 50.00, mcq_accuracy_all 40.00 | rows 5, failed 1" in printed
+    md = (decode / "score" / "scores.md").read_text()
+    assert "| n | correct | accuracy | unparseable | failed | accuracy (all items) |" in md
+    assert "| Phonology | 5 | 2 | 50.00 | 1 | 1 | 40.00 |" in md
+    assert "unparseable responses out of the denominator" in md
+    results_md = tmp_path / "RESULTS.md"
+    assert main(["--write_results_md", str(results_md), "--decode_dirs", str(decode.parent)]) == 0
+    text = results_md.read_text()
+    assert "| model | decode settings | mcq_accuracy | mcq_accuracy_all | rows |" in text
+    assert "| m | decode_steps8 | 50.00 | 40.00 | 5 | 1 | 0 | 0 |" in text
+    assert "mcq_accuracy_parsed" not in text

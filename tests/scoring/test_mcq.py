@@ -80,10 +80,27 @@ def test_summarize_reports_both_mmsu_denominators():
     verdicts = [Verdict(True), Verdict(True), Verdict(False), Verdict(False, parsed=False),
                 Verdict(False, parsed=False)]
     summary = summarize(verdicts)
-    assert summary["accuracy"] == pytest.approx(40.0)  # 2 / 5: unparseable counted wrong
-    assert summary["accuracy_parsed"] == pytest.approx(200 / 3)  # 2 / 3: unparseable left out
-    assert summary["unparseable"] == 2
-    assert summarize([Verdict(False, parsed=False)])["accuracy_parsed"] is None
+    # SPEC §5: the headline leaves unparseable responses out of the denominator
+    assert summary["accuracy"] == pytest.approx(200 / 3)  # 2 / 3 parsed
+    assert summary["accuracy_all"] == pytest.approx(40.0)  # 2 / 5: unparseable counted wrong
+    assert (summary["unparseable"], summary["failed"]) == (2, 0)
+    assert "accuracy_parsed" not in summary
+    assert summarize([Verdict(False, parsed=False)])["accuracy"] is None
+    assert summarize([Verdict(False, parsed=False)])["accuracy_all"] == 0.0
+
+
+def test_failed_decode_is_wrong_not_unparseable():
+    # a failed decode is no response: it stays in both MMSU denominators as wrong
+    verdict = judge("mmsu", None, ["x", "y"], 1, failed=True)
+    assert verdict == Verdict(correct=False, parsed=False, failed=True)
+    summary = summarize([Verdict(True), verdict, Verdict(False, parsed=False)])
+    assert (summary["unparseable"], summary["failed"]) == (1, 1)
+    assert summary["accuracy"] == pytest.approx(50.0)  # 1 / (3 - 1 unparseable)
+    assert summary["accuracy_all"] == pytest.approx(100 / 3)
+    # the MMAU rule: wrong, and wrong after letter mapping too (the mapped figure stays reported)
+    mapped = judge("mmau", None, ["x", "y"], 0, letter_mapping=True, failed=True)
+    assert (mapped.correct, mapped.letter_mapped, mapped.failed) == (False, False, True)
+    assert summarize([mapped, Verdict(True, letter_mapped=True)], "mmau")["accuracy_letter_mapped"] == 50.0
 
 
 def test_judge_rejects_bad_arguments():

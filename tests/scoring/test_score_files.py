@@ -26,7 +26,7 @@ def test_write_scores_files(tmp_path):
     assert "- line 9 skipped: truncated" in md
     judgement = json.loads((tmp_path / "judgements-dev.jsonl").read_text())
     assert judgement == {"id": "q1", "task": "mcq", "hypothesis": "B", "gold": "y", "correct": False,
-                         "parsed": True, "letter_mapped": None}
+                         "parsed": True, "letter_mapped": None, "failed": False}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 

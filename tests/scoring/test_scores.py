@@ -30,7 +30,7 @@ def mmsu_item(n, category, sub, answer_letter, task="t1"):
             "sub-sub-category": "x"}
 
 
-def test_mmsu_official_and_strict_denominators_and_tables():
+def test_mmsu_headline_leaves_unparseable_out_and_tables_match():
     rows = [
         mmsu_row(mmsu_item(1, "Phonology", "Perception", "B"), "The answer is B."),  # right
         mmsu_row(mmsu_item(2, "Phonology", "Perception", "B"), "Answer: B"),  # reads A: wrong
@@ -40,16 +40,41 @@ def test_mmsu_official_and_strict_denominators_and_tables():
     ]
     data = score_results(rows, "mmsu").data
     assert data["metric"] == "mmsu"
-    assert data["metrics"]["mcq_accuracy"] == pytest.approx(40.0)  # 2 of 5
-    assert data["metrics"]["mcq_accuracy_parsed"] == pytest.approx(200 / 3)  # 2 of 3 parsed
+    # SPEC §5: the headline leaves unparseable responses out of the denominator
+    assert data["metrics"] == {"mcq_accuracy": pytest.approx(200 / 3),  # 2 of 3 parsed
+                               "mcq_accuracy_all": pytest.approx(40.0)}  # 2 of 5
+    assert data["primary"] == ["mcq_accuracy"]
+    assert (data["mcq"]["accuracy"], data["mcq"]["accuracy_all"]) == (data["metrics"]["mcq_accuracy"],
+                                                                      data["metrics"]["mcq_accuracy_all"])
     assert (data["mcq"]["unparseable"], data["counts"]["invalid_hypotheses"]) == (2, 1)
     assert data["invalid_hypothesis_ids"] == ["mmsu_5"]
     tables = data["mcq"]["tables"]
     assert list(tables) == ["category", "category+sub-category", "task_name"]
-    assert tables["category"]["Phonology"] == {"n": 3, "correct": 1, "accuracy": pytest.approx(100 / 3),
-                                               "unparseable": 1, "accuracy_parsed": 50.0}
-    assert tables["category+sub-category"]["Phonology / Reasoning"]["accuracy_parsed"] is None
-    assert tables["task_name"]["t2"]["accuracy"] == 50.0
+    # the tables' "accuracy" is the headline's figure
+    assert tables["category"]["Phonology"] == {"n": 3, "correct": 1, "accuracy": 50.0, "unparseable": 1,
+                                               "failed": 0, "accuracy_all": pytest.approx(100 / 3)}
+    assert tables["category+sub-category"]["Phonology / Reasoning"]["accuracy"] is None
+    assert tables["category+sub-category"]["Phonology / Reasoning"]["accuracy_all"] == 0.0
+    assert tables["task_name"]["t2"]["accuracy"] == 100.0 and tables["task_name"]["t2"]["accuracy_all"] == 50.0
+
+
+def test_mmsu_failed_rows_stay_in_the_denominator():
+    # a failed decode (or an item missing from the results) is no model response: it is counted
+    # as failed and wrong, not as unparseable, so failures cannot raise the headline
+    rows = [mmsu_row(mmsu_item(1, "Phonology", "Perception", "B"), "B"),  # right
+            mmsu_row(mmsu_item(2, "Phonology", "Perception", "A"), "maybe"),  # unparseable
+            {**mmsu_row(mmsu_item(3, "Phonology", "Perception", "C"), None), "failed": True, "error": "OOM"},
+            {**mmsu_row(mmsu_item(4, "Phonology", "Perception", "A"), "A"), "failed": True, "error": "OOM"}]
+    scores = score_results(rows, "mmsu")
+    data = scores.data
+    assert (data["counts"]["failed"], data["counts"]["invalid_hypotheses"]) == (2, 0)
+    assert (data["mcq"]["unparseable"], data["mcq"]["failed"]) == (1, 2)
+    assert data["metrics"]["mcq_accuracy"] == pytest.approx(100 / 3)  # 1 of 3: failed rows kept
+    assert data["metrics"]["mcq_accuracy_all"] == 25.0  # 1 of 4
+    assert data["mcq"]["tables"]["category"]["Phonology"]["accuracy"] == pytest.approx(100 / 3)
+    judged = {j["id"]: (j["correct"], j["parsed"], j["failed"]) for j in scores.judgements}
+    assert judged == {"mmsu_1": (True, True, False), "mmsu_2": (False, False, False),
+                      "mmsu_3": (False, False, True), "mmsu_4": (False, False, True)}
 
 
 def test_mmau_rule_tables_and_letter_mapping_reported_separately():
