@@ -39,6 +39,7 @@ train/wav.scp:2: b: audio file b.wav does not exist
 ['b-asr']
 """
 
+import codecs
 import importlib
 import json
 import math
@@ -145,11 +146,11 @@ class KeyOrder:
         return True
 
 
-def read_lines(path, problems):
+def read_lines(path, problems, strict=True):
     """Yield ``(line number, line)`` for the decodable, non-blank lines of a UTF-8 text file.
 
-    Lines that are not UTF-8, blank, or end in a carriage return are reported to ``problems``;
-    the first two kinds are skipped.
+    Lines that are not UTF-8 are reported to ``problems`` and skipped. A UTF-8 byte-order mark
+    starting the file is reported and removed, so that the first line is read as it looks.
 
     Arguments
     ---------
@@ -157,6 +158,9 @@ def read_lines(path, problems):
         The file.
     problems : Problems
         Where defects go.
+    strict : bool
+        Also report blank lines (skipped) and lines that end in a carriage return (which is
+        removed); with False both pass silently, as for a list of ids.
 
     Returns
     -------
@@ -167,16 +171,22 @@ def read_lines(path, problems):
     -------
     >>> import tempfile
     >>> path = tempfile.mktemp()
-    >>> _ = open(path, "wb").write(b"a 1\\n\\nb \\xff\\n")
+    >>> _ = open(path, "wb").write(b"\\xef\\xbb\\xbfa 1\\n\\nb \\xff\\n")
     >>> p = Problems()
     >>> list(read_lines(path, p))
     [(1, 'a 1')]
     >>> print(p.report().replace(path, "f"))
+    f:1: starts with a UTF-8 byte-order mark; remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' f)
     f:2: blank line
     f:3: not valid UTF-8 (byte 2 of the line); re-encode the file as UTF-8
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                what = ("starts with a UTF-8 byte-order mark; remove it "
+                        f"(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
+                problems.add(path, lineno, None, what)
+                raw = raw[len(codecs.BOM_UTF8):]
             try:
                 line = raw.decode("utf-8").rstrip("\n")
             except UnicodeDecodeError as err:
@@ -184,10 +194,12 @@ def read_lines(path, problems):
                 problems.add(path, lineno, None, what)
                 continue
             if line.endswith("\r"):
-                problems.add(path, lineno, None, "ends with a carriage return (DOS line end)")
+                if strict:
+                    problems.add(path, lineno, None, "ends with a carriage return (DOS line end)")
                 line = line.rstrip("\r")
             if not line.strip():
-                problems.add(path, lineno, None, "blank line")
+                if strict:
+                    problems.add(path, lineno, None, "blank line")
                 continue
             yield lineno, line
 
@@ -258,8 +270,8 @@ def read_tasks(path, problems):
     path : str
         The manifest.
     problems : Problems
-        Where defects go: bad JSON, missing "id"/"utt", duplicate or unsorted ids (those lines
-        are skipped except unsorted ones), and whatever ``diffa.data.tasks.validate_task`` finds.
+        Where defects go: bad JSON, missing "id"/"utt", duplicate or unsorted ids, and whatever
+        ``diffa.data.tasks.validate_task`` finds; all those lines are skipped except unsorted ones.
 
     Returns
     -------
@@ -299,6 +311,7 @@ def read_tasks(path, problems):
                 validate_task(row, f"{path}:{lineno}")
             except ValueError as err:
                 problems.messages.append(str(err))
+                continue
         rows.append(row)
     return rows, order.linenos
 
@@ -495,12 +508,15 @@ def _check_spk2utt(path, data, problems):
 
 
 def _check_values(path, data, audio, problems):
-    """Report audio files that do not exist (when ``audio``) and durations that are not > 0."""
+    """Report pipes and audio files that do not exist (when ``audio``), and durations not > 0."""
     if audio:
         file = os.path.join(path, "wav.scp")
         for utt, wav in data.tables["wav.scp"].items():
-            if wav and not os.path.isfile(wav):
-                where = data.linenos["wav.scp"][utt]
+            where = data.linenos["wav.scp"][utt]
+            if wav.endswith("|"):
+                what = f"{wav}: pipe commands are not supported; write the audio to files"
+                problems.add(file, where, utt, what)
+            elif wav and not os.path.isfile(wav):
                 problems.add(file, where, utt, f"audio file {wav} does not exist")
     for utt, value in data.tables.get("utt2dur", {}).items():
         try:
@@ -514,15 +530,16 @@ def _check_values(path, data, audio, problems):
 
 
 def check(path, audio=True, limit=20):
-    """Check a data directory: format, UTF-8, sorted unique ids, consistent files, values.
+    """Check a data directory: format, UTF-8, sorted unique ids, consistent files, values, and
+    that it has at least one utterance.
 
     Arguments
     ---------
     path : str
         The directory.
     audio : bool
-        Also check that every wav.scp path is an existing file (relative paths are relative to
-        the current directory).
+        Also check that every wav.scp path is an existing file, not a pipe command (relative
+        paths are relative to the current directory).
     limit : int
         How many problems the report lists.
 
@@ -544,6 +561,11 @@ def check(path, audio=True, limit=20):
         problems.add(path, None, None, "not a directory")
         return None, problems
     data = DataDir.load(path, problems)
+    if not data.utts and os.path.isfile(os.path.join(path, "wav.scp")):
+        problems.messages.append(
+            f"{path} has no utterances: its wav.scp lists none; fill wav.scp, text and utt2spk "
+            "(the corpus's data preparation writes them) or leave the directory out"
+        )
     _check_ids(path, data, problems)
     _check_spk2utt(path, data, problems)
     _check_values(path, data, audio, problems)

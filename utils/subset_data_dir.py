@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from datadir import DataDir, load_valid, run_cli
+from datadir import DataDir, Problems, load_valid, read_lines, run_cli
 
 
 def get_parser():
@@ -39,6 +39,8 @@ def get_parser():
 def read_utt_list(path, known):
     """Return the first field of each non-blank line of ``path``; every one must be in ``known``.
 
+    A line that is not UTF-8 (or a byte-order mark) is an error naming the file and line.
+
     Arguments
     ---------
     path : str
@@ -57,9 +59,17 @@ def read_utt_list(path, known):
     >>> _ = open(path, "w").write("u2 extra fields\\n\\nu1\\n")
     >>> read_utt_list(path, {"u1", "u2", "u3"})
     ['u2', 'u1']
+    >>> _ = open(path, "wb").write(b"u1\\nu\\xe9\\n")
+    >>> read_utt_list(path, {"u1"})
+    Traceback (most recent call last):
+    ...
+    ValueError: ... cannot be read as a list of utterance ids:
+    ...:2: not valid UTF-8 (byte 1 of the line); re-encode the file as UTF-8
     """
-    with open(path, encoding="utf-8") as f:
-        utts = [line.split()[0] for line in f if line.strip()]
+    problems = Problems()
+    utts = [line.split()[0] for _, line in read_lines(path, problems, strict=False)]
+    if problems:
+        raise ValueError(f"{path} cannot be read as a list of utterance ids:\n{problems.report()}")
     unknown = [utt for utt in utts if utt not in known]
     if unknown:
         raise ValueError(f"{path}: {len(unknown)} id(s) are not utterances of the source, "

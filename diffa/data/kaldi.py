@@ -7,9 +7,10 @@ the line). Files are UTF-8 and sorted by key in C-locale byte order (``LC_ALL=C 
 text that is the code-point order of Python's ``sorted`` on ``str``, which :func:`write_map` uses.
 
 :func:`read_map` checks what a later stage would trip over and names the file and line: bytes that
-are not UTF-8, blank lines, duplicate keys, unsorted keys, empty values (an empty transcript in
-``text``) and values that do not parse as the requested type. Paths in ``wav.scp`` and
-``feats.scp`` are used as written: relative ones are relative to the directory the recipe runs in.
+are not UTF-8, a byte-order mark, blank lines, duplicate keys, unsorted keys, empty values (an
+empty transcript in ``text``) and values that do not parse as the requested type. Paths in
+``wav.scp`` and ``feats.scp`` are used as written: relative ones are relative to the directory the
+recipe runs in.
 
 Everything is written through :func:`atomic_write`: to ``<path>.tmp`` first, renamed over ``path``
 once complete, so an interrupted run never leaves a half-written file under the final name.
@@ -29,6 +30,7 @@ spk2-u1 spk2
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 from typing import Callable, Dict, IO, Iterator, Mapping, Tuple, TypeVar
@@ -97,7 +99,8 @@ def iter_lines(path: str) -> Iterator[Tuple[int, str]]:
     Returns
     -------
     An iterator of (int, str). Raises ValueError naming ``path:line`` at the first line that is
-    not valid UTF-8.
+    not valid UTF-8, and at a UTF-8 byte-order mark starting the file (it would be read as part
+    of the first key).
 
     Example
     -------
@@ -111,9 +114,20 @@ def iter_lines(path: str) -> Iterator[Tuple[int, str]]:
     ...
     ValueError: /...text:2: not valid UTF-8 (invalid continuation byte at byte 2);
     re-encode the file as UTF-8 (e.g. iconv -t UTF-8)
+    >>> _ = open(path, "wb").write(b"\\xef\\xbb\\xbfa 1\\n")
+    >>> list(iter_lines(path))
+    Traceback (most recent call last):
+    ...
+    ValueError: /...text:1: starts with a UTF-8 byte-order mark; remove it
+    (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' /...text)
     """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raise ValueError(
+                    f"{path}:1: starts with a UTF-8 byte-order mark; remove it "
+                    f"(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:

@@ -49,6 +49,7 @@ def test_read_map_value_type(tmp_path):
         (b"u1 a\nu3 b\nu2 c\n", 3, "key 'u2' comes after 'u3': the file is not sorted"),
         (b"u1 a\nu2   \n", 2, "key 'u2' has an empty value (an empty transcript?)"),
         (b"u1 a\n\nu2 b\n", 2, "blank line"),
+        (b"\xef\xbb\xbfu1 a\n", 1, "starts with a UTF-8 byte-order mark; remove it"),
     ],
 )
 def test_read_map_errors_name_file_and_line(tmp_path, content, line, message):
@@ -67,6 +68,14 @@ def test_read_map_crlf_and_allow_empty(tmp_path):
 def test_iter_lines_numbers_lines(tmp_path):
     path = _write_bytes(tmp_path / "f", b"a\nb\n\nc")
     assert list(iter_lines(path)) == [(1, "a"), (2, "b"), (3, ""), (4, "c")]
+
+
+def test_iter_lines_rejects_a_byte_order_mark(tmp_path):
+    path = _write_bytes(tmp_path / "tasks.jsonl", b"\xef\xbb\xbf{}\n")
+    with pytest.raises(ValueError) as err:
+        list(iter_lines(path))
+    assert str(err.value) == (f"{path}:1: starts with a UTF-8 byte-order mark; remove it "
+                              f"(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
 
 
 def test_key_order_accepts_sorted_unique_keys():

@@ -55,3 +55,41 @@ def test_no_common_utterance_writes_nothing(run_util, data_dir):
     assert result.returncode == 1
     assert "nothing written" in result.stderr
     assert (data_dir / "wav.scp").read_bytes() == before
+
+
+def test_byte_order_mark_is_removed_and_reported(run_util, read_ids, data_dir):
+    (data_dir / "text").write_bytes(b"\xef\xbb\xbf" + (data_dir / "text").read_bytes())
+    result = run_util("fix_data_dir.py", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "kept 6 utterances" in result.stdout
+    assert f"{data_dir}/text:1: starts with a UTF-8 byte-order mark" in result.stdout
+    assert not (data_dir / "text").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert run_util("validate_data_dir.py", data_dir).returncode == 0
+
+
+def test_tasks_failing_the_schema_are_dropped_and_named(run_util, data_dir):
+    rows = [json.loads(line) for line in (data_dir / "tasks.jsonl").read_text().splitlines()]
+    del rows[1]["answer"]
+    rows[3]["instruction"] = 5
+    (data_dir / "tasks.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = run_util("fix_data_dir.py", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "kept 6 utterances" in result.stdout
+    assert "tasks.jsonl: 6 -> 4 lines (2 dropped)" in result.stdout
+    assert f"{data_dir}/tasks.jsonl:2: missing required key(s) ['answer']" in result.stdout
+    assert f"{data_dir}/tasks.jsonl:4: 'instruction' must be a non-empty string" in result.stdout
+    assert run_util("validate_data_dir.py", data_dir).returncode == 0
+
+
+def test_a_second_run_keeps_the_first_backup(run_util, data_dir):
+    with open(data_dir / "utt2spk", "a") as f:
+        f.write("spkD-1 spkD\n")
+    original = (data_dir / "utt2spk").read_text()
+    assert run_util("fix_data_dir.py", data_dir).returncode == 0
+    fixed = (data_dir / "utt2spk").read_text()
+    second = run_util("fix_data_dir.py", data_dir)
+    assert second.returncode == 0, second.stderr
+    assert f"old files in {data_dir}/.backup.1" in second.stdout
+    assert (data_dir / ".backup" / "utt2spk").read_text() == original
+    assert (data_dir / ".backup.1" / "utt2spk").read_text() == fixed
+    assert ".backup.1" in run_util("fix_data_dir.py", "--help").stdout

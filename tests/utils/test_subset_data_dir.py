@@ -65,3 +65,11 @@ def test_unknown_task_type_and_no_selection(run_util, data_dir, tmp_path):
     assert result.returncode == 1 and "has no task of type nope (it has: asr" in result.stderr
     none = run_util("subset_data_dir.py", data_dir, tmp_path / "s")
     assert none.returncode == 1 and "say what to keep" in none.stderr
+
+
+def test_utt_list_that_is_not_utf8_names_file_and_line(run_util, data_dir, tmp_path):
+    (tmp_path / "list").write_bytes(b"spkA-1\nspkC-1 caf\xe9\n")
+    result = run_util("subset_data_dir.py", "--utt_list", tmp_path / "list", data_dir, tmp_path / "s")
+    assert result.returncode == 1
+    assert f"{tmp_path}/list:2: not valid UTF-8" in result.stderr, result.stderr
+    assert not (tmp_path / "s").exists()

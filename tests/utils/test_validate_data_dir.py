@@ -126,3 +126,31 @@ def test_help(run_util):
     result = run_util("validate_data_dir.py", "--help")
     assert result.returncode == 0
     assert "--no_audio_check" in result.stdout and "Usage:" in result.stdout
+
+
+def test_empty_dir_is_an_error(run_util, data_dir):
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "tasks.jsonl"):
+        (data_dir / name).write_text("")
+    result = run_util("validate_data_dir.py", data_dir)
+    assert result.returncode == 1
+    assert f"{data_dir} has no utterances: " in result.stderr, result.stderr
+    assert "OK" not in result.stdout
+
+
+def test_byte_order_mark_is_named_once(run_util, data_dir):
+    (data_dir / "text").write_bytes(b"\xef\xbb\xbf" + (data_dir / "text").read_bytes())
+    result = run_util("validate_data_dir.py", data_dir)
+    assert result.returncode == 1
+    text = data_dir / "text"
+    assert (f"{text}:1: starts with a UTF-8 byte-order mark; remove it "
+            f"(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {text})") in result.stderr, result.stderr
+    assert "1 problem(s)" in result.stderr and "\ufeff" not in result.stderr
+
+
+def test_pipe_in_wav_scp_is_named_as_unsupported(run_util, data_dir):
+    replace_line(data_dir / "wav.scp", 0, "spkA-1 sox in.flac -t wav - |")
+    result = run_util("validate_data_dir.py", data_dir)
+    assert result.returncode == 1
+    assert (f"{data_dir}/wav.scp:1: spkA-1: sox in.flac -t wav - |: pipe commands are not "
+            "supported; write the audio to files") in result.stderr, result.stderr
+    assert "does not exist" not in result.stderr
