@@ -17,16 +17,20 @@ and writes:
 
   <out>            one JSON row per example, sorted by id (format: diffa.decode.results);
                    it appears, atomically, only when every example has a row
-  <out>.partial    rows so far, appended batch by batch; a re-run resumes from it (a truncated
-                   last line is dropped and its example decoded again) and skips done ids
+  <out>.partial    rows so far, appended batch by batch; a re-run resumes from it (or from a
+                   finished <out>): it keeps the rows that succeeded and decodes the others (a
+                   truncated last line is dropped and its example decoded again)
   settings.json    beside <out>: model, decode settings, dtype, git hash and package versions
-                   (read by diffa.bin.score for RESULTS.md); resuming with other settings is an
-                   error
+                   (read by diffa.bin.score for RESULTS.md); decoding with other settings while
+                   results made with these are there (<out>, or another job's results.<job>.jsonl)
+                   is an error
 
 An example whose utterance has no features (missing or unreadable audio, listed in
 ``<feats_dir>/bad_utts``) or whose features cannot be read gets a row with ``"failed": true``
-and the reason; decoding continues, and the summary line counts them. The recipe's stage 8
-(``egs/TEMPLATE/diffa.sh``) runs one job per shard and concatenates ``results.<job>.jsonl``.
+and the reason; decoding continues, and the summary line counts them. A re-run decodes failed
+rows again (once the features are there). Nothing is written before the model directory and
+the settings are checked. The recipe's stage 8 (``egs/TEMPLATE/diffa.sh``) runs one job per
+shard and concatenates ``results.<job>.jsonl``.
 """
 
 import argparse
@@ -41,8 +45,8 @@ from diffa.data.kaldi import load_feats
 from diffa.data.tasks import read_tasks
 from diffa.decode.config import DecodeConfig, add_config_arguments, config_from_args
 from diffa.decode.decoder import decode_dataset
-from diffa.decode.loading import add_model_arguments, load_for_decoding, resolve_device
-from diffa.decode.results import ResultsFile, result_row, write_settings
+from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding, resolve_device
+from diffa.decode.results import ResultsFile, check_settings, result_row, write_settings
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +118,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         tasks = read_tasks(tasks_path)
         feats = load_feats(feats_scp)
         results = ResultsFile(args.out)
-        done = results.resume()
+        decoded_files = results.decoded_files()  # before settings.json is read (check_settings)
+        earlier = results.read()
         dtype = str(resolve_device(args.device, args.dtype)[1]).replace("torch.", "")
-        write_settings(os.path.join(os.path.dirname(os.path.abspath(args.out)), "settings.json"),
-                       decode_settings(args, config, dtype), resuming=bool(done))
+        settings = decode_settings(args, config, dtype)
+        settings_path = os.path.join(os.path.dirname(os.path.abspath(args.out)), "settings.json")
+        check_settings(settings_path, settings, decoded_files)
+        done = {i: row for i, row in earlier.items() if not row.get("failed")}  # failed rows are retried
         todo = [t for t in tasks if t["id"] not in done]
-        logger.info("%s: %d examples, %d already decoded, %d to go", tasks_path, len(tasks), len(tasks) - len(todo), len(todo))
-        bad = read_bad_utts(os.path.dirname(feats_scp))
+        logger.info("%s: %d examples, %d already decoded, %d to go (%d failed before)", tasks_path, len(tasks),
+                    len(tasks) - len(todo), len(todo), sum(t["id"] in earlier for t in todo))
         missing = [t for t in todo if t["utt"] not in feats]
+        decoding = len(missing) < len(todo)
+        # nothing is written before the model is checked (and loaded, when there is something to decode)
+        if decoding:
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype)
+        else:
+            check_model_dir(args.model_dir, args.tokenizer)
+        write_settings(settings_path, settings)
+        if todo:
+            results.restart(done.values())
+        bad = read_bad_utts(os.path.dirname(feats_scp))
         failed = []
         for task in missing:
             reason = bad.get(task["utt"], f"not in {feats_scp}")
@@ -129,8 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             failed.append(result_row(task, error=f"no features: {reason}"))
         results.append(failed)
         stats = None
-        if len(missing) < len(todo):
-            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype)
+        if decoding:
             dataset = TaskDataset(tasks_path, feats_scp, tokenizer, system=config.system_prompt, with_answer=False)
             stats = decode_dataset(model, tokenizer, dataset, config, results.append, done=set(done),
                                    progress=args.progress == "true")

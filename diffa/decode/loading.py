@@ -5,7 +5,8 @@ The model directory is a DIFFA directory, or a training stage's experiment direc
 given, else in ``<model>/tokenizer/``, else in ``<model>/llm/`` (an official LLaDA directory
 carries ``tokenizer.json``), else in the ``tokenizer_dir`` of the training run that wrote the
 model (``exp/<stage>/config.yaml`` beside ``final/``). Every missing piece is named in one
-error, before gigabytes of weights are read.
+error, and a weights file or tokenizer that cannot be read (truncated, corrupt) is named, before
+gigabytes of weights are read.
 
 Example
 -------
@@ -147,13 +148,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="model dtype (default: bfloat16 on cuda, float32 on cpu)")
 
 
-def load_for_decoding(
-    model_dir: PathLike,
-    tokenizer_dir: Optional[PathLike] = None,
-    device: Optional[str] = None,
-    dtype: Optional[str] = None,
-):
-    """Check and load ``(model, tokenizer)`` in eval mode on ``device``.
+def check_model_dir(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = None) -> Tuple[Path, Path]:
+    """Check a model directory without loading it: every missing piece is named in one error, and
+    a safetensors file that cannot be read (truncated, not safetensors) is named.
+
+    Only the safetensors headers are read (the files of the directory, ``encoder/`` and
+    ``llm/``), not the weights.
 
     Arguments
     ---------
@@ -162,13 +162,22 @@ def load_for_decoding(
         experiment directory holding one in ``final/``.
     tokenizer_dir : path, optional
         The tokenizer directory (default: module docstring).
-    device, dtype : str, optional
-        See :func:`resolve_device`.
 
     Returns
     -------
-    (DIFFA, tokenizer)
+    (Path, Path)
+        The DIFFA directory and the tokenizer directory.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> check_model_dir(tempfile.mkdtemp() + "/nope")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: .../nope: no such model directory; ...
     """
+    from safetensors import SafetensorError, safe_open
+
     model_dir = resolve_model_dir(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model directory; train one (recipe stages 3-7) "
@@ -190,8 +199,44 @@ def load_for_decoding(
         missing.append(f"a tokenizer ({HF_TOKENIZER_NAME} or {SPM_MODEL_NAME} in {where}; pass --tokenizer DIR)")
     if missing:
         raise FileNotFoundError(f"{model_dir} is not a complete DIFFA model directory: missing {', '.join(missing)}")
+    for weights in sorted(p for folder in (model_dir, model_dir / "encoder", model_dir / "llm")
+                          for p in folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except SafetensorError as err:
+            raise ValueError(f"{weights}: not a readable safetensors file ({err}); it is truncated or "
+                             "corrupt: copy, export or import the model again") from None
+    return model_dir, tokenizer_path
+
+
+def load_for_decoding(
+    model_dir: PathLike,
+    tokenizer_dir: Optional[PathLike] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+):
+    """Check (:func:`check_model_dir`) and load ``(model, tokenizer)`` in eval mode on ``device``.
+
+    Arguments
+    ---------
+    model_dir, tokenizer_dir : path
+        See :func:`check_model_dir`.
+    device, dtype : str, optional
+        See :func:`resolve_device`.
+
+    Returns
+    -------
+    (DIFFA, tokenizer)
+    """
+    model_dir, tokenizer_path = check_model_dir(model_dir, tokenizer_dir)
     dev, dt = resolve_device(device, dtype)
-    tokenizer = load_tokenizer(tokenizer_path)
+    try:
+        tokenizer = load_tokenizer(tokenizer_path)
+    except (RuntimeError, json.JSONDecodeError) as err:  # sentencepiece's parse error; a cut tokenizer.json
+        name = HF_TOKENIZER_NAME if (tokenizer_path / HF_TOKENIZER_NAME).is_file() else SPM_MODEL_NAME
+        raise ValueError(f"{tokenizer_path / name}: not a readable tokenizer ({err}); copy it again from "
+                         "where the model was trained, or pass --tokenizer DIR") from None
     model = DIFFA.from_pretrained(model_dir, dtype=dt, device=dev).eval()
     vocab = model.llm.config.vocab_size
     if tokenizer.mask_id >= vocab or tokenizer.eos_id >= vocab:

@@ -13,22 +13,25 @@ A row the decoder could not produce (no features, unreadable features, out of me
 as wrong (:mod:`diffa.scoring.report`).
 
 :class:`ResultsFile` appends rows to ``<results>.partial`` batch by batch (flushed and fsynced),
-so a killed run loses at most the batch in flight; a re-run reads the rows there and skips their
-ids, dropping (and logging) a truncated last line. :meth:`ResultsFile.finish` writes the complete,
-sorted ``results.jsonl`` atomically and removes the partial file, so ``results.jsonl`` exists
-only when every example has a row — a later stage never trusts a half file.
+so a killed run loses at most the batch in flight; a re-run reads the rows there (dropping and
+logging a truncated last line), restarts the partial file from the rows it keeps and decodes the
+other ids. :meth:`ResultsFile.finish` writes the complete, sorted ``results.jsonl`` atomically and
+removes the partial file, so ``results.jsonl`` exists only when every example has a row — a later
+stage never trusts a half file.
 
 Example
 -------
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "results.jsonl")
 >>> res = ResultsFile(path)
->>> res.resume()
+>>> res.read()
 {}
 >>> res.append([{"id": "b", "hypothesis": "yes"}])
 >>> _ = open(res.partial, "a").write('{"id": "a", "hypo')   # killed mid-write
->>> sorted(ResultsFile(path).resume())                     # the half line is dropped
+>>> kept = ResultsFile(path).read()                        # the half line is dropped
+>>> sorted(kept)
 ['b']
+>>> res.restart(kept.values())
 >>> res.append([{"id": "a", "hypothesis": "no"}])
 >>> [row["id"] for row in res.finish(["a", "b"])], os.path.exists(res.partial)
 (['a', 'b'], False)
@@ -36,6 +39,7 @@ Example
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -115,26 +119,23 @@ class ResultsFile:
         self.path = str(path)
         self.partial = self.path + ".partial"
 
-    def resume(self) -> Dict[str, Dict[str, Any]]:
-        """Rows already decoded, by id: from the partial file, else from a finished results file.
+    def read(self) -> Dict[str, Dict[str, Any]]:
+        """Rows written so far, by id: from the partial file, else from a finished results file.
 
-        A truncated last line of the partial file (a run killed mid-write) is dropped and the
-        file rewritten without it; the drop is logged. A malformed line elsewhere raises
-        ValueError naming the line. When only a finished ``results.jsonl`` exists its rows seed a
-        new partial file, so a re-run with more tasks decodes only the new ones.
+        Reads only. A truncated last line of the partial file (a run killed mid-write) is
+        dropped, with a warning; :meth:`restart` then writes the file without it. A malformed
+        line elsewhere raises ValueError naming the line.
 
         Returns
         -------
         dict
             id -> row.
         """
-        if not os.path.exists(self.partial):
-            if not os.path.exists(self.path):
-                return {}
-            rows = self._read(self.path)
-            self._rewrite(rows.values())
-            return rows
-        return self._read(self.partial)
+        if os.path.exists(self.partial):
+            return self._read(self.partial)
+        if os.path.exists(self.path):
+            return self._read(self.path)
+        return {}
 
     def _read(self, path: str) -> Dict[str, Dict[str, Any]]:
         with open(path, "rb") as f:
@@ -164,14 +165,39 @@ class ResultsFile:
         if dropped:
             logger.warning("%s: dropped %d truncated line(s) at the end (a run killed while writing); "
                            "their examples are decoded again", path, len(dropped))
-            if path == self.partial:
-                self._rewrite(rows.values())
         return rows
 
-    def _rewrite(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the partial file with ``rows`` atomically."""
+    def restart(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the partial file with ``rows`` atomically: the rows a resumed run keeps (from
+        :meth:`read`); the rows it decodes are appended after them.
+
+        Arguments
+        ---------
+        rows : iterable of dict
+            Result rows.
+        """
+        os.makedirs(os.path.dirname(os.path.abspath(self.partial)), exist_ok=True)
         with atomic_write(self.partial) as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+    def decoded_files(self) -> List[str]:
+        """The results files a ``settings.json`` beside this one describes: this file and its
+        partial file, and the files of the other jobs of a sharded run (``<stem>.*.jsonl`` and
+        their partial files, where ``<stem>`` is this file's name up to its first dot), those
+        that exist.
+
+        The jobs' concatenation ``<stem>.jsonl`` is not a job's file: it is made from theirs
+        (and a forced redo of the recipe's stage 8 removes only the job files).
+
+        Returns
+        -------
+        list of str
+            Sorted paths.
+        """
+        folder = os.path.dirname(os.path.abspath(self.path))
+        jobs = os.path.join(glob.escape(folder), glob.escape(os.path.basename(self.path).split(".")[0]) + ".*.jsonl")
+        own = [os.path.abspath(p) for p in (self.path, self.partial) if os.path.exists(p)]
+        return sorted(set(glob.glob(jobs) + glob.glob(jobs + ".partial") + own))
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows (one batch) to the partial file, flushed and fsynced.
@@ -191,7 +217,8 @@ class ResultsFile:
             os.fsync(f.fileno())
 
     def finish(self, order: Sequence[str]) -> List[Dict[str, Any]]:
-        """Write ``results.jsonl`` (rows in ``order``) atomically and remove the partial file.
+        """Write ``results.jsonl`` (rows in ``order``, from :meth:`read`) atomically and remove the
+        partial file.
 
         Arguments
         ---------
@@ -204,7 +231,7 @@ class ResultsFile:
         list of dict
             The rows written.
         """
-        rows = self.resume()
+        rows = self.read()
         missing = [i for i in order if i not in rows]
         if missing:
             raise ValueError(f"{self.partial}: no result for {len(missing)} ids (first: {missing[0]}); "
@@ -216,17 +243,20 @@ class ResultsFile:
         out = [rows[i] for i in order]
         with atomic_write(self.path) as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in out)
-        os.remove(self.partial)
+        if os.path.exists(self.partial):
+            os.remove(self.partial)
         return out
 
 
-def write_settings(path: str, settings: Mapping[str, Any], resuming: bool) -> None:
-    """Write a decoding run's ``settings.json``, refusing to mix settings in one results file.
+def check_settings(path: str, settings: Mapping[str, Any], decoded: Sequence[str]) -> None:
+    """Refuse to mix settings in one results folder: raise ValueError naming the differing keys
+    when ``path`` records other settings and results decoded with them exist.
 
-    ``git`` and ``versions`` are informational; every other key is compared with an existing
-    file when ``resuming``: a difference raises ValueError naming the keys (rows decoded with
-    other settings would otherwise be mixed into one result). The file is shared by the jobs of
-    a sharded run, so it is written through a unique temporary name and renamed.
+    ``git`` and ``versions`` are informational; every other key is compared. With no results
+    beside it (none yet, or removed to decode again) an old ``settings.json`` is simply replaced
+    by :func:`write_settings`. ``decoded`` must be listed before this reads ``path``: the jobs of a
+    sharded run write ``settings.json`` before their first row, so a job that sees another's rows
+    also sees its settings.
 
     Arguments
     ---------
@@ -234,34 +264,52 @@ def write_settings(path: str, settings: Mapping[str, Any], resuming: bool) -> No
         ``settings.json`` beside the results.
     settings : mapping
         ``model``, decode settings, ``git``, ``versions``.
-    resuming : bool
-        Rows from an earlier run will be kept.
+    decoded : sequence of str
+        The results files beside it (:meth:`ResultsFile.decoded_files`).
 
     Example
     -------
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "settings.json")
-    >>> write_settings(path, {"model": "m", "steps": 16, "git": "abc"}, resuming=False)
-    >>> write_settings(path, {"model": "m", "steps": 16, "git": "def"}, resuming=True)
-    >>> write_settings(path, {"model": "m", "steps": 8, "git": "def"}, resuming=True)
+    >>> write_settings(path, {"model": "m", "steps": 16, "git": "abc"})
+    >>> check_settings(path, {"model": "m", "steps": 16, "git": "def"}, ["results.1.jsonl"])
+    >>> check_settings(path, {"model": "m", "steps": 8, "git": "def"}, [])
+    >>> check_settings(path, {"model": "m", "steps": 8, "git": "def"}, ["results.1.jsonl"])
     Traceback (most recent call last):
      ...
-    ValueError: .../settings.json: the results beside it were decoded with other settings (steps: 16 -> 8); ...
+    ValueError: .../settings.json: the results beside it (results.1.jsonl) were decoded with other settings (steps: 16 -> 8); ...
     """
-    informational = ("git", "versions")
-    if resuming and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                old = json.load(f)
-            except json.JSONDecodeError:
-                old = None
-        if isinstance(old, dict):
-            keys = sorted((set(old) | set(settings)) - set(informational))
-            changed = [f"{k}: {old.get(k)} -> {settings.get(k)}" for k in keys if old.get(k) != settings.get(k)]
-            if changed:
-                raise ValueError(f"{path}: the results beside it were decoded with other settings "
-                                 f"({'; '.join(changed)}); use the same settings to resume, or "
-                                 "another output directory (or delete the partial results) to start over")
+    if not decoded or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        try:
+            old = json.load(f)
+        except json.JSONDecodeError:
+            return
+    if not isinstance(old, dict):
+        return
+    keys = sorted((set(old) | set(settings)) - {"git", "versions"})
+    changed = [f"{k}: {old.get(k)} -> {settings.get(k)}" for k in keys if old.get(k) != settings.get(k)]
+    if changed:
+        names = [os.path.basename(p) for p in decoded]
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ValueError(f"{path}: the results beside it ({listed}) were decoded with other settings "
+                         f"({'; '.join(changed)}); use the same settings to resume or to decode more "
+                         "jobs, or another output directory, or delete those results (the recipe: "
+                         "--force true) to start over")
+
+
+def write_settings(path: str, settings: Mapping[str, Any]) -> None:
+    """Write a decoding run's ``settings.json`` (after :func:`check_settings`).
+
+    The file is shared by the jobs of a sharded run, so it is written through a unique temporary
+    name and renamed.
+
+    Arguments
+    ---------
+    path, settings
+        See :func:`check_settings`.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".settings.", suffix=".tmp", dir=folder)

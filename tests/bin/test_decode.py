@@ -107,9 +107,72 @@ def test_rerun_of_a_finished_set_decodes_nothing(toy, reference, tmp_path, capsy
     (tmp_path / "settings.json").write_text((reference[0].parent / "settings.json").read_text())
     assert main(args(toy, out, "--model_dir", str(tmp_path / "no_model_needed"))) == 1  # other settings
     assert "decoded with other settings (model:" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["results.jsonl", "settings.json"]  # a refusal writes nothing
     assert main(args(toy, out)) == 0
     printed = capsys.readouterr().out
     assert "this run decoded" not in printed and rows_of(out) == rows_of(reference[0])
+
+
+def test_failed_rows_are_decoded_again(toy, reference, tmp_path, capsys):
+    """Once the missing features are supplied, a re-run decodes the failed row and keeps the others."""
+    import kaldiio
+    import numpy as np
+
+    out = tmp_path / "results.jsonl"
+    out.write_text(reference[0].read_text())
+    (tmp_path / "settings.json").write_text((reference[0].parent / "settings.json").read_text())
+    feats_dir = tmp_path / "dump"
+    feats_dir.mkdir()
+    missing_utt = next(t["utt"] for t in toy.tasks if t["id"] == toy.missing_id)
+    with kaldiio.WriteHelper(f"ark,scp:{feats_dir}/extra.ark,{feats_dir}/extra.scp") as writer:
+        writer(missing_utt, np.random.default_rng(1).standard_normal((50, 16)).astype(np.float32))
+    (feats_dir / "feats.scp").write_text((toy.feats_dir / "feats.scp").read_text() + (feats_dir / "extra.scp").read_text())
+    assert main(args(toy, out, "--feats_dir", str(feats_dir))) == 0
+    assert f"{len(toy.tasks)} examples, 0 failed; this run decoded 1 " in capsys.readouterr().out
+    before, after = rows_of(reference[0]), rows_of(out)
+    assert [r["id"] for r in after] == [r["id"] for r in before]
+    retried = next(r for r in after if r["id"] == toy.missing_id)
+    assert "failed" not in retried and isinstance(retried["hypothesis"], str) and retried["nfe"] > 0
+    assert [r for r in after if r["id"] != toy.missing_id] == [r for r in before if r["id"] != toy.missing_id]
+
+
+def few_tasks(toy, folder, with_features=True):
+    """A data directory ``folder/data``: the example without features, after one with them."""
+    from diffa.data.tasks import write_tasks
+
+    write_tasks(str(folder / "data" / "tasks.jsonl"), [toy.tasks[0], toy.tasks[-1]][not with_features:])
+    return folder / "data"
+
+
+@pytest.mark.parametrize("with_features", [True, False])
+def test_a_bad_model_directory_writes_nothing(toy, tmp_path, with_features):
+    """The model is checked before any row or settings.json is written (also when no example can be
+    decoded): the corrected run is not refused."""
+    data = few_tasks(toy, tmp_path, with_features)
+    out = tmp_path / "out" / "results.jsonl"
+    assert main(args(toy, out, "--data_dir", str(data), "--model_dir", str(tmp_path / "modle"))) == 1
+    assert not out.parent.exists()
+    assert main(args(toy, out, "--data_dir", str(data))) == 0
+    assert [r.get("failed", False) for r in rows_of(out)] == [False, True][not with_features:]
+
+
+def test_shard_jobs_with_other_settings_are_refused(toy, tmp_path, capsys):
+    """A job refuses to decode beside results of another job decoded with other settings; a
+    forced re-decode of stage 8 (which removes the job files first) may change them."""
+    data = few_tasks(toy, tmp_path)
+    out = tmp_path / "out"
+    assert main(args(toy, out / "results.1.jsonl", "--data_dir", str(data))) == 0
+    settings = (out / "settings.json").read_text()
+    assert main(args(toy, out / "results.2.jsonl", "--data_dir", str(data), "--steps", "16")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and "(results.1.jsonl) were decoded with other settings (steps: 32 -> 16)" in err
+    assert sorted(os.listdir(out)) == ["results.1.jsonl", "settings.json"]
+    assert (out / "settings.json").read_text() == settings
+    # stage 8 with --force true: results.*.jsonl removed, the old concatenation stays until remade
+    (out / "results.jsonl").write_text((out / "results.1.jsonl").read_text())
+    (out / "results.1.jsonl").unlink()
+    assert main(args(toy, out / "results.1.jsonl", "--data_dir", str(data), "--steps", "16")) == 0
+    assert json.loads((out / "settings.json").read_text())["steps"] == 16
 
 
 def test_sharded_jobs_cover_the_set(toy, reference, tmp_path):
@@ -133,18 +196,27 @@ def test_scorer_reads_the_results(toy, reference, tmp_path, capsys):
     assert f"rows {len(toy.tasks)}, failed 1, invalid hypotheses {empty}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("remove, named", [("adapters.safetensors", "adapters.safetensors"),
-                                           ("tokenizer", "a tokenizer (")])
-def test_model_directory_missing_files(toy, tmp_path, capsys, remove, named):
+@pytest.mark.parametrize("target, cut, named", [
+    ("adapters.safetensors", False, "is not a complete DIFFA model directory: missing adapters.safetensors"),
+    ("tokenizer", False, "is not a complete DIFFA model directory: missing a tokenizer ("),
+    ("tokenizer/spm.model", True, "tokenizer/spm.model: not a readable tokenizer"),
+    ("adapters.safetensors", True, "adapters.safetensors: not a readable safetensors file"),
+])
+def test_model_directory_missing_or_corrupt_files(toy, tmp_path, capsys, target, cut, named):
+    """One ERROR line naming the file (no traceback), and nothing written."""
     import shutil
 
     model_dir = tmp_path / "m"
     shutil.copytree(toy.model_dir, model_dir)
-    target = model_dir / remove
-    shutil.rmtree(target) if target.is_dir() else target.unlink()
-    assert main(args(toy, tmp_path / "results.jsonl", "--model_dir", str(model_dir))) == 1
+    path = model_dir / target
+    if cut:
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert main(args(toy, tmp_path / "out" / "results.jsonl", "--model_dir", str(model_dir))) == 1
     err = capsys.readouterr().err
-    assert "is not a complete DIFFA model directory: missing" in err and named in err
+    assert err.startswith("ERROR: ") and err.count("\n") == 1 and named in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_help(capsys):

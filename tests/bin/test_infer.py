@@ -49,3 +49,15 @@ def test_errors_name_the_file(toy, stereo_wav, tmp_path, capsys, what, message):
     assert main(["--model", paths["model"], "--audio", paths["audio"], "--question", "Who?", *FLAGS]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: ") and "nope" in err and message in err
+
+
+@pytest.mark.parametrize("damage", ["tokenizer/spm.model", "adapters.safetensors"])
+def test_corrupt_model_files_are_one_line_errors(toy, stereo_wav, tmp_path, capsys, damage):
+    import shutil
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(toy.model_dir, model_dir)
+    (model_dir / damage).write_bytes(b"garbage")
+    assert main(["--model", str(model_dir), "--audio", stereo_wav, "--question", "Who?", *FLAGS]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and err.count("\n") == 1 and f"{model_dir / damage}:" in err

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from diffa.decode.loading import find_tokenizer, load_for_decoding, resolve_device
+from diffa.decode.loading import check_model_dir, find_tokenizer, load_for_decoding, resolve_device
 
 
 def copy_model(toy, tmp_path):
@@ -41,6 +41,27 @@ def test_declared_lora_without_weights(toy, tmp_path):
     (model_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match=r"lora.safetensors \(config.json declares LoRA\)"):
         load_for_decoding(model_dir, device="cpu")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("tokenizer/spm.model", "not a readable tokenizer"),
+    ("adapters.safetensors", "not a readable safetensors file"),
+    ("llm/model.safetensors", "not a readable safetensors file"),
+])
+def test_corrupt_files_are_named(toy, tmp_path, damage, message):
+    model_dir = copy_model(toy, tmp_path)
+    target = model_dir / damage
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"^{model_dir / damage}: {message}"):
+        load_for_decoding(model_dir, device="cpu")
+
+
+def test_check_model_dir(toy, tmp_path):
+    model_dir = copy_model(toy, tmp_path)
+    assert check_model_dir(model_dir) == (model_dir, model_dir / "tokenizer")
+    os.remove(model_dir / "config.json")
+    with pytest.raises(FileNotFoundError, match="missing config.json"):
+        check_model_dir(model_dir)
 
 
 def test_tokenizer_lookup_order(toy, tmp_path):

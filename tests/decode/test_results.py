@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from diffa.decode.results import ResultsFile, result_row, write_settings
+from diffa.decode.results import ResultsFile, check_settings, result_row, write_settings
 
 TASK = {"id": "q1", "utt": "u1", "task": "mcq", "instruction": "Who?", "answer": "a cat",
         "choices": ["a cat", "a dog"], "gold": 0, "labels": {"gender": "f"}}
@@ -20,17 +20,40 @@ def test_row_format():
     assert failed["failed"] is True and failed["hypothesis"] is None and failed["nfe"] == 0
 
 
-def test_truncated_last_line_is_repaired(tmp_path, caplog):
+def test_truncated_last_line_is_dropped_then_repaired(tmp_path, caplog):
     res = ResultsFile(str(tmp_path / "results.jsonl"))
     res.append([{"id": "a", "hypothesis": "x"}, {"id": "b", "hypothesis": "y"}])
     with open(res.partial, "a") as f:
         f.write('{"id": "c", "hypoth')
-    assert sorted(ResultsFile(res.path).resume()) == ["a", "b"]
-    assert "dropped 1 truncated line" in caplog.text
-    # the file itself was repaired: appending now gives clean lines
+    before = open(res.partial).read()
+    rows = ResultsFile(res.path).read()
+    assert sorted(rows) == ["a", "b"] and "dropped 1 truncated line" in caplog.text
+    assert open(res.partial).read() == before  # reading writes nothing
+    # a resumed run restarts the partial file from the rows it keeps: appending gives clean lines
+    res.restart(rows.values())
     res.append([{"id": "c", "hypothesis": "z"}])
     lines = open(res.partial).read().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["a", "b", "c"]
+
+
+def test_reading_a_finished_file_writes_nothing(tmp_path):
+    res = ResultsFile(str(tmp_path / "results.jsonl"))
+    res.append([{"id": "a"}])
+    res.finish(["a"])
+    assert list(ResultsFile(res.path).read()) == ["a"]
+    assert os.listdir(tmp_path) == ["results.jsonl"]
+    assert [r["id"] for r in res.finish(["a"])] == ["a"]  # finishing again needs no partial file
+
+
+def test_decoded_files_are_this_jobs_and_the_other_jobs(tmp_path):
+    for name in ("results.jsonl", "results.1.jsonl", "results.2.jsonl.partial", "tasks.jsonl", "results.3.jsonl.tmp"):
+        (tmp_path / name).write_text("")
+    job = ResultsFile(str(tmp_path / "results.3.jsonl"))
+    # the jobs' concatenation results.jsonl is remade from them (stage 8 with --force keeps the old one)
+    assert [os.path.basename(p) for p in job.decoded_files()] == ["results.1.jsonl", "results.2.jsonl.partial"]
+    whole = ResultsFile(str(tmp_path / "results.jsonl"))
+    assert [os.path.basename(p) for p in whole.decoded_files()] == [
+        "results.1.jsonl", "results.2.jsonl.partial", "results.jsonl"]
 
 
 def test_malformed_middle_line_is_an_error(tmp_path):
@@ -38,7 +61,7 @@ def test_malformed_middle_line_is_an_error(tmp_path):
     with open(res.partial, "w") as f:
         f.write('{"id": "a"}\nnot json\n{"id": "b"}\n')
     with pytest.raises(ValueError, match=r"results.jsonl.partial:2: malformed results line"):
-        res.resume()
+        res.read()
 
 
 def test_finish_sorts_drops_strangers_and_needs_every_id(tmp_path):
@@ -52,14 +75,17 @@ def test_finish_sorts_drops_strangers_and_needs_every_id(tmp_path):
     assert [json.loads(line)["id"] for line in open(res.path)] == ["a", "b"]
     assert not os.path.exists(res.partial)
     # a finished file is a valid resume point
-    assert sorted(ResultsFile(res.path).resume()) == ["a", "b"]
+    assert sorted(ResultsFile(res.path).read()) == ["a", "b"]
 
 
 def test_settings_guard(tmp_path):
     path = str(tmp_path / "settings.json")
-    write_settings(path, {"model": "m", "factor": 1.0, "git": "a"}, resuming=False)
-    write_settings(path, {"model": "m", "factor": 1.0, "git": "b"}, resuming=True)
-    with pytest.raises(ValueError, match="factor: 1.0 -> None"):
-        write_settings(path, {"model": "m", "git": "b"}, resuming=True)
-    write_settings(path, {"model": "m", "git": "b"}, resuming=False)  # a fresh run replaces it
+    write_settings(path, {"model": "m", "factor": 1.0, "git": "a"})
+    check_settings(path, {"model": "m", "factor": 1.0, "git": "b"}, ["results.1.jsonl"])
+    with pytest.raises(ValueError, match=r"\(results.1.jsonl, results.2.jsonl\) were decoded with other "
+                                         r"settings \(factor: 1.0 -> None\)"):
+        check_settings(path, {"model": "m", "git": "b"}, ["d/results.1.jsonl", "d/results.2.jsonl"])
+    check_settings(path, {"model": "m", "git": "b"}, [])  # no results beside it: a fresh run replaces it
+    write_settings(path, {"model": "m", "git": "b"})
     assert json.load(open(path)) == {"model": "m", "git": "b"}
+    assert os.listdir(tmp_path) == ["settings.json"]
