@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Callable, Optional, Tuple, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import WhisperConfig
 
 from diffa.model.config import DIFFAConfig
 from diffa.model.splice import splice_audio
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
+from diffa.files import atomic_save, atomic_save_text, default_mode, load_safetensors, read_json_object
 from diffa.nnet.llada import LLaDAConfig, LLaDAModel
 from diffa.nnet.lora import LoRAConfig, add_lora, base_state_dict, has_lora, load_lora_state_dict, lora_state_dict, merge_lora
 from diffa.nnet.whisper import WhisperEncoder
@@ -56,10 +57,30 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 ADAPTER_PREFIXES = ("semantic.", "acoustic.", "prompts.")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spm.model", "spm.vocab")
+# what to do about a file of a DIFFA directory that cannot be read
+REWRITE = "save or export the model again (or rerun the training stage that wrote it)"
 
 
 def _holds_tokenizer(path: Path) -> bool:
     return (path / "tokenizer.json").is_file() or (path / "spm.model").is_file()
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` if it is there: a link itself (not its target), a directory with its content.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "sub").mkdir(); (d / "link").symlink_to(d / "sub")
+    >>> _remove(d / "link"); _remove(d / "sub"); _remove(d / "gone")
+    >>> sorted(d.iterdir())
+    []
+    """
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def tiny_config(layout: str = "dual", vocab: int = 100, d_llm: int = 32, n_mels: int = 16) -> DIFFAConfig:
@@ -152,21 +173,30 @@ class DIFFA(torch.nn.Module):
     ) -> "DIFFA":
         """Load a directory written by :meth:`save_pretrained` (no training code needed)."""
         path = Path(path)
+        dangling = [path / p for p in ("encoder", "llm") if (path / p).is_symlink() and not (path / p).exists()]
+        if dangling:
+            links = "; ".join(f"{link} is a link to {os.readlink(link)}, which does not exist" for link in dangling)
+            raise FileNotFoundError(
+                f"{links} (moved or deleted?): put the directory back or point the link at its new place "
+                "(ln -sfn NEW LINK), then make a self-contained copy with python -m diffa.bin.export"
+            )
         missing = [p for p in ("config.json", "adapters.safetensors", "encoder", "llm") if not (path / p).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a DIFFA model directory: missing {', '.join(missing)}")
-        config = DIFFAConfig.from_dict(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+        config_file = path / "config.json"
+        config = DIFFAConfig.from_dict(read_json_object(config_file, REWRITE), where=str(config_file))
         lora = config.lora
         config.lora = None  # LoRA is added after the base weights are in place
         tokenizer = path / "tokenizer" if (path / "tokenizer").is_dir() else None
         model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device, tokenizer_dir=tokenizer)
-        model.load_adapters(load_file(str(path / "adapters.safetensors")), where=str(path / "adapters.safetensors"))
+        adapters = path / "adapters.safetensors"
+        model.load_adapters(load_safetensors(adapters, REWRITE), where=str(adapters))
         if lora is not None:
             model.add_lora(LoRAConfig.from_dict(lora))
             lora_file = path / "lora.safetensors"
             if not lora_file.exists():
                 raise FileNotFoundError(f"{path}/config.json declares LoRA but {lora_file} is missing")
-            load_lora_state_dict(model.llm, load_file(str(lora_file)), where=str(lora_file))
+            load_lora_state_dict(model.llm, load_safetensors(lora_file, REWRITE), where=str(lora_file))
         return model.eval()
 
     def save_pretrained(self, path: PathLike, merge: bool = False, link_frozen: bool = True) -> None:
@@ -177,13 +207,16 @@ class DIFFA(torch.nn.Module):
         path : path
             Target directory (replaced if it exists). Files are written into a temporary sibling
             that is renamed into place at the end, so an interrupted save leaves nothing half
-            written behind.
+            written behind (a failed one removes the sibling). Directories and files get the
+            usual permissions under the process umask.
         merge : bool
             Fold LoRA into the LLM weights (export); otherwise LoRA is kept in ``lora.safetensors``.
         link_frozen : bool
             When the encoder or the LLM base is entirely frozen and was read from a directory,
             ``encoder/`` / ``llm/`` become symbolic links to it instead of copies (a training stage
-            of DIFFA-2 then writes megabytes, not 16 GB). ``merge`` always writes the LLM.
+            of DIFFA-2 then writes megabytes, not 16 GB). ``merge`` always writes the LLM. A source
+            inside ``path`` itself (re-saving a self-contained model in place) is copied, since the
+            old ``path`` is removed.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,9 +224,39 @@ class DIFFA(torch.nn.Module):
             merge_lora(self.llm)
             self.config.lora = None
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        save_file({k: v.contiguous() for k, v in self.adapter_state_dict().items()}, str(tmp / "adapters.safetensors"))
+        try:
+            os.chmod(tmp, default_mode(directory=True))
+            self._write(tmp, merge, link_frozen, replacing=path.resolve())
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                _remove(old)  # left by a save that died before removing it
+                path.rename(old)
+                try:
+                    tmp.rename(path)
+                except BaseException:
+                    old.rename(path)
+                    raise
+                try:
+                    _remove(old)
+                except OSError as err:  # the new directory is in place; the next save removes the rest
+                    logger.warning("%s: could not remove the previous version %s: %s", path, old, err)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write(self, tmp: Path, merge: bool, link_frozen: bool, replacing: Path) -> None:
+        """Write the files of :meth:`save_pretrained` into the new directory ``tmp``.
+
+        ``replacing`` is the resolved directory that ``tmp`` will replace: frozen parts read from
+        inside it are copied, as a link to them would point into the directory being removed.
+        """
+        atomic_save(tmp / "adapters.safetensors",
+                     lambda f: save_file({k: v.contiguous() for k, v in self.adapter_state_dict().items()}, f))
         if has_lora(self.llm):
-            save_file({k: v.contiguous() for k, v in lora_state_dict(self.llm).items()}, str(tmp / "lora.safetensors"))
+            atomic_save(tmp / "lora.safetensors",
+                         lambda f: save_file({k: v.contiguous() for k, v in lora_state_dict(self.llm).items()}, f))
         base = base_state_dict(self.llm)
         frozen = {
             "encoder": not any(p.requires_grad for p in self.encoder.parameters()),
@@ -202,7 +265,11 @@ class DIFFA(torch.nn.Module):
         for part, write in (("encoder", self.encoder.save_pretrained), ("llm", lambda d: self.llm.save_pretrained(d, state_dict=base))):
             source = self.sources.get(part)
             if link_frozen and frozen[part] and source is not None and source.is_dir():
-                (tmp / part).symlink_to(source, target_is_directory=True)
+                source = source.resolve()
+                if source.is_relative_to(replacing):
+                    shutil.copytree(source, tmp / part)
+                else:
+                    (tmp / part).symlink_to(source, target_is_directory=True)
             else:
                 write(tmp / part)
         tokenizer = self.sources.get("tokenizer")
@@ -211,14 +278,7 @@ class DIFFA(torch.nn.Module):
             for name in TOKENIZER_FILES:
                 if (tokenizer / name).is_file():
                     shutil.copy2(tokenizer / name, tmp / "tokenizer" / name)
-        (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        atomic_save_text(tmp / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
 
     def load_tokenizer(self):
         """The tokenizer this model was built or loaded with (see :mod:`diffa.text.tokenizer`)."""

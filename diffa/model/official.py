@@ -19,7 +19,6 @@ Example (command line)::
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
+from diffa.files import load_safetensors, read_json_object
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
         except Exception as err:  # pickle with code, truncated file, ...
             raise ValueError(f"{bin_path}: cannot be read as plain tensors (weights_only=True): {err}") from err
     if st_path.exists():
-        from safetensors.torch import load_file
-
-        return load_file(str(st_path))
+        return load_safetensors(st_path, "download the authors' checkpoint again")
     raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
 
 
@@ -119,7 +117,7 @@ def import_official(
     cfg_path = src / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{src}: missing config.json (the authors' checkpoints have one with whisper_config/llm_config)")
-    authors = json.loads(cfg_path.read_text())
+    authors = read_json_object(cfg_path, "download the authors' checkpoint again")
     for field in ("whisper_config", "llm_config"):
         if not isinstance(authors.get(field), dict):
             raise ValueError(f"{cfg_path}: '{field}' missing or not an object")

@@ -39,23 +39,24 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
+# what to do about a weight or config file that cannot be read
+READ_ERROR_REMEDY = "download the checkpoint again (or, inside a DIFFA directory, export the model again)"
 
 # Official config fields that select behaviour this module does not implement, with the values it
 # accepts (the first one is the official default). They live in ``LLaDAConfig.extra``; those that
@@ -277,13 +278,7 @@ class LLaDAConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: a LLaDA directory needs its config.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from err
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a JSON object, got {type(d).__name__}")
+        d = read_json_object(path, READ_ERROR_REMEDY)
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as err:
@@ -698,7 +693,7 @@ class LLaDAModel(nn.Module):
         loaded: Dict[str, Path] = {}
         for path in files:
             shard = {}
-            with safe_open(str(path), framework="pt") as f:
+            with open_safetensors(path, READ_ERROR_REMEDY) as f:
                 for key in f.keys():
                     if key not in expected:
                         raise ValueError(
@@ -722,7 +717,11 @@ class LLaDAModel(nn.Module):
             logger.debug("loaded %s", path)
         missing = sorted(set(expected) - set(loaded))
         if missing:
-            where = f" ({index} maps the first one to {_index_map(index).get(missing[0])})" if index else ""
+            where = ""
+            if index is not None:
+                file = read_weight_map(index).get(missing[0])
+                listed = f"maps the first one to {file}" if file else f"does not list {missing[0]!r}"
+                where = f" ({index} {listed})"
             raise ValueError(
                 f"{directory}: {len(missing)} LLaDA weight(s) missing from the checkpoint, e.g. "
                 f"{missing[:5]}{where}; the checkpoint is incomplete or was written for another config"
@@ -776,7 +775,7 @@ class LLaDAModel(nn.Module):
         )
         for keys, name in zip(groups, names):
             tensors = {k: state[k].detach().to("cpu").contiguous() for k in keys}
-            _atomic_write(
+            atomic_save(
                 directory / name, lambda tmp, t=tensors: save_file(t, tmp, metadata={"format": "pt"})
             )
         if len(groups) > 1:
@@ -784,10 +783,10 @@ class LLaDAModel(nn.Module):
                 "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
                 "weight_map": dict(sorted((k, name) for keys, name in zip(groups, names) for k in keys)),
             }
-            _atomic_write_text(directory / INDEX_NAME, json.dumps(index, indent=2) + "\n")
+            atomic_save_text(directory / INDEX_NAME, json.dumps(index, indent=2) + "\n")
         for stale in sorted(previous - set(names) - ({INDEX_NAME} if len(groups) > 1 else set())):
             (directory / stale).unlink()
-        _atomic_write_text(directory / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2) + "\n")
+        atomic_save_text(directory / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2) + "\n")
         logger.info("saved LLaDA to %s (%d weight file(s))", directory, len(names))
 
 
@@ -800,14 +799,25 @@ def _resolve_dtype(dtype: Optional[Union[torch.dtype, str]]) -> Optional[torch.d
     return resolved
 
 
-def _index_map(index: Path) -> Dict[str, str]:
-    with open(index, encoding="utf-8") as f:
-        try:
-            weight_map = json.load(f).get("weight_map")
-        except (json.JSONDecodeError, AttributeError) as err:
-            raise ValueError(f"{index}: not a safetensors index (a JSON object with 'weight_map')") from err
+def read_weight_map(index: Path) -> Dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of the index file ``index``, checked.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> index = Path(tempfile.mkdtemp()) / INDEX_NAME
+    >>> _ = index.write_text('{"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": 2}}')
+    >>> read_weight_map(index)
+    Traceback (most recent call last):
+     ...
+    ValueError: .../model.safetensors.index.json: 'weight_map' maps 'b.weight' to 2, not to a file name; download ...
+    """
+    weight_map = read_json_object(index, READ_ERROR_REMEDY).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{index}: 'weight_map' is missing or empty")
+        raise ValueError(f"{index}: 'weight_map' is missing or empty; {READ_ERROR_REMEDY}")
+    for key, name in weight_map.items():
+        if not isinstance(name, str):
+            raise ValueError(f"{index}: 'weight_map' maps {key!r} to {name!r}, not to a file name; {READ_ERROR_REMEDY}")
     return weight_map
 
 
@@ -822,7 +832,7 @@ def _weight_files(directory: Path) -> Tuple[List[Path], Optional[Path]]:
             "is this a LLaDA checkpoint directory?"
         )
     files = []
-    for name in dict.fromkeys(_index_map(index).values()):
+    for name in dict.fromkeys(read_weight_map(index).values()):
         path = directory / name
         if not path.is_file():
             raise FileNotFoundError(
@@ -836,7 +846,7 @@ def _previous_weight_files(directory: Path) -> set:
     """Weight-file names (relative) that an earlier save left in ``directory``."""
     found = {name for name in (WEIGHTS_NAME, INDEX_NAME) if (directory / name).is_file()}
     if INDEX_NAME in found:
-        found |= {n for n in _index_map(directory / INDEX_NAME).values() if (directory / n).is_file()}
+        found |= {n for n in read_weight_map(directory / INDEX_NAME).values() if (directory / n).is_file()}
     return found
 
 
@@ -849,20 +859,3 @@ def _parse_size(size: Union[int, str]) -> int:
             f"max_shard_size={size!r}: expected a positive byte count such as 5000000, '5GB' or '500MiB'"
         )
     return int(float(m[1]) * _SIZE_UNITS[m[2] or ""])
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

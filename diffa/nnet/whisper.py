@@ -42,17 +42,18 @@ torch.Size([1, 1500, 16])
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
+
+from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object
+from diffa.nnet.llada import READ_ERROR_REMEDY, read_weight_map
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class WhisperEncoder(torch.nn.Module):
                 f"{config_file}: not found; WhisperEncoder.from_pretrained expects a Whisper checkpoint directory "
                 "(config.json + model.safetensors), e.g. a download of openai/whisper-small"
             )
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        model_type = read_json_object(config_file, READ_ERROR_REMEDY).get("model_type")
         if model_type != "whisper":
             raise ValueError(f"{config_file}: model_type is {model_type!r}, expected 'whisper'")
         config = WhisperConfig.from_pretrained(str(path))
@@ -319,12 +320,8 @@ class WhisperEncoder(torch.nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        tmp = path / "model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        tmp.replace(path / "model.safetensors")
-        tmp = path / "config.json.tmp"
-        tmp.write_text(self.config.to_json_string(), encoding="utf-8")
-        tmp.replace(path / "config.json")
+        atomic_save(path / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_save_text(path / "config.json", self.config.to_json_string())
 
 
 def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -395,11 +392,10 @@ def read_encoder_tensors(
     """
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
     if single.is_file():
-        with safe_open(str(single), framework="pt") as f:
+        with open_safetensors(single, READ_ERROR_REMEDY) as f:
             where = {k: single for k in f.keys()}
     elif index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        where = {k: path / v for k, v in weight_map.items()}
+        where = {k: path / v for k, v in read_weight_map(index).items()}
     else:
         raise FileNotFoundError(
             f"{path}: neither model.safetensors nor model.safetensors.index.json found; "
@@ -426,7 +422,7 @@ def read_encoder_tensors(
     for file in sorted(set(where[prefix + k] for k in expected)):
         if not file.is_file():
             raise FileNotFoundError(f"{source}: lists shard {file.name} for encoder tensors, but {file} does not exist")
-        with safe_open(str(file), framework="pt", device=str(device)) as f:
+        with open_safetensors(file, READ_ERROR_REMEDY, device) as f:
             for key in expected:
                 if where[prefix + key] != file:
                     continue

@@ -4,7 +4,6 @@
 
 import datetime
 import importlib.metadata
-import json
 import logging
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from diffa.data.kaldi import atomic_write
+from diffa.files import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -169,24 +169,12 @@ def _flatten(settings: Mapping[str, Any], prefix: str = "") -> List[str]:
     return items
 
 
-def _load_json_object(path: Path, remedy: str) -> Dict[str, Any]:
-    """A JSON file holding one object; ValueError naming the file and ``remedy`` otherwise."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            value = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: malformed JSON ({err.msg}, line {err.lineno}); {remedy}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}; {remedy}")
-    return value
-
-
 def _find_settings(scores_dir: Path, decode_dir: Path) -> Dict[str, Any]:
     """The nearest settings.json from the scores' directory up to the decode directory."""
     for folder in [scores_dir, *scores_dir.parents]:
         path = folder / "settings.json"
         if path.is_file():
-            return _load_json_object(path, "fix or delete it")
+            return read_json_object(path, "fix or delete it")
         if folder == decode_dir:
             break
     return {}
@@ -233,7 +221,7 @@ def collect_entries(decode_dirs: Sequence[str]) -> List[ResultsEntry]:
             raise ValueError(f"{decode_dir}: no scores.json (looked in <set>/ and <set>/score/); "
                              "score the decoding results first (stage 9, python -m diffa.bin.score)")
         for path in found:
-            scores = _load_json_object(path, "re-run scoring for this set (stage 9)")
+            scores = read_json_object(path, "re-run scoring for this set (stage 9)")
             settings = dict(_find_settings(path.parent, root))
             model = next((str(settings.pop(k)) for k in SETTINGS_MODEL_KEYS if k in settings),
                          root.resolve().parent.name)

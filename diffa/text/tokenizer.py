@@ -32,12 +32,15 @@ Example
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import sentencepiece as spm
+
+from diffa.files import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ SPECIAL_TOKENS = {
     "eot": "<|eot_id|>",
 }
 HF_TOKENIZER_NAME = "tokenizer.json"
+# the JSON files PreTrainedTokenizerFast reads from a tokenizer directory
+HF_JSON_NAMES = (HF_TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 SPM_MODEL_NAME = "spm.model"
 
 PathLike = Union[str, os.PathLike]
@@ -157,7 +162,15 @@ class LLaDATokenizer(_SpecialTokenizer):
                 f"{self.path}: no {HF_TOKENIZER_NAME}; pass an official LLaDA directory "
                 "(tokenizer.json + tokenizer_config.json)"
             )
-        self.hf = PreTrainedTokenizerFast.from_pretrained(str(self.path))
+        try:
+            self.hf = PreTrainedTokenizerFast.from_pretrained(str(self.path))
+        except json.JSONDecodeError:
+
+            for name in HF_JSON_NAMES:  # raises naming the malformed file
+                if (self.path / name).is_file():
+                    read_json_object(self.path / name, "copy the tokenizer again from the official LLaDA "
+                                     "directory or the model it was saved with")
+            raise
         self._set_special_ids(self.hf.get_vocab().get, str(self.path / HF_TOKENIZER_NAME))
 
     @property

@@ -1,6 +1,7 @@
 """DIFFA: batching is invisible, save/load round-trips, layouts and LoRA behave."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -139,3 +140,89 @@ def test_tokenizer_travels_with_the_model(official_dirs, tmp_path):
     assert again.load_tokenizer().encode("hello world") == model.load_tokenizer().encode("hello world")
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         DIFFA(tiny_config()).load_tokenizer()
+
+
+def test_resave_onto_itself_copies_what_lies_inside(official_dirs, tmp_path):
+    """Re-saving a self-contained model in place: its frozen parts are copied, never linked to themselves."""
+    model = build(official_dirs)
+    model.save_pretrained(tmp_path / "export", link_frozen=False)
+    again = DIFFA.from_pretrained(tmp_path / "export")
+    again.llm.requires_grad_(False)
+    again.save_pretrained(tmp_path / "export")
+    assert not any(p.is_symlink() for p in (tmp_path / "export").rglob("*"))
+    feats, feat_lens, ids, audio_pos = batch()
+    with torch.no_grad():
+        assert torch.equal(DIFFA.from_pretrained(tmp_path / "export")(feats, feat_lens, ids, audio_pos),
+                           model(feats, feat_lens, ids, audio_pos))
+    again.save_pretrained(tmp_path / "elsewhere")  # saving elsewhere still links to the frozen parts
+    assert os.readlink(tmp_path / "elsewhere" / "llm") == str((tmp_path / "export" / "llm").resolve())
+
+
+def test_saved_files_follow_the_umask(official_dirs, tmp_path):
+    model = build(official_dirs)
+    nonzero_lora(model)
+    old = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "m", link_frozen=False)
+    finally:
+        os.umask(old)
+    saved = [tmp_path / "m", *(tmp_path / "m").rglob("*")]
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in saved}
+    assert modes["m"] == modes["m/llm"] == oct(0o755)
+    for name in ("adapters.safetensors", "lora.safetensors", "config.json", "encoder/model.safetensors",
+                 "llm/model.safetensors", "llm/config.json"):
+        assert modes[f"m/{name}"] == oct(0o644), name
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("config.json", "{oops", r"m/config.json: line 1: not valid JSON .*save or export the model again"),
+    ("encoder/config.json", "nope", r"m/encoder/config.json: line 1: not valid JSON"),
+    ("adapters.safetensors", None, r"m/adapters.safetensors: not a readable safetensors file .*save or export"),
+    ("lora.safetensors", None, r"m/lora.safetensors: not a readable safetensors file"),
+    ("encoder/model.safetensors", None, r"m/encoder/model.safetensors: not a readable safetensors file"),
+    ("llm/model.safetensors", b"", r"m/llm/model.safetensors: not a readable safetensors file"),
+], ids=["config", "encoder-config", "adapters", "lora", "encoder-weights", "llm-empty"])
+def test_corrupt_files_are_named(official_dirs, tmp_path, name, content, message):
+    model = build(official_dirs)
+    nonzero_lora(model)
+    model.save_pretrained(tmp_path / "m", link_frozen=False)
+    path = tmp_path / "m" / name
+    if content is None:  # cut the file in half
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        DIFFA.from_pretrained(tmp_path / "m")
+
+
+def test_dangling_link_names_its_target(official_dirs, tmp_path):
+    import shutil
+
+    whisper, llada = (shutil.copytree(d, tmp_path / d.name) for d in official_dirs)
+    model = DIFFA.from_components(tiny_config(), whisper, llada)
+    model.llm.requires_grad_(False)
+    model.save_pretrained(tmp_path / "m")
+    llada.rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match=rf"m/llm is a link to {re.escape(str(llada.resolve()))}, which does "
+                                                r"not exist \(moved or deleted\?\).*diffa.bin.export"):
+        DIFFA.from_pretrained(tmp_path / "m")
+
+
+def test_stale_old_directory_and_failed_save_leave_nothing_behind(official_dirs, tmp_path, monkeypatch):
+    model = build(official_dirs)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / ".m.old").mkdir()  # left by a save that crashed before removing it
+    (tmp_path / ".m.old" / "x").write_text("x")
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+    def broken():
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model, "adapter_state_dict", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    DIFFA.from_pretrained(tmp_path / "m")  # the earlier save is intact

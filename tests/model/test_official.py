@@ -101,6 +101,20 @@ def test_unknown_key_names_file_and_key(dirs, tmp_path):
         import_official(ckpt, root / "whisper", root / "llada")
 
 
+
+def test_unreadable_checkpoint_files_are_named(dirs, tmp_path):
+    root, _ = dirs
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=r"ckpt/config.json: line 1: not valid JSON"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
+    (ckpt / "model.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(ValueError, match=r"ckpt/model.safetensors: not a readable safetensors file"):
+        import_official(ckpt, root / "whisper", root / "llada")
+
+
 class NotATensor:
     pass
 

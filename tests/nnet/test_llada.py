@@ -2,11 +2,13 @@
 
 import json
 import math
+import os
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from diffa import files
 from diffa.nnet import llada
 from diffa.nnet.llada import LLaDAConfig, LLaDAModel
 
@@ -331,7 +333,7 @@ def test_dtype_and_device_arguments(tmp_path):
 def test_loading_builds_on_meta_and_keeps_the_read_tensors(tmp_path, monkeypatch):
     make_model().save_pretrained(tmp_path, max_shard_size="40KB")
     init_devices, read_pointers = [], set()
-    real_init, real_open = LLaDAModel.init_weights, llada.safe_open
+    real_init, real_open = LLaDAModel.init_weights, files.safe_open
 
     def spy_init(self, *args, **kwargs):
         init_devices.append(self.transformer.wte.weight.device.type)
@@ -360,7 +362,7 @@ def test_loading_builds_on_meta_and_keeps_the_read_tensors(tmp_path, monkeypatch
             return t
 
     monkeypatch.setattr(LLaDAModel, "init_weights", spy_init)
-    monkeypatch.setattr(llada, "safe_open", SpyOpen)
+    monkeypatch.setattr(files, "safe_open", SpyOpen)
     model = LLaDAModel.from_pretrained(tmp_path)
     assert init_devices == ["meta"]  # never a materialised random model
     assert {p.data_ptr() for p in model.parameters()} == read_pointers  # no second copy
@@ -418,6 +420,49 @@ def test_error_missing_key_names_key_and_directory(tmp_path):
     with pytest.raises(ValueError, match=rf"{tmp_path}: 1 LLaDA weight\(s\) missing .*blocks.0.attn_out.weight"
                                          rf".*{index_path.name} maps the first one to model-00002-of-00002"):
         LLaDAModel.from_pretrained(tmp_path)
+
+
+
+def test_error_index_that_omits_keys_names_the_key(tmp_path):
+    make_model().save_pretrained(tmp_path, max_shard_size="40KB")
+    index_path = tmp_path / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if not v.startswith("model-00002")}
+    index_path.write_text(json.dumps(index))
+    first = min(set(make_model().state_dict()) - set(index["weight_map"]))
+    with pytest.raises(ValueError, match=rf"{index_path} does not list {first!r}"):
+        LLaDAModel.from_pretrained(tmp_path)
+
+
+def test_error_index_value_that_is_not_a_file_name(tmp_path):
+    make_model().save_pretrained(tmp_path, max_shard_size="40KB")
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"model.transformer.wte.weight": 5}}')
+    with pytest.raises(ValueError, match=r"index.json: 'weight_map' maps 'model.transformer.wte.weight' to 5, "
+                                         r"not to a file name"):
+        LLaDAModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("shard_size,name,keep", [
+    ("5GB", "model.safetensors", 0.5), ("5GB", "model.safetensors", 0),
+    ("40KB", "model-00002-of-00003.safetensors", 0.9),
+], ids=["truncated", "empty", "truncated-shard"])
+def test_error_unreadable_weight_file_names_it(tmp_path, shard_size, name, keep):
+    make_model().save_pretrained(tmp_path, max_shard_size=shard_size)
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+    with pytest.raises(ValueError, match=rf"{path}: not a readable safetensors file .*download the checkpoint again"):
+        LLaDAModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("max_shard_size", ["5GB", "40KB"], ids=["single", "sharded"])
+def test_saved_files_follow_the_umask(tmp_path, max_shard_size):
+    old = os.umask(0o027)
+    try:
+        make_model().save_pretrained(tmp_path / "m", max_shard_size=max_shard_size)
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "m").iterdir()} == {
+        p.name: oct(0o640) for p in (tmp_path / "m").iterdir()}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

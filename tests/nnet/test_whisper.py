@@ -1,6 +1,7 @@
 """The frozen Whisper encoder wrapper: official checkpoint loading, both input modes, taps, errors."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -199,6 +200,35 @@ def test_missing_key_and_wrong_shape_errors_name_file_and_key(checkpoint, tmp_pa
     (empty / "config.json").write_text((path / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         WhisperEncoder.from_pretrained(empty)
+
+
+
+def test_unreadable_files_are_named(checkpoint, tmp_path):
+    cut = copy_checkpoint(checkpoint[0], tmp_path / "cut")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    with pytest.raises(ValueError, match=rf"{weights}: not a readable safetensors file .*download"):
+        WhisperEncoder.from_pretrained(cut)
+    bad = copy_checkpoint(checkpoint[0], tmp_path / "bad")
+    (bad / "config.json").write_text("nope")
+    with pytest.raises(ValueError, match=rf"{bad}/config.json: line 1: not valid JSON"):
+        WhisperEncoder.from_pretrained(bad)
+    sharded = copy_checkpoint(checkpoint[0], tmp_path / "sharded")
+    (sharded / "model.safetensors").unlink()
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {"model.encoder.conv1.weight": 5}}')
+    with pytest.raises(ValueError, match=r"index.json: 'weight_map' maps 'model.encoder.conv1.weight' to 5"):
+        WhisperEncoder.from_pretrained(sharded)
+
+
+def test_saved_files_follow_the_umask(checkpoint, tmp_path):
+    enc = WhisperEncoder.from_pretrained(checkpoint[0])
+    old = os.umask(0o022)
+    try:
+        enc.save_pretrained(tmp_path / "enc")
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "enc").iterdir()} == {
+        "config.json": oct(0o644), "model.safetensors": oct(0o644)}
 
 
 def test_bad_arguments_are_value_errors(checkpoint):

@@ -66,6 +66,15 @@ def test_llada_missing_tokenizer_json(tmp_path):
         LLaDATokenizer(tmp_path)
 
 
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json"])
+def test_llada_malformed_json_names_the_file(tmp_path, build_llada_dir, name):
+    path = build_llada_dir(tmp_path / "cut")
+    (path / name).write_text((path / name).read_text()[:40])
+    with pytest.raises(ValueError, match=rf"cut/{name}: line \d+: not valid JSON .*copy the tokenizer again"):
+        LLaDATokenizer(path)
+
+
 def test_spm_layout_and_vocab(spm_dir):
     tok = SentencePieceTokenizer(spm_dir / "spm.model")
     assert [tok.bos_id, tok.eos_id, tok.mask_id, tok.start_header_id, tok.end_header_id,
