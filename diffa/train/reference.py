@@ -12,7 +12,8 @@ anything, so only that is duplicated:
   layers to it and back (:func:`diffa.nnet.lora.set_active_adapter`);
 * the small audio adapters (semantic, acoustic, stage-1 prompts) are deep copies, frozen.
 
-Inside :meth:`SharedReference.active` the model runs in eval mode (no dropout) without gradients.
+Inside :meth:`SharedReference.active` the model runs in eval mode (no dropout) without gradients
+(VRPO scores the policy without dropout too, :func:`diffa.train.vrpo.dropout_off`).
 The reference parameters never require grad; the policy's checkpoints and exports only ever
 contain the ``"default"`` adapter (:func:`diffa.nnet.lora.lora_state_dict`), so the reference
 never reaches a saved model.

@@ -15,6 +15,14 @@ scores ``(L / k) sum_masked log p``. How this module does it:
   step with the same number of rows.
 * **antithetic draws.** The policy and the reference score the very same masked sequences
   (one set of masks per step).
+* **no dropout.** The policy is scored with dropout off (eval mode, gradients on;
+  :func:`dropout_off`), as the reference is and as DPO implementations do by default (TRL's
+  ``disable_dropout``): with dropout on (DIFFA-2: Q-Former 0.1, LoRA 0.05) the two would differ
+  even on identical weights and masks, the step-0 reward margin would not be 0 and the antithetic
+  draws would no longer cancel their noise. At step 0 (policy = reference) the margin is 0 up to
+  float rounding (PyTorch may pick another matmul kernel for a frozen weight than for a trainable
+  one: about 1e-7 of an ELBO). The per-batch seeding of :class:`~diffa.train.sft.SFTBrain` now
+  only draws the masks, so a resumed run still redraws them exactly.
 * **no second LLaDA.** The reference is the frozen stage-3 model sharing the policy's encoder and
   LLaDA base (:class:`~diffa.train.reference.SharedReference`: a frozen second LoRA adapter and
   frozen copies of the small audio adapters). It runs first, in eval mode without gradients, so
@@ -41,17 +49,18 @@ Example
 >>> batch = {"feats": torch.randn(1, 40, 16), "feat_lens": torch.tensor([40]), "input_ids": ids,
 ...          "audio_pos": torch.tensor([2, 2]), "audio_index": torch.tensor([0, 0]),
 ...          "answer_mask": torch.arange(7).expand(2, 7) >= 4}
->>> policy_elbo, reference_elbo = objective.elbos(PairELBO(policy.eval(), 99), batch, n_draws=4)
+>>> policy_elbo, reference_elbo = objective.elbos(PairELBO(policy.train(), 99), batch, n_draws=4)
 >>> loss, stats = objective.loss(policy_elbo, reference_elbo)
->>> round(loss.item(), 4), abs(stats["reward_margin"].item()) < 1e-4   # the policy starts as the reference
+>>> round(loss.item(), 4), abs(stats["reward_margin"].item()) < 1e-5   # the policy starts as the reference
 (0.6931, True)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import speechbrain as sb
 import torch
@@ -98,6 +107,30 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
         if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
             raise ValueError(f"vrpo.{key} must be an integer >= 1, got {settings[key]!r}")
     return settings
+
+
+@contextlib.contextmanager
+def dropout_off(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode (no dropout; gradients are not affected); on exit every submodule
+    gets back its own train/eval mode.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    >>> _ = net[0].eval()
+    >>> with dropout_off(net):
+    ...     net[1].training, net(torch.ones(1, 2)).requires_grad
+    (False, True)
+    >>> net.training, net[0].training, net[1].training
+    (True, False, True)
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class PairELBO(torch.nn.Module):
@@ -163,7 +196,7 @@ class PairELBO(torch.nn.Module):
 
 
 class VRPOObjective:
-    """VRPO on pair batches: shared masks, reference first (no grad), then the policy.
+    """VRPO on pair batches: shared masks, reference first (no grad), then the policy (dropout off).
 
     Arguments
     ---------
@@ -184,7 +217,8 @@ class VRPOObjective:
         self, policy_scorer: torch.nn.Module, batch: Mapping[str, Any], n_draws: int, generator: Optional[torch.Generator] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """n-draw ELBOs (2B,) of every sequence of ``batch`` (:func:`~diffa.data.pairs.collate_pairs`)
-        under the policy (differentiable) and the reference (constant), on the same masks.
+        under the policy (differentiable) and the reference (constant), on the same masks, both
+        without dropout (the policy's train/eval modes are restored afterwards).
 
         ``policy_scorer`` is a :class:`PairELBO` of the policy (possibly DDP-wrapped).
         """
@@ -192,7 +226,8 @@ class VRPOObjective:
         args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths)
         with self.reference.active():
             reference = self.reference_scorer(*args).mean(0)
-        return policy_scorer(*args).mean(0), reference
+        with dropout_off(policy_scorer):
+            return policy_scorer(*args).mean(0), reference
 
     def loss(self, policy: torch.Tensor, reference: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """VRPO loss and statistics from the (2B,) ELBOs of :meth:`elbos` (chosen rows first).
@@ -286,8 +321,8 @@ class VRPOBrain(SFTBrain):
         """Policy and reference ELBOs of the batch's sequences on shared masks.
 
         Training masks come from the global RNG, which :meth:`fit_batch` seeds per batch (so a
-        resumed run redraws them exactly); held-out masks are seeded by batch number, the same
-        at every validation.
+        resumed run redraws them exactly; there is no dropout to seed, :func:`dropout_off`);
+        held-out masks are seeded by batch number, the same at every validation.
         """
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         if stage == sb.Stage.TRAIN:

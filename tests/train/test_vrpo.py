@@ -1,6 +1,7 @@
 """diffa.train.vrpo / diffa.train.reference: VRPO objective, shared frozen reference, the Brain."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def make_policy(tok, seed=0):
     """A tiny stage-3-like DIFFA (LoRA + adapters trainable) whose output depends on its audio.
 
     Random tiny models hear little: the Whisper convolutions are re-drawn with unit-variance
-    outputs and the LM head is made confident, so a few steps can learn from the audio.
+    outputs and the LM head is made confident, so a few steps can learn from the audio. Dropout
+    is DIFFA-2's (Q-Former 0.1, LoRA 0.05): VRPO must not depend on it.
     """
     torch.manual_seed(seed)
     model = DIFFA(tiny_config(vocab=tok.vocab_size))
@@ -42,7 +44,7 @@ def make_policy(tok, seed=0):
         for module in model.encoder.modules():
             if isinstance(module, (torch.nn.Conv1d, torch.nn.Linear)):
                 module.weight.normal_(0.0, module.weight[0].numel() ** -0.5)
-    prepare_stage(model, "vrpo", LoRAConfig(r=4, alpha=8, dropout=0.0))
+    prepare_stage(model, "vrpo", LoRAConfig(r=4, alpha=8, dropout=0.05))
     return model
 
 
@@ -99,8 +101,29 @@ def test_policy_and_reference_score_the_same_masked_sequences(tok, monkeypatch):
     assert (ref_call["ids"] == tok.mask_id).any() and not torch.equal(ref_call["ids"], batch["input_ids"].repeat(3, 1))
     assert ref_call["adapters"] == {(REFERENCE_ADAPTER,)} and pol_call["adapters"] == {("default",)}
     assert not ref_call["grad"] and not ref_call["training"] and not ref_call["llm_training"]
-    assert pol_call["grad"] and pol_call["llm_training"] and policy.training  # modes restored
+    # the policy too is scored without dropout, with gradients
+    assert pol_call["grad"] and not pol_call["training"] and not pol_call["llm_training"]
+    assert policy.training and policy.llm.training  # modes restored
     assert policy_elbo.requires_grad and not reference_elbo.requires_grad
+
+
+def test_step_zero_margin_is_zero_with_dropout_on(tok):
+    """Dropout on (Q-Former 0.1, LoRA 0.05) and the policy in train mode: at step 0 the policy is the
+    reference, so on shared masks the two ELBOs are equal (to float rounding: PyTorch folds a linear
+    layer's non-contiguous input into one matmul for a trainable weight, not for a frozen one; about
+    1e-7 relative here, against 1e-3 with dropout on), and the gradient still flows."""
+    policy = make_policy(tok)
+    assert policy.config.qformer_dropout > 0 and policy.config.lora["dropout"] > 0
+    objective = VRPOObjective(SharedReference(policy.train()), tok.mask_id, beta=0.2)
+    modes = {name: module.training for name, module in policy.named_modules()}
+    batch = collate_pairs(make_pairs(tok, 4, seed=0, chosen=("very high", "low")), tok.pad_id)
+    policy_elbo, reference_elbo = objective.elbos(PairELBO(policy, tok.mask_id), batch, n_draws=3)
+    torch.testing.assert_close(policy_elbo.detach(), reference_elbo, rtol=1e-6, atol=0.0)
+    loss, stats = objective.loss(policy_elbo, reference_elbo)
+    assert abs(stats["reward_margin"].item()) < 1e-5 and loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in policy.named_parameters() if ".lora_B.default." in n)
+    assert {name: module.training for name, module in policy.named_modules()} == modes
 
 
 def _bytes(tensors):
@@ -230,21 +253,22 @@ def test_brain_trains_logs_and_exports(tmp_path, monkeypatch):
     monkeypatch.setitem(hparams.SCHEMA, "vrpo", dict(VRPO_DEFAULTS))
     monkeypatch.chdir(tmp_path)
     setup = make_toy_setup(tmp_path / "toy", n_examples=8)
+    # DIFFA-2's dropout (Q-Former 0.1, LoRA 0.05): the step-0 margin must still be exactly 0
     stage3, _ = init_model({"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
-                            "model": setup["model"], "frozen_dtype": "float32",
-                            "lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj", "v_proj"]}})
+                            "model": {**setup["model"], "qformer_dropout": 0.1}, "frozen_dtype": "float32",
+                            "lora": {"r": 2, "alpha": 4, "dropout": 0.05, "targets": ["q_proj", "v_proj"]}})
     stage3.save_pretrained(tmp_path / "stage3")
     make_pairs_cli.main(["--train_data", setup["dump"], "--out_dir", "pairs", "--valid_fraction", "0.25"])
     (tmp_path / "vrpo.yaml").write_text(
         f"stage: vrpo\ntokenizer_dir: {setup['tokenizer_dir']}\nlr: 1.0e-3\nlog_interval: 1\n"
-        "lora: {r: 2, alpha: 4, dropout: 0.0, targets: [q_proj, v_proj]}\n"  # must match stage3's
+        "lora: {r: 2, alpha: 4, dropout: 0.05, targets: [q_proj, v_proj]}\n"  # must match stage3's
         "batching:\n  max_batch_size: 2\nvrpo:\n  beta: 0.5\n  n_draws: 2\n  valid_n_draws: 3\n")
     train.main(["vrpo.yaml", "--output_folder", "exp", "--train_data", setup["dump"], "--init_from", "stage3",
                 "--ref_model", "stage3", "--pairs", "pairs", "--device", "cpu"])
     log = read_log("exp/train_log.txt")
     assert len(log["vrpo"]) == len(log["train"]) >= 3
     assert set(log["vrpo"][0]) >= {"reward_margin", "reward_accuracy", "policy_accuracy", "reference_accuracy", "pairs"}
-    assert log["vrpo"][0]["reward_margin"] == pytest.approx(0.0, abs=1e-4)  # first step: policy = reference
+    assert log["vrpo"][0]["reward_margin"] == pytest.approx(0.0, abs=1e-5)  # first step: policy = reference, dropout off
     assert log["vrpo_valid"][0]["pairs"] == 2  # the held-out utterances' pairs
     final = load_file("exp/final/lora.safetensors")
     start = load_file(str(tmp_path / "stage3" / "lora.safetensors"))
