@@ -17,9 +17,12 @@ authors' preference index) and ``sampled`` (the worst wrong answer of ``--n_samp
 from ``--model``).
 
 Held-out pairs come from ``--valid_data`` (dump directories, built the same way), else from a
-random ``--valid_fraction`` of the training utterances (no utterance on both sides).
+random ``--valid_fraction`` of the training utterances (no utterance on both sides). Task ids must
+be unique across the dumps of each side (pair ids are ``<task id>-<mode>``).
 
-Writes, under --out_dir (each file atomically; the layout VRPO training reads with --pairs):
+Everything is built and written into a staging directory beside --out_dir first, then moved in:
+a run that fails leaves an earlier run's output as it was. Writes, under --out_dir (the layout
+VRPO training reads with --pairs):
   pairs.jsonl         training pairs (format: diffa.data.pairs)
   feats.scp           the features of their utterances (lines of the dumps' feats.scp)
   utt2num_frames      their frame counts (when the dumps have them)
@@ -38,7 +41,8 @@ import os
 import random
 import shutil
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+import tempfile
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -49,6 +53,8 @@ from diffa.data.tasks import read_tasks
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
 
 logger = logging.getLogger("diffa.bin.make_pairs")
+
+FRAMES_FILE, STATS_FILE = "utt2num_frames", "stats.json"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -89,7 +95,7 @@ def read_dumps(dirs: Sequence[str]) -> Tuple[List[dict], Dict[str, str], Dict[st
     """Task rows with features, and the ``feats.scp`` / ``utt2num_frames`` entries of several dumps.
 
     Rows whose utterance has no features are left out (logged). An utterance in two dumps must
-    have the same ``feats.scp`` entry.
+    have the same ``feats.scp`` entry; a task id may be in one dump only.
 
     Example
     -------
@@ -101,6 +107,7 @@ def read_dumps(dirs: Sequence[str]) -> Tuple[List[dict], Dict[str, str], Dict[st
     rows: List[dict] = []
     feats: Dict[str, str] = {}
     frames: Dict[str, int] = {}
+    task_dump: Dict[str, str] = {}  # task id -> the dump it is in
     for d in dirs:
         for name in ("tasks.jsonl", "feats.scp"):
             if not os.path.isfile(os.path.join(d, name)):
@@ -115,6 +122,10 @@ def read_dumps(dirs: Sequence[str]) -> Tuple[List[dict], Dict[str, str], Dict[st
         kept = [r for r in tasks if r["utt"] in scp]
         if len(kept) < len(tasks):
             logger.warning("%s: %d of %d rows have no features and are left out", d, len(tasks) - len(kept), len(tasks))
+        for row in kept:
+            if task_dump.setdefault(row["id"], d) != d:
+                raise ValueError(f"{d}/tasks.jsonl: task id {row['id']!r} is also in {task_dump[row['id']]}/tasks.jsonl; "
+                                 "pair ids must be unique (they are <task id>-<mode>): give one set's ids a prefix of its own")
         rows.extend(kept)
     return rows, feats, frames
 
@@ -148,11 +159,51 @@ def write_pair_dir(out_dir: str, pairs: Sequence[dict], feats: Dict[str, str], f
     write_pairs(os.path.join(out_dir, PAIRS_FILE), pairs)
     used = {p["utt"] for p in pairs}
     write_map(os.path.join(out_dir, FEATS_FILE), {u: feats[u] for u in used})
-    frames_path = os.path.join(out_dir, "utt2num_frames")
     if used <= set(frames):
-        write_map(frames_path, {u: frames[u] for u in used})
-    elif os.path.exists(frames_path):
-        os.remove(frames_path)  # stale: the features are read to measure lengths instead
+        write_map(os.path.join(out_dir, FRAMES_FILE), {u: frames[u] for u in used})
+
+
+def write_outputs(out_dir: str, stage: Callable[[str], None]) -> None:
+    """Write the outputs of one run into ``out_dir`` as a whole.
+
+    ``stage(folder)`` writes every output into a fresh staging directory beside ``out_dir``; only
+    when it has succeeded are they moved into ``out_dir`` (renames), replacing an earlier run's
+    outputs and removing those this run does not write (``valid/``, ``utt2num_frames``). When
+    ``stage`` fails, ``out_dir`` is left as it was. Other files in ``out_dir`` are not touched.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "pairs")
+    >>> write_outputs(out, lambda folder: open(os.path.join(folder, STATS_FILE), "w").write("{}"))
+    >>> def fails(folder):
+    ...     open(os.path.join(folder, PAIRS_FILE), "w").close()
+    ...     raise ValueError("bad pair")
+    >>> write_outputs(out, fails)
+    Traceback (most recent call last):
+     ...
+    ValueError: bad pair
+    >>> sorted(os.listdir(os.path.dirname(out))), os.listdir(out)
+    (['pairs'], ['stats.json'])
+    """
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.", dir=parent)
+    try:
+        stage(staging)
+        os.makedirs(out_dir, exist_ok=True)
+        valid = os.path.join(out_dir, VALID_DIR)
+        if os.path.isdir(valid):
+            os.replace(valid, os.path.join(staging, "previous_valid"))  # removed with the staging directory
+        if os.path.isdir(os.path.join(staging, VALID_DIR)):
+            os.replace(os.path.join(staging, VALID_DIR), valid)
+        for name in (PAIRS_FILE, FEATS_FILE, FRAMES_FILE, STATS_FILE):  # stats.json last: the run is complete
+            if os.path.exists(os.path.join(staging, name)):
+                os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+            elif os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))  # stale (utt2num_frames: lengths are measured instead)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _subsample(pairs: list, limit: int, rng: random.Random, stats: dict, key: str) -> list:
@@ -188,18 +239,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if not pairs:
             raise ValueError(f"no training pair could be made with modes {modes} from {args.train_data}; "
                              "check the labels of tasks.jsonl or choose other --modes")
+        stats.update(train_pairs=len(pairs), valid_pairs=len(held_out))
+
+        def stage(folder: str) -> None:
+            write_pair_dir(folder, pairs, feats, frames)
+            if held_out:
+                write_pair_dir(os.path.join(folder, VALID_DIR), held_out, valid_feats, valid_frames)
+            with atomic_write(os.path.join(folder, STATS_FILE)) as f:
+                json.dump(dict(sorted(stats.items())), f, indent=2)
+                f.write("\n")
+
+        write_outputs(args.out_dir, stage)
     except ValueError as err:
         parser.error(str(err))
-    write_pair_dir(args.out_dir, pairs, feats, frames)
-    valid_dir = os.path.join(args.out_dir, VALID_DIR)
-    if held_out:
-        write_pair_dir(valid_dir, held_out, valid_feats, valid_frames)
-    elif os.path.isdir(valid_dir):
-        shutil.rmtree(valid_dir)  # left by an earlier run with other options
-    stats.update(train_pairs=len(pairs), valid_pairs=len(held_out))
-    with atomic_write(os.path.join(args.out_dir, "stats.json")) as f:
-        json.dump(dict(sorted(stats.items())), f, indent=2)
-        f.write("\n")
     print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs -> {args.out_dir} "
           f"({', '.join(f'{k}: {v}' for k, v in sorted(stats.items()) if ':' in k)})")
 

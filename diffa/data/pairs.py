@@ -159,7 +159,9 @@ class PairDataset(torch.utils.data.Dataset):
     system : str, optional
         System prompt (default: the template's).
     max_answer_tokens : int, optional
-        Truncate longer answers (their eot kept), counted in ``truncated_answers``.
+        Truncate longer answers (their eot kept), counted in ``truncated_answers``. A pair whose
+        two answers are then the same tokens is left out (it prefers nothing), counted in
+        ``identical_answers`` with a warning.
 
     Example
     -------
@@ -197,7 +199,20 @@ class PairDataset(torch.utils.data.Dataset):
         if not self.rows:
             raise ValueError(f"{pairs}: no pair has features in {feats_scp}; rerun stage 6 (diffa.bin.make_pairs)")
         self.truncated_answers = 0
-        self._encoded = [self._encode(r) for r in self.rows]
+        encoded = [self._encode(r) for r in self.rows]
+        keep = [chosen != rejected for _, chosen, rejected, _ in encoded]
+        self.identical_answers = keep.count(False)
+        if self.identical_answers:
+            why = "chosen and rejected are the same tokens"
+            if max_answer_tokens:
+                why += f" after the cut to max_answer_tokens={max_answer_tokens}; raise max_answer_tokens"
+            if not any(keep):
+                raise ValueError(f"{pairs}: no pair left: {why}")
+            first = self.rows[keep.index(False)]["id"]
+            logger.warning("%s: %d pairs left out: %s (first: %r)", pairs, self.identical_answers, why, first)
+            self.rows = [row for row, kept in zip(self.rows, keep) if kept]
+            encoded = [e for e, kept in zip(encoded, keep) if kept]
+        self._encoded = encoded
 
     def _answer(self, full: List[int], prompt_len: int) -> List[int]:
         answer = full[prompt_len:]

@@ -8,9 +8,13 @@ answer in one of three ways (the ``source`` field of :mod:`diffa.data.pairs` say
 
     * question rows (``mcq`` / ``open_qa``): the property the answer states is
       ``labels["asks"]`` when the row names it (the ``egs/mini`` corpus), else every label whose
-      value occurs in the answer as a whole word; one of them is drawn, and its value in the
-      answer is replaced by *another value of that property seen in the same set* (values come
-      from the ``labels`` of all rows, so MCQ distractors, which no clip has, are never used);
+      value occurs in the answer as a whole word; one of them is drawn, and every mention of its
+      value in the answer (whole words, any case) is replaced by *another value of that property
+      seen in the same set*, written in the case of the mention (``Male``/``male``/``MALE`` ->
+      ``Female``/``female``/``FEMALE``), so the answer does not contradict itself. Values come
+      from the ``labels`` of all rows, so MCQ distractors, which no clip has, are never used;
+      values are compared case-insensitively (``male`` and ``Male`` are one value) and empty
+      values are no facts (never swapped; counted in ``ignored:empty_label``);
     * ``asr`` rows (``source = "swap:transcript"``): one word of the transcript, drawn at random,
       is replaced by another word of the set's transcript vocabulary.
 
@@ -19,6 +23,7 @@ answer in one of three ways (the ``source`` field of :mod:`diffa.data.pairs` say
 ``external`` (``source = "external"``)
     The row carries its own dispreferred answer in ``labels["rejected"]`` (the authors' VRPO index,
     :mod:`diffa.data.corpora.authors_json`): ``chosen = answer``, ``rejected = labels["rejected"]``.
+    A ``rejected`` that is empty or equal to the answer gives no pair (a warning counts them).
 ``sampled`` (``source = "sampled"``)
     A model (the stage-3 SFT model, :class:`ModelSampler`) answers the row ``n`` times; every answer
     is scored against the reference (:func:`answer_error`: multiple choice by the MMAU rule, other
@@ -45,7 +50,7 @@ import logging
 import random
 import re
 from collections import Counter
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -70,8 +75,22 @@ Sampler = Callable[[Sequence[dict]], List[List[str]]]
 """``sampler(task rows) -> for each row, a list of sampled answers``."""
 
 
+def _facts(labels: Mapping[str, str]) -> Dict[str, str]:
+    """The labels that state a fact about the audio: no meta label, no empty value."""
+    return {key: value for key, value in labels.items() if key not in META_LABELS and value.strip()}
+
+
+def _distinct(values: Iterable[str]) -> List[str]:
+    """Sorted values, one per case-insensitive spelling (the first in code-point order)."""
+    first: Dict[str, str] = {}
+    for value in sorted(values):
+        first.setdefault(value.casefold(), value)
+    return sorted(first.values())
+
+
 def property_values(rows: Sequence[Mapping]) -> Dict[str, List[str]]:
-    """The values each label takes in a set of task rows (sorted; meta labels left out).
+    """The values each label takes in a set of task rows (sorted; meta labels and empty values
+    left out; spellings that differ only in case are one value, the first in code-point order).
 
     For a property some row asks about (``labels["asks"]``), only the values of the rows that ask
     it count: what the set's answers about it say. (In ``egs/mini``, speech clips carry
@@ -80,19 +99,20 @@ def property_values(rows: Sequence[Mapping]) -> Dict[str, List[str]]:
     Example
     -------
     >>> property_values([{"labels": {"gender": "male", "kind": "speech"}},
-    ...                  {"labels": {"kind": "noise", "asks": "kind"}}, {"labels": {"gender": "female"}}])
-    {'gender': ['female', 'male'], 'kind': ['noise']}
+    ...                  {"labels": {"kind": "noise", "asks": "kind"}}, {"labels": {"gender": "female"}},
+    ...                  {"labels": {"gender": "Male", "accent": ""}}])
+    {'gender': ['Male', 'female'], 'kind': ['noise']}
     """
     seen: Dict[str, Set[str]] = {}
     asked: Dict[str, Set[str]] = {}
     for row in rows:
         labels = row.get("labels", {})
-        for key, value in labels.items():
-            if key not in META_LABELS:
-                seen.setdefault(key, set()).add(value)
-        if labels.get("asks") in labels:
-            asked.setdefault(labels["asks"], set()).add(labels[labels["asks"]])
-    return {key: sorted(asked.get(key, values)) for key, values in sorted(seen.items())}
+        facts = _facts(labels)
+        for key, value in facts.items():
+            seen.setdefault(key, set()).add(value)
+        if labels.get("asks") in facts:
+            asked.setdefault(labels["asks"], set()).add(facts[labels["asks"]])
+    return {key: _distinct(asked.get(key, values)) for key, values in sorted(seen.items())}
 
 
 def transcript_vocabulary(rows: Sequence[Mapping]) -> List[str]:
@@ -112,16 +132,30 @@ def _whole_word(value: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
 
 
-def _replace_once(text: str, value: str, other: str) -> Optional[str]:
-    """``text`` with its first whole-word occurrence of ``value`` replaced by ``other`` (the
-    capital of a capitalised occurrence kept), or None when ``value`` does not occur."""
-    match = _whole_word(value).search(text)
-    if match is None:
-        return None
-    found = match.group(0)
-    if found[:1].isupper() and not found.isupper():
-        other = other[:1].upper() + other[1:]
-    return text[: match.start()] + other + text[match.end():]
+def _in_case_of(found: str, other: str) -> str:
+    """``other`` in the case style of ``found``: all capitals, lower case or capitalised."""
+    if found.isupper() and len(found) > 1:
+        return other.upper()
+    if found.islower():
+        return other.lower()
+    if found[:1].isupper():
+        return other[:1].upper() + other[1:]
+    return other
+
+
+def _replace_all(text: str, value: str, other: str) -> Optional[str]:
+    """``text`` with every whole-word, case-insensitive occurrence of ``value`` replaced by
+    ``other`` in that occurrence's case style, or None when ``value`` does not occur.
+
+    Example
+    -------
+    >>> _replace_all("Male. A male voice (MALE), not female.", "male", "female")
+    'Female. A female voice (FEMALE), not female.'
+    >>> _replace_all("A woman.", "male", "female") is None
+    True
+    """
+    replaced, count = _whole_word(value).subn(lambda match: _in_case_of(match.group(0), other), text)
+    return replaced if count else None
 
 
 def swap_fact(row: Mapping, values: Mapping[str, Sequence[str]], rng: random.Random) -> Optional[Tuple[str, str]]:
@@ -141,18 +175,22 @@ def swap_fact(row: Mapping, values: Mapping[str, Sequence[str]], rng: random.Ran
     >>> row = {"task": "mcq", "answer": "three", "labels": {"asks": "beeps", "beeps": "three", "tone": "low"}}
     >>> swap_fact(row, {"beeps": ["one", "three", "two"], "tone": ["high", "low"]}, random.Random(1))
     ('beeps', 'one')
+    >>> row = {"task": "open_qa", "answer": "Male. The speaker is a male adult.", "labels": {"gender": "male"}}
+    >>> swap_fact(row, {"gender": ["female", "male"]}, random.Random(0))
+    ('gender', 'Female. The speaker is a female adult.')
     """
     labels = row.get("labels", {})
+    facts = _facts(labels)
     if "asks" in labels:
-        stated = [labels["asks"]] if labels["asks"] in labels else []
+        stated = [labels["asks"]] if labels["asks"] in facts else []
     else:
-        stated = [k for k in sorted(labels) if k not in META_LABELS and _whole_word(labels[k]).search(row["answer"])]
-    candidates = [k for k in stated if len(set(values.get(k, ())) - {labels[k]}) > 0]
+        stated = [k for k in sorted(facts) if _whole_word(facts[k]).search(row["answer"])]
+    others = {k: [v for v in values.get(k, ()) if v.casefold() != facts[k].casefold()] for k in stated}
+    candidates = [k for k in stated if others[k]]
     if not candidates:
         return None
     label = rng.choice(candidates)
-    other = rng.choice([v for v in values[label] if v != labels[label]])
-    rejected = _replace_once(row["answer"], labels[label], other)
+    rejected = _replace_all(row["answer"], facts[label], rng.choice(others[label]))
     return None if rejected is None else (label, rejected)
 
 
@@ -249,7 +287,8 @@ def build_pairs(
     pairs : list of dict
         Rows of ``pairs.jsonl`` (:mod:`diffa.data.pairs`).
     stats : Counter
-        Pairs made per ``source`` and rows without a pair per ``skipped:<mode>``.
+        Pairs made per ``source``, rows without a pair per ``skipped:<mode>`` and, with mode
+        ``"swap"``, the empty label values left out (``ignored:empty_label``, with a warning).
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
@@ -262,12 +301,18 @@ def build_pairs(
     stats: Counter = Counter()
 
     def add(row: Mapping, mode: str, rejected: Optional[str], source: str) -> None:
-        if rejected is None or rejected == row["answer"]:
+        if rejected is None:
             stats[f"skipped:{mode}"] += 1
             return
         pairs.append(_pair(row, mode, rejected, source))
         stats[source] += 1
 
+    empty = [(row["id"], k) for row in rows for k, v in row.get("labels", {}).items() if k not in META_LABELS and not v.strip()]
+    if empty and "swap" in modes:
+        stats["ignored:empty_label"] = len(empty)
+        logger.warning("%d empty label values are not facts and are never swapped (first: task %r, label %r); "
+                       "fill them in or leave the labels out of tasks.jsonl", len(empty), *empty[0])
+    unusable: List[str] = []  # rows whose external 'rejected' is empty or the answer itself
     for row in rows:
         if "swap" in modes:
             if row["task"] == "asr":
@@ -276,7 +321,15 @@ def build_pairs(
                 swapped = swap_fact(row, values, rng) or ("", None)
             add(row, "swap", swapped[1], f"swap:{swapped[0]}")
         if "external" in modes:
-            add(row, "external", row.get("labels", {}).get("rejected"), "external")
+            rejected = row.get("labels", {}).get("rejected")
+            if rejected is not None and (not rejected.strip() or rejected == row["answer"]):
+                unusable.append(row["id"])
+                rejected = None
+            add(row, "external", rejected, "external")
+    if unusable:
+        logger.warning("%d rows have a 'rejected' answer that is empty or equal to their answer (first: task %r): "
+                       "no external pair for them (counted in skipped:external); check the preference data",
+                       len(unusable), unusable[0])
     if "sampled" in modes:
         samples = sampler(rows)
         if len(samples) != len(rows):

@@ -1,6 +1,7 @@
 """diffa.bin.make_pairs: dumps -> exp/pairs/{pairs.jsonl,feats.scp,utt2num_frames,valid/,stats.json}."""
 
 import json
+import os
 
 import kaldiio
 import numpy as np
@@ -113,6 +114,51 @@ def test_errors(tmp_path, dumps, capsys):
         f.write('{"id": "zz", "utt": "u1"}\n')
     fails(["--train_data", dumps[0], "--out_dir", out], "tasks.jsonl:17: missing required key(s)")
     assert not (tmp_path / "pairs").exists()
+
+
+def test_task_ids_shared_by_two_dumps(tmp_path, dumps, capsys):
+    # another set whose task ids are the training set's (u0-asr-0, ...) for other utterances
+    rows = [dict(r, utt=r["utt"].replace("u", "w")) for r in _rows(["u0", "u1"], ["male", "female"])]
+    other = _dump(tmp_path / "dump" / "other", ["w0", "w1"], [], rows=rows)
+    with pytest.raises(SystemExit) as err:
+        make_pairs.main(["--train_data", f"{dumps[0]},{other}", "--out_dir", str(tmp_path / "pairs")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert (f"{other}/tasks.jsonl: task id 'u0-asr-0' is also in {dumps[0]}/tasks.jsonl" in message
+            and "pair ids must be unique" in message)
+    assert not (tmp_path / "pairs").exists()
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_rerun_leaves_the_earlier_output_as_it_was(tmp_path, dumps, monkeypatch):
+    out = tmp_path / "pairs"
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0.25"])
+    before = _snapshot(out)
+    assert {"pairs.jsonl", "feats.scp", "valid/pairs.jsonl", "stats.json"} <= set(before)
+    # the held-out sets share task ids: refused before anything is written
+    with pytest.raises(SystemExit):
+        make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_data", f"{dumps[1]},{dumps[1]}",
+                         "--max_pairs", "3"])
+    assert _snapshot(out) == before
+    # writing fails midway (the held-out features): nothing of the new run reaches --out_dir
+    real = make_pairs.write_map
+
+    def failing(path, mapping):
+        if f"valid{os.sep}" in path:
+            raise OSError(f"{path}: no space left on device")
+        real(path, mapping)
+
+    monkeypatch.setattr(make_pairs, "write_map", failing)
+    with pytest.raises(OSError, match="no space left"):
+        make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0.25", "--max_pairs", "3"])
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump", "pairs"]  # no staging directory left behind
+    monkeypatch.undo()
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0.25", "--max_pairs", "3"])
+    assert len(read_pairs(str(out / "pairs.jsonl"))) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["dump", "pairs"]
 
 
 def test_sampled_mode_with_a_saved_model(tmp_path):

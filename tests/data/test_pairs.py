@@ -106,6 +106,19 @@ def test_dataset_drops_pairs_without_features_and_truncates(tmp_path, tok, caplo
         PairDataset(pairs, feats, tok)
 
 
+def test_dataset_drops_pairs_whose_answers_the_cut_makes_identical(tmp_path, tok, caplog):
+    rows = [ROW, dict(ROW, id="u1-open_qa-0-swap", chosen="a man a woman", rejected="a man a man")]
+    pairs, feats = _dataset_dir(tmp_path, rows, utts=("u1",))
+    assert len(PairDataset(pairs, feats, tok)) == 2
+    ds = PairDataset(pairs, feats, tok, max_answer_tokens=3)  # both answers become "a man" + eot
+    assert [r["id"] for r in ds.rows] == ["u1-mcq-0-swap"] and len(ds) == 1 and ds.identical_answers == 1
+    assert ds[0].chosen_ids.tolist() != ds[0].rejected_ids.tolist()
+    assert "1 pairs left out: chosen and rejected are the same tokens after the cut to max_answer_tokens=3; " \
+           "raise max_answer_tokens (first: 'u1-open_qa-0-swap')" in caplog.text
+    with pytest.raises(ValueError, match=r"no pair left: .* same tokens after the cut to max_answer_tokens=2; raise"):
+        PairDataset(pairs, feats, tok, max_answer_tokens=2)
+
+
 def test_collate_puts_chosen_first_and_shares_the_audio():
     def ex(name, frames, prompt, chosen, rejected):
         return PairExample(name, torch.ones(frames, 2), torch.tensor(prompt), torch.tensor(chosen), torch.tensor(rejected), 1, {})

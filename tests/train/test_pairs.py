@@ -70,11 +70,35 @@ def test_swap_keeps_the_sentence_fluent():
     values = {"gender": ["female", "male"], "rate": ["fast", "slow"]}
     row = {"task": "open_qa", "answer": "Male. The speaker is a male adult.", "labels": {"gender": "male", "rate": "slow"}}
     label, rejected = swap_fact(row, values, random.Random(0))
-    # without "asks", only facts the answer states are candidates: gender (rate is not in the text)
-    assert label == "gender" and rejected == "Female. The speaker is a male adult."
+    # without "asks", only facts the answer states are candidates: gender (rate is not in the text);
+    # every mention is swapped (the answer must not contradict itself), each keeping its case
+    assert label == "gender" and rejected == "Female. The speaker is a female adult."
+    shouting = dict(row, answer="MALE SPEAKER: a male, not a female (Male).")
+    assert swap_fact(shouting, values, random.Random(0)) == ("gender", "FEMALE SPEAKER: a female, not a female (Female).")
     assert swap_fact(dict(row, labels={"asks": "rate", "rate": "slow"}), values, random.Random(0)) is None
     assert swap_fact({"task": "mcq", "answer": "male", "labels": {"asks": "gender", "gender": "male"}},
                      {"gender": ["male"]}, random.Random(0)) is None  # no other value seen
+
+
+def test_empty_values_are_no_facts_and_case_variants_are_one_value(caplog):
+    rows = [{"id": "a-0", "utt": "a", "task": "open_qa", "instruction": "Describe.",
+             "answer": "The speaker is male and speaks slowly.", "labels": {"gender": "male", "rate": "slow", "accent": ""}},
+            {"id": "b-0", "utt": "b", "task": "open_qa", "instruction": "Describe.",
+             "answer": "A female voice, fast.", "labels": {"gender": "female", "rate": "fast", "accent": "scottish"}}]
+    assert property_values(rows) == {"accent": ["scottish"], "gender": ["female", "male"], "rate": ["fast", "slow"]}
+    for seed in range(6):
+        pairs, stats = build_pairs(rows, modes=("swap",), rng=random.Random(seed))
+        assert len(pairs) == 2 and not any("scottish" in p["rejected"] for p in pairs)
+        assert stats["ignored:empty_label"] == 1 and "swap:accent" not in stats
+    assert "1 empty label values" in caplog.text and "task 'a-0', label 'accent'" in caplog.text
+    asks_empty = {"task": "open_qa", "answer": "It is hard to say.", "labels": {"asks": "accent", "accent": ""}}
+    assert swap_fact(asks_empty, {"accent": ["scottish"]}, random.Random(0)) is None
+    # 'male' and 'Male' are one fact: no pair says 'male' is wrong because it should be 'Male'
+    cased = [{"id": i, "utt": i, "task": "open_qa", "instruction": "Q", "answer": a, "labels": {"asks": "gender", "gender": a}}
+             for i, a in (("a", "male"), ("b", "Male"))]
+    assert property_values(cased) == {"gender": ["Male"]}
+    assert build_pairs(cased, modes=("swap",), rng=random.Random(0)) == ([], {"skipped:swap": 2})
+    assert swap_fact(cased[0], {"gender": ["Male", "female", "male"]}, random.Random(0)) == ("gender", "female")
 
 
 def test_swap_word_replaces_one_word_with_a_vocabulary_word():
@@ -87,7 +111,7 @@ def test_swap_word_replaces_one_word_with_a_vocabulary_word():
     assert swap_word("CAT", ["CAT"], random.Random(0)) is None
 
 
-def test_external_pairs_from_the_authors_format():
+def test_external_pairs_from_the_authors_format(caplog):
     item = {"audio_id": "vctk_p225_001", "audio_filepath": "a.wav", "input": "Describe the speaker.",
             "target": "A young woman speaks calmly.", "rejected": "A young man speaks calmly.", "dataset": "vctk",
             "gender": "female"}
@@ -99,6 +123,10 @@ def test_external_pairs_from_the_authors_format():
     assert stats == {"external": 1}
     plain = dict(row, labels={})
     assert build_pairs([plain], modes=("external",))[1] == {"skipped:external": 1}
+    # a 'rejected' equal to the answer, or empty, gives no pair, counted and warned about
+    same = [dict(row, id=f"s{i}", labels={"rejected": rejected}) for i, rejected in enumerate((row["answer"], " "))]
+    assert build_pairs(same + [row], modes=("external",))[1] == {"external": 1, "skipped:external": 2}
+    assert "2 rows have a 'rejected' answer that is empty or equal to their answer (first: task 's0')" in caplog.text
 
 
 def test_answer_error_and_ranking():
