@@ -28,10 +28,12 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from diffa.model.diffa import DIFFA
+from diffa.files import open_safetensors, read_json_object
+from diffa.model.diffa import DIFFA, check_frozen_links
 from diffa.text.tokenizer import HF_TOKENIZER_NAME, SPM_MODEL_NAME, load_tokenizer
 
 logger = logging.getLogger(__name__)
+REMEDY = "copy, export or import the model again"  # what to do about an unreadable model file
 
 PathLike = Union[str, os.PathLike]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -176,20 +178,16 @@ def check_model_dir(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = Non
      ...
     FileNotFoundError: .../nope: no such model directory; ...
     """
-    from safetensors import SafetensorError, safe_open
-
     model_dir = resolve_model_dir(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model directory; train one (recipe stages 3-7) "
                                 "or pass the directory of an exported / imported model")
+    check_frozen_links(model_dir)
     missing = [name for name in ("config.json", "adapters.safetensors") if not (model_dir / name).is_file()]
     missing += [f"{name}/" for name in ("encoder", "llm") if not (model_dir / name).is_dir()]
     config_file = model_dir / "config.json"
     if config_file.is_file():
-        try:
-            lora = json.loads(config_file.read_text(encoding="utf-8")).get("lora")
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_file}: malformed JSON ({err.msg}, line {err.lineno})") from None
+        lora = read_json_object(config_file, REMEDY).get("lora")
         if lora is not None and not (model_dir / "lora.safetensors").is_file():
             missing.append("lora.safetensors (config.json declares LoRA)")
     tokenizer_path = find_tokenizer(model_dir, tokenizer_dir)
@@ -201,12 +199,8 @@ def check_model_dir(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = Non
         raise FileNotFoundError(f"{model_dir} is not a complete DIFFA model directory: missing {', '.join(missing)}")
     for weights in sorted(p for folder in (model_dir, model_dir / "encoder", model_dir / "llm")
                           for p in folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(weights), framework="pt"):
-                pass
-        except SafetensorError as err:
-            raise ValueError(f"{weights}: not a readable safetensors file ({err}); it is truncated or "
-                             "corrupt: copy, export or import the model again") from None
+        with open_safetensors(weights, REMEDY):
+            pass
     return model_dir, tokenizer_path
 
 

@@ -104,6 +104,29 @@ def tiny_config(layout: str = "dual", vocab: int = 100, d_llm: int = 32, n_mels:
     return DIFFAConfig(encoder=encoder, llm=llm, taps=[1, 2], layout=layout, n_prompts=3, n_queries=4, qformer_ffn=32)
 
 
+def check_frozen_links(path: Path) -> None:
+    """Raise FileNotFoundError explaining a frozen part (``encoder``, ``llm``) of the DIFFA directory
+    ``path`` that is a link to a directory which no longer exists (moved or deleted).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp())
+    >>> (path / "llm").symlink_to(path / "gone")
+    >>> check_frozen_links(path)
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: .../llm is a link to .../gone, which does not exist (moved or deleted?): ...
+    """
+    dangling = [path / p for p in ("encoder", "llm") if (path / p).is_symlink() and not (path / p).exists()]
+    if dangling:
+        links = "; ".join(f"{link} is a link to {os.readlink(link)}, which does not exist" for link in dangling)
+        raise FileNotFoundError(
+            f"{links} (moved or deleted?): put the directory back or point the link at its new place "
+            "(ln -sfn NEW LINK), then make a self-contained copy with python -m diffa.bin.export"
+        )
+
+
 class DIFFA(torch.nn.Module):
     """Audio-conditioned masked-diffusion LM (see module docstring).
 
@@ -173,13 +196,7 @@ class DIFFA(torch.nn.Module):
     ) -> "DIFFA":
         """Load a directory written by :meth:`save_pretrained` (no training code needed)."""
         path = Path(path)
-        dangling = [path / p for p in ("encoder", "llm") if (path / p).is_symlink() and not (path / p).exists()]
-        if dangling:
-            links = "; ".join(f"{link} is a link to {os.readlink(link)}, which does not exist" for link in dangling)
-            raise FileNotFoundError(
-                f"{links} (moved or deleted?): put the directory back or point the link at its new place "
-                "(ln -sfn NEW LINK), then make a self-contained copy with python -m diffa.bin.export"
-            )
+        check_frozen_links(path)
         missing = [p for p in ("config.json", "adapters.safetensors", "encoder", "llm") if not (path / p).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a DIFFA model directory: missing {', '.join(missing)}")

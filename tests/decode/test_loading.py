@@ -64,6 +64,14 @@ def test_check_model_dir(toy, tmp_path):
         check_model_dir(model_dir)
 
 
+def test_a_moved_frozen_part_is_explained(toy, tmp_path):
+    model_dir = copy_model(toy, tmp_path)
+    shutil.move(model_dir / "llm", tmp_path / "llm_real")
+    (model_dir / "llm").symlink_to(tmp_path / "moved_away")
+    with pytest.raises(FileNotFoundError, match=r"/m/llm is a link to .*moved_away, which does not exist"):
+        check_model_dir(model_dir)
+
+
 def test_tokenizer_lookup_order(toy, tmp_path):
     model_dir = copy_model(toy, tmp_path)
     assert find_tokenizer(model_dir) == model_dir / "tokenizer"
