@@ -1,9 +1,9 @@
 """Reading and writing model files safely: JSON objects and safetensors that fail with the file's
-name and what to do, and atomic writes (a temporary name, then a rename) that give the file the
-permissions any new file gets.
+name and what to do, and atomic writes (a temporary name, then a rename): :func:`atomic_write`
+for files written through a file object (manifests, maps, results), :func:`atomic_save` for
+libraries that write to a file name (safetensors, transformers).
 
-Every loader and saver of the library (LLaDA, Whisper, DIFFA, the authors' checkpoints, the
-tokenizer) goes through these, so an interrupted save never leaves a half file that a later
+Every loader and saver of the library goes through these, so an interrupted save never leaves a half file that a later
 stage trusts, and a truncated download is named rather than reported as a parser's traceback.
 
 Example
@@ -17,11 +17,12 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, Union
 
 from safetensors import SafetensorError, safe_open
 
@@ -178,3 +179,51 @@ def atomic_save_text(path: Path, text: str) -> None:
     '{}\\n'
     """
     atomic_save(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
+    """Open ``<path>.tmp`` for writing; on success rename it to ``path``, on error remove it.
+
+    Text mode writes UTF-8 with ``\\n`` line ends. A run killed inside the block leaves only
+    ``<path>.tmp`` behind, which the next run overwrites. Parent directories are created.
+
+    Arguments
+    ---------
+    path : str
+        The final file name.
+    mode : str
+        ``"w"`` (text) or ``"wb"`` (binary).
+
+    Returns
+    -------
+    A context manager yielding the open temporary file.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "x.txt")
+    >>> with atomic_write(path) as f:
+    ...     _ = f.write("hello\\n")
+    ...     os.path.exists(path), os.path.exists(path + ".tmp")
+    (False, True)
+    >>> open(path).read(), os.path.exists(path + ".tmp")
+    ('hello\\n', False)
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    tmp = path + ".tmp"
+    text_args = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
+    try:
+        with open(tmp, mode, **text_args) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)

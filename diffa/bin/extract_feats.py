@@ -51,7 +51,8 @@ from tqdm import tqdm
 from diffa.bin._cli import entry_point_parser
 from diffa.data.audio import LONG_AUDIO_POLICIES, AudioError, load_audio
 from diffa.data.features import SAMPLE_RATE, WhisperLogMel
-from diffa.data.kaldi import atomic_write, read_map, write_map
+from diffa.data.kaldi import read_map, write_map
+from diffa.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

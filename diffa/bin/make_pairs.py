@@ -47,7 +47,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from diffa.bin._cli import entry_point_parser
-from diffa.data.kaldi import atomic_write, load_feats, read_map, write_map
+from diffa.data.kaldi import load_feats, read_map, write_map
+from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance

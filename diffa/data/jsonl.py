@@ -31,7 +31,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
 
-from diffa.data.kaldi import KeyOrder, atomic_write, iter_lines
+from diffa.data.kaldi import KeyOrder, iter_lines
+from diffa.files import atomic_write
 
 Validator = Callable[[Any, str], None]
 

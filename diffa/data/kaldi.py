@@ -12,7 +12,7 @@ empty transcript in ``text``) and values that do not parse as the requested type
 ``wav.scp`` and ``feats.scp`` are used as written: relative ones are relative to the directory the
 recipe runs in.
 
-Everything is written through :func:`atomic_write`: to ``<path>.tmp`` first, renamed over ``path``
+Everything is written through :func:`diffa.files.atomic_write`: to ``<path>.tmp`` first, renamed over ``path``
 once complete, so an interrupted run never leaves a half-written file under the final name.
 
 Example
@@ -31,61 +31,14 @@ spk2-u1 spk2
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
-from typing import Callable, Dict, IO, Iterator, Mapping, Tuple, TypeVar
+from typing import Callable, Dict, Iterator, Mapping, Tuple, TypeVar
 
 import kaldiio
 
+from diffa.files import atomic_write
+
 V = TypeVar("V")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
-    """Open ``<path>.tmp`` for writing; on success rename it to ``path``, on error remove it.
-
-    Text mode writes UTF-8 with ``\\n`` line ends. A run killed inside the block leaves only
-    ``<path>.tmp`` behind, which the next run overwrites. Parent directories are created.
-
-    Arguments
-    ---------
-    path : str
-        The final file name.
-    mode : str
-        ``"w"`` (text) or ``"wb"`` (binary).
-
-    Returns
-    -------
-    A context manager yielding the open temporary file.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "x.txt")
-    >>> with atomic_write(path) as f:
-    ...     _ = f.write("hello\\n")
-    ...     os.path.exists(path), os.path.exists(path + ".tmp")
-    (False, True)
-    >>> open(path).read(), os.path.exists(path + ".tmp")
-    ('hello\\n', False)
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    tmp = path + ".tmp"
-    text_args = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-    try:
-        with open(tmp, mode, **text_args) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
 
 
 def iter_lines(path: str) -> Iterator[Tuple[int, str]]:

@@ -46,7 +46,7 @@ import os
 import tempfile
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from diffa.data.kaldi import atomic_write
+from diffa.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from diffa.data.kaldi import atomic_write
-from diffa.files import read_json_object
+from diffa.files import atomic_write, read_json_object
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from diffa.data.kaldi import atomic_write
+from diffa.files import atomic_write
 from diffa.data.tasks import read_tasks
 from diffa.scoring.report import git_hash, markdown_table, package_versions
 from diffa.scoring.results import TASKS, merge_tasks, read_results

@@ -45,7 +45,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from diffa.data.kaldi import atomic_write
+from diffa.files import atomic_write
 from diffa.scoring.text import tokenize
 
 Pair = Tuple[Optional[str], Optional[str]]
