@@ -61,8 +61,10 @@ logger = logging.getLogger(__name__)
 # official openai/whisper-* layout) first, then a bare WhisperModel saved by transformers.
 ENCODER_PREFIXES = ("model.encoder.", "encoder.")
 
-# Whisper's log-mel of zero samples sits exactly this far below the utterance maximum.
+# Whisper's log-mel of zero samples sits this far below the utterance maximum (its clamp at
+# max - 8 in log10 units, scaled by 1/4), but never below log10(1e-10) scaled: (-10 + 4) / 4.
 SILENCE_BELOW_MAX = 2.0
+SILENCE_FLOOR = -1.5
 
 
 class EncoderOutput(NamedTuple):
@@ -327,9 +329,11 @@ class WhisperEncoder(torch.nn.Module):
 def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> torch.Tensor:
     """Pad log-mel features to ``n_frames`` with Whisper's value for digital silence.
 
-    Frames that are not ``real`` (batch padding and the added frames) get ``max - 2.0`` where
-    ``max`` is the utterance's largest real log-mel value: what ``WhisperFeatureExtractor`` produces
-    for zero samples appended to the waveform.
+    Frames that are not ``real`` (batch padding and the added frames) get ``max(max - 2.0, -1.5)``
+    where ``max`` is the utterance's largest real log-mel value: what ``WhisperFeatureExtractor``
+    produces for zero samples appended to the waveform. (Whisper's first two frames after the clip
+    still overlap its last samples, and its maximum may lie there; stored features do not hold
+    those two frames, so they get the silence value too.)
 
     Arguments
     ---------
@@ -352,8 +356,11 @@ def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> 
     tensor([[[ 0.5000,  1.0000],
              [-1.0000, -1.0000],
              [-1.0000, -1.0000]]])
+    >>> pad_with_silence(torch.full((1, 1, 2), -0.9), torch.tensor([[True]]), 2)[0, 1]  # a quiet clip
+    tensor([-1.5000, -1.5000])
     """
-    floor = feats.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2)) - SILENCE_BELOW_MAX
+    peak = feats.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2))
+    floor = (peak - SILENCE_BELOW_MAX).clamp(min=SILENCE_FLOOR)
     extra = n_frames - feats.shape[1]
     feats = F.pad(feats, (0, 0, 0, extra))
     real = F.pad(real, (0, extra), value=False)

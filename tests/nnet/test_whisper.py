@@ -65,10 +65,11 @@ def test_stays_frozen_inside_a_training_parent(checkpoint):
 
 
 def padded_like_whisper(feats, feat_lens):
-    """Reference 30-s padding, one utterance at a time: silence = max of the real frames - 2."""
+    """Reference 30-s padding, one utterance at a time: silence = max of the real frames - 2, at
+    least -1.5."""
     out = torch.empty(feats.shape[0], 3000, feats.shape[2])
     for b, n in enumerate(feat_lens.tolist()):
-        out[b] = feats[b, :n].max() - 2.0
+        out[b] = max(feats[b, :n].max().item() - 2.0, -1.5)
         out[b, :n] = feats[b, :n]
     return out
 
@@ -88,6 +89,22 @@ def test_30s_mode_equals_hf_forward(checkpoint):
     for tap, hf_state in zip(out.taps, hf.hidden_states):
         assert torch.equal(tap, hf_state)
     assert out.lens.tolist() == [251, 160]
+
+
+@pytest.mark.parametrize("amplitude", [0.3, 1e-3])  # loud: max - 2; quiet: Whisper's -1.5 floor
+def test_silence_padding_is_whisper_feature_extractors(amplitude):
+    from transformers import WhisperFeatureExtractor
+
+    from diffa.data.features import WhisperLogMel
+    from diffa.nnet.whisper import pad_with_silence
+
+    wav = (amplitude * torch.randn(8000, generator=torch.Generator().manual_seed(0))).numpy()
+    hf = WhisperFeatureExtractor(feature_size=80)(wav, sampling_rate=16000, return_tensors="pt")
+    hf = hf["input_features"][0].T  # (3000, 80), zero samples appended up to 30 s
+    feats, lens = WhisperLogMel(80)(torch.from_numpy(wav)[None])
+    padded = pad_with_silence(feats, torch.arange(feats.shape[1])[None] < lens[:, None], 3000)[0]
+    n = int(lens)  # Whisper's frames n and n + 1 still overlap the clip's last samples
+    torch.testing.assert_close(padded[n + 2:], hf[n + 2:], atol=1e-4, rtol=0)
 
 
 def test_30s_mode_cuts_longer_input(checkpoint):
