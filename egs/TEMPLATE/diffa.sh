@@ -31,9 +31,9 @@ stage=1                  # first stage to run (1-10)
 stop_stage=10            # last stage to run (1-10)
 nj=4                     # parallel jobs for data preparation, feature extraction and decoding
 ngpu=0                   # GPUs per node for training (0: CPU); decoding jobs get one GPU if > 0
-num_nodes=1              # nodes for training (> 1: torchrun over nodes, see --torchrun_opts)
+num_nodes=1              # nodes for training (only 1 for now: see the error a larger value gives)
 nproc_per_node=0         # training processes per node (0: ngpu, at least 1); > 1: torchrun
-torchrun_opts=""         # extra torchrun options, e.g. "--rdzv_backend c10d --rdzv_endpoint host:29400"
+torchrun_opts=""         # extra torchrun options (training runs torchrun --standalone when it has >1 process)
 force=false              # true: redo the stages in range even when their .done marker exists
 python=python3           # Python interpreter
 datadir=data             # data directories: <datadir>/<set>
@@ -120,9 +120,13 @@ done
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage"
 # shellcheck disable=SC2086  # word lists
 all_sets=$(printf '%s\n' $train_sets ${stage_sets[*]} $dev_set $test_sets | awk '!seen[$0]++' | xargs)
+[ "$num_nodes" -eq 1 ] || die "--num_nodes $num_nodes: multi-node training is not supported by the stage engine yet" \
+  "(one torchrun would wait for nodes nothing starts); run python -m diffa.bin.train under srun + torchrun yourself"
+# --ngpu 0 means CPU even on a machine with GPUs (training then uses gloo, decoding the CPU)
+[ "$ngpu" -gt 0 ] || export CUDA_VISIBLE_DEVICES=""
 [ "$nproc_per_node" -gt 0 ] || nproc_per_node=$((ngpu > 0 ? ngpu : 1))
-if [ "$nproc_per_node" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
-  train_launcher="torchrun --nproc_per_node $nproc_per_node --nnodes $num_nodes $torchrun_opts"
+if [ "$nproc_per_node" -gt 1 ]; then
+  train_launcher="torchrun --standalone --nproc_per_node $nproc_per_node $torchrun_opts"
 else
   train_launcher=$python
 fi
@@ -236,16 +240,17 @@ copy_files() {
   done
 }
 
-# fresh_jobs <dir> <njobs> <pattern>...: remove the per-job outputs <dir>/<pattern> when --force is
-# true or when they were made with another number of jobs (they cover other utterances then).
+# fresh_jobs <dir> <stamp> <pattern>...: remove the per-job outputs <dir>/<pattern> when --force is
+# true or when they were made with another stamp: another number of jobs (they cover other
+# utterances then) or other settings (a rerun must not mix their outputs with new ones).
 fresh_jobs() {
-  local dir=$1 njobs=$2 pattern
+  local dir=$1 stamp=$2 pattern
   shift 2
-  if $force || [ "$(cat "$dir/nj" 2>/dev/null)" != "$njobs" ]; then
+  if $force || [ "$(cat "$dir/nj" 2>/dev/null)" != "$stamp" ]; then
     for pattern in "$@"; do rm -f "$dir"/$pattern; done
   fi
   mkdir -p "$dir"
-  echo "$njobs" >"$dir/nj"
+  echo "$stamp" >"$dir/nj"
 }
 
 # Number of jobs for a data directory: --nj, or fewer when it has fewer utterances.
@@ -259,7 +264,8 @@ jobs_for() {
 extract_feats() {
   local data=$1 out=$2 njobs n_utts n_feats n_bad
   njobs=$(jobs_for "$data")
-  fresh_jobs "$out/data" "$njobs" 'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
+  fresh_jobs "$out/data" "$njobs n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts" \
+    'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
   $python utils/split_data.py "$data" "$njobs"
   # shellcheck disable=SC2086
   $feats_cmd --skip_if_exists "$out/data/.done.JOB" JOB=1:"$njobs" "$out/log/feats.JOB.log" \

@@ -3,7 +3,7 @@
 # on ASR, acoustic alignment and SFT on audio QA with ASR replay, VRPO on preference pairs).
 # Options go to diffa.sh (./run.sh --help lists them), e.g.
 #   ./run.sh --local_data_opts "--corpora_root /corpora" --stop_stage 2 --nj 32
-#   ./run.sh --stage 3 --ngpu 8 --num_nodes 8 --torchrun_opts "--rdzv_backend c10d --rdzv_endpoint host:29400"
+#   ./run.sh --stage 3 --ngpu 8                      # training stages on 8 GPUs (torchrun)
 #   ./run.sh --stage 8 --test_sets "test_clean test_other" --decode_config conf/decode_asr.yaml
 set -euo pipefail
 

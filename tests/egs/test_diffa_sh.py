@@ -54,6 +54,8 @@ args = sys.argv[1:]
 opt = lambda key: args[args.index(key) + 1]  # noqa: E731
 with open(os.environ["DIFFA_FAKE_CALLS"], "a") as f:
     f.write(json.dumps(["{name}"] + args) + "\n")
+with open(os.environ["DIFFA_FAKE_CALLS"] + ".gpus", "a") as f:  # the GPUs the entry point may use
+    f.write(repr(os.environ.get("CUDA_VISIBLE_DEVICES")) + "\n")
 fail = os.environ.get("DIFFA_FAKE_FAIL", "")
 if fail == "{name}" or (fail and "--job" in args and fail == "{name}." + opt("--job")):
     sys.exit(3)
@@ -320,6 +322,28 @@ def test_changed_nj_starts_the_jobs_over(recipe):
     assert calls(rec)[-1][:3] == ["extract_feats", "--data_dir", "data/train/split1/1"]
     assert sorted(p.name for p in (rec / "dump" / "train" / "data").glob("feats.*")) == ["feats.1.scp"]
     assert len((rec / "dump" / "train" / "feats.scp").read_text().splitlines()) == 4
+
+
+def test_changed_feature_settings_start_the_jobs_over(recipe):
+    """A rerun with other --n_mels must not keep the shards an interrupted run made with the old."""
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    (rec / "dump" / "train" / ".done").unlink()  # as if the run had stopped after the jobs
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--n_mels", "128")
+    assert result.returncode == 0, result.stderr
+    redone = [c for c in calls(rec) if c[0] == "extract_feats" and "128" in c]
+    assert len(redone) == 2 and "skipping" not in result.stderr
+
+
+def test_ngpu_0_hides_the_gpus_and_many_nodes_are_refused(recipe):
+    rec = recipe()
+    result = engine(rec, "--stop_stage", "1", "--num_nodes", "2")
+    assert result.returncode == 1 and "multi-node training is not supported" in result.stderr
+    assert engine(rec, "--stop_stage", "2", env={"CUDA_VISIBLE_DEVICES": "0"}).returncode == 0
+    assert set((rec / "fake_calls.jsonl.gpus").read_text().split()) == {"''"}  # --ngpu 0: CPU only
+    assert engine(rec, "--stage", "2", "--stop_stage", "2", "--force", "true", "--ngpu", "1",
+                  env={"CUDA_VISIBLE_DEVICES": "0"}).returncode == 0
+    assert (rec / "fake_calls.jsonl.gpus").read_text().split()[-1] == "'0'"
 
 
 def test_forced_training_stage_starts_from_scratch(recipe):
