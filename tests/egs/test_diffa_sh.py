@@ -313,12 +313,18 @@ def test_stages_1_2_with_the_real_feature_extractor(recipe, monkeypatch):
     assert (rec / "dump" / "train" / "bad_utts").read_text() == ""
 
 
+def rerun_stage2_after_its_jobs(rec, *args):
+    """Stages 1-2, then stage 2 again with ``args`` as if the first run had stopped after its jobs."""
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    (rec / "dump" / "train" / ".done").unlink()
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_changed_nj_starts_the_jobs_over(recipe):
     rec = recipe()
-    assert engine(rec, "--stop_stage", "2").returncode == 0
-    (rec / "dump" / "train" / ".done").unlink()  # as if the run had stopped after the jobs
-    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--nj", "1")
-    assert result.returncode == 0, result.stderr
+    rerun_stage2_after_its_jobs(rec, "--nj", "1")
     assert calls(rec)[-1][:3] == ["extract_feats", "--data_dir", "data/train/split1/1"]
     assert sorted(p.name for p in (rec / "dump" / "train" / "data").glob("feats.*")) == ["feats.1.scp"]
     assert len((rec / "dump" / "train" / "feats.scp").read_text().splitlines()) == 4
@@ -327,10 +333,7 @@ def test_changed_nj_starts_the_jobs_over(recipe):
 def test_changed_feature_settings_start_the_jobs_over(recipe):
     """A rerun with other --n_mels must not keep the shards an interrupted run made with the old."""
     rec = recipe()
-    assert engine(rec, "--stop_stage", "2").returncode == 0
-    (rec / "dump" / "train" / ".done").unlink()  # as if the run had stopped after the jobs
-    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--n_mels", "128")
-    assert result.returncode == 0, result.stderr
+    result = rerun_stage2_after_its_jobs(rec, "--n_mels", "128")
     redone = [c for c in calls(rec) if c[0] == "extract_feats" and "128" in c]
     assert len(redone) == 2 and "skipping" not in result.stderr
 
