@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import kaldiio
 import numpy as np
@@ -45,11 +45,11 @@ from diffa.text.template import encode_example
 logger = logging.getLogger(__name__)
 
 
-def _listed_frames(utt2num_frames: str, utts: Sequence[str]) -> Optional[List[int]]:
-    """Frames of each of ``utts`` from ``utt2num_frames``; None when the file does not exist.
+def listed_frames(utt2num_frames: str, utts: Sequence[str]) -> Optional[Dict[str, int]]:
+    """utt -> feature frames from ``utt2num_frames``; None when the file does not exist.
 
-    Errors name the file (and line): unreadable lines, and utterances it has no entry for (an
-    emptied or truncated file), counted with the first one.
+    Errors name the file (and line): unreadable lines, and utterances of ``utts`` it has no entry
+    for (an emptied or truncated file), counted with the first one.
     """
     if not os.path.exists(utt2num_frames):
         return None
@@ -60,7 +60,7 @@ def _listed_frames(utt2num_frames: str, utts: Sequence[str]) -> Optional[List[in
             f"{utt2num_frames} has no entry for {len(missing)} utterances with features (first: {missing[0]}): "
             "rerun stage 2 (feature extraction)"
         )
-    return [frames[utt] for utt in utts]
+    return frames
 
 
 class Example(NamedTuple):
@@ -123,7 +123,7 @@ class TaskDataset(torch.utils.data.Dataset):
             )
         if not self.rows:
             raise ValueError(f"{tasks}: no example has features in {feats_scp}; run feature extraction (stage 2) first")
-        _listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])  # fail now, not at the first batch
+        self.listed_frames = listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])  # fails now, not later
         self.truncated_answers = 0
         self._encoded = [self._encode(r) for r in self.rows]
 
@@ -144,9 +144,8 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def num_frames(self) -> List[int]:
         """Feature frames of every item, from ``utt2num_frames`` beside ``feats.scp`` when present."""
-        frames = _listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])
-        if frames is not None:
-            return frames
+        if self.listed_frames is not None:
+            return [self.listed_frames[r["utt"]] for r in self.rows]
         return [int(self.feats[r["utt"]].shape[0]) for r in self.rows]
 
     def __getitem__(self, i: int) -> Example:

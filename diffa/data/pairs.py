@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from diffa.data.collate import collate_train
-from diffa.data.dataset import Example, TaskDataset
+from diffa.data.dataset import Example, TaskDataset, listed_frames
 from diffa.data.jsonl import check_keys, check_labels, check_text, read_jsonl, write_jsonl
 from diffa.text.template import encode_example
 
@@ -213,6 +213,7 @@ class PairDataset(torch.utils.data.Dataset):
             self.rows = [row for row, kept in zip(self.rows, keep) if kept]
             encoded = [e for e, kept in zip(encoded, keep) if kept]
         self._encoded = encoded
+        self.listed_frames = listed_frames(self.utt2num_frames, [r["utt"] for r in self.rows])
 
     def _answer(self, full: List[int], prompt_len: int) -> List[int]:
         answer = full[prompt_len:]
