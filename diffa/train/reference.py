@@ -13,7 +13,7 @@ anything, so only that is duplicated:
 * the small audio adapters (semantic, acoustic, stage-1 prompts) are deep copies, frozen.
 
 Inside :meth:`SharedReference.active` the model runs in eval mode (no dropout) without gradients
-(VRPO scores the policy without dropout too, :func:`diffa.train.vrpo.dropout_off`).
+(VRPO scores the policy without dropout too, :func:`dropout_off`).
 The reference parameters never require grad; the policy's checkpoints and exports only ever
 contain the ``"default"`` adapter (:func:`diffa.nnet.lora.lora_state_dict`), so the reference
 never reaches a saved model.
@@ -56,6 +56,30 @@ logger = logging.getLogger(__name__)
 
 POLICY_ADAPTER = "default"
 REFERENCE_ADAPTER = "reference"
+
+
+@contextlib.contextmanager
+def dropout_off(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode (no dropout; gradients are not affected); on exit every submodule
+    gets back its own train/eval mode.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    >>> _ = net[0].eval()
+    >>> with dropout_off(net):
+    ...     net[1].training, net(torch.ones(1, 2)).requires_grad
+    (False, True)
+    >>> net.training, net[0].training, net[1].training
+    (True, False, True)
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class SharedReference:
@@ -138,14 +162,9 @@ class SharedReference:
         Yields :attr:`model`; on exit the policy adapter and the shared modules' train/eval
         modes are restored.
         """
-        modes = {m: m.training for m in (self.policy.encoder, self.policy.llm)}
         try:
             set_active_adapter(self.policy.llm, REFERENCE_ADAPTER)
-            for module in modes:
-                module.eval()
-            with torch.no_grad():
+            with dropout_off(self.policy.encoder), dropout_off(self.policy.llm), torch.no_grad():
                 yield self.model
         finally:
             set_active_adapter(self.policy.llm, POLICY_ADAPTER)
-            for module, training in modes.items():
-                module.train(training)

@@ -16,7 +16,7 @@ scores ``(L / k) sum_masked log p``. How this module does it:
 * **antithetic draws.** The policy and the reference score the very same masked sequences
   (one set of masks per step).
 * **no dropout.** The policy is scored with dropout off (eval mode, gradients on;
-  :func:`dropout_off`), as the reference is and as DPO implementations do by default (TRL's
+  :func:`~diffa.train.reference.dropout_off`), as the reference is and as DPO implementations do by default (TRL's
   ``disable_dropout``): with dropout on (DIFFA-2: Q-Former 0.1, LoRA 0.05) the two would differ
   even on identical weights and masks, the step-0 reward margin would not be 0 and the antithetic
   draws would no longer cancel their noise. At step 0 (policy = reference) the margin is 0 up to
@@ -57,10 +57,9 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import speechbrain as sb
 import torch
@@ -72,7 +71,7 @@ from diffa.diffusion.loss import vrpo_loss
 from diffa.diffusion.noise import mask_exactly_k
 from diffa.train.model_init import resolve_model_dir
 from diffa.train.plot import append_log
-from diffa.train.reference import SharedReference
+from diffa.train.reference import SharedReference, dropout_off
 from diffa.train.sft import SFTBrain
 
 logger = logging.getLogger(__name__)
@@ -107,30 +106,6 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
         if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
             raise ValueError(f"vrpo.{key} must be an integer >= 1, got {settings[key]!r}")
     return settings
-
-
-@contextlib.contextmanager
-def dropout_off(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """``module`` in eval mode (no dropout; gradients are not affected); on exit every submodule
-    gets back its own train/eval mode.
-
-    Example
-    -------
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
-    >>> _ = net[0].eval()
-    >>> with dropout_off(net):
-    ...     net[1].training, net(torch.ones(1, 2)).requires_grad
-    (False, True)
-    >>> net.training, net[0].training, net[1].training
-    (True, False, True)
-    """
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class PairELBO(torch.nn.Module):
@@ -321,7 +296,7 @@ class VRPOBrain(SFTBrain):
         """Policy and reference ELBOs of the batch's sequences on shared masks.
 
         Training masks come from the global RNG, which :meth:`fit_batch` seeds per batch (so a
-        resumed run redraws them exactly; there is no dropout to seed, :func:`dropout_off`);
+        resumed run redraws them exactly; there is no dropout to seed, :func:`~diffa.train.reference.dropout_off`);
         held-out masks are seeded by batch number, the same at every validation.
         """
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
