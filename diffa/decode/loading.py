@@ -20,7 +20,6 @@ FileNotFoundError: ... is not a complete DIFFA model directory: missing config.j
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -225,12 +224,7 @@ def load_for_decoding(
     """
     model_dir, tokenizer_path = check_model_dir(model_dir, tokenizer_dir)
     dev, dt = resolve_device(device, dtype)
-    try:
-        tokenizer = load_tokenizer(tokenizer_path)
-    except (RuntimeError, json.JSONDecodeError) as err:  # sentencepiece's parse error; a cut tokenizer.json
-        name = HF_TOKENIZER_NAME if (tokenizer_path / HF_TOKENIZER_NAME).is_file() else SPM_MODEL_NAME
-        raise ValueError(f"{tokenizer_path / name}: not a readable tokenizer ({err}); copy it again from "
-                         "where the model was trained, or pass --tokenizer DIR") from None
+    tokenizer = load_tokenizer(tokenizer_path)  # a file it cannot parse is a ValueError naming it
     model = DIFFA.from_pretrained(model_dir, dtype=dt, device=dev).eval()
     vocab = model.llm.config.vocab_size
     if tokenizer.mask_id >= vocab or tokenizer.eos_id >= vocab:

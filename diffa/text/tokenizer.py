@@ -57,6 +57,8 @@ HF_TOKENIZER_NAME = "tokenizer.json"
 # the JSON files PreTrainedTokenizerFast reads from a tokenizer directory
 HF_JSON_NAMES = (HF_TOKENIZER_NAME, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 SPM_MODEL_NAME = "spm.model"
+# what to do about a tokenizer file that cannot be parsed
+UNREADABLE_REMEDY = "copy the tokenizer again from where the model was saved (or the official LLaDA directory)"
 
 PathLike = Union[str, os.PathLike]
 
@@ -164,13 +166,12 @@ class LLaDATokenizer(_SpecialTokenizer):
             )
         try:
             self.hf = PreTrainedTokenizerFast.from_pretrained(str(self.path))
-        except json.JSONDecodeError:
-
+        except json.JSONDecodeError as err:
             for name in HF_JSON_NAMES:  # raises naming the malformed file
                 if (self.path / name).is_file():
-                    read_json_object(self.path / name, "copy the tokenizer again from the official LLaDA "
-                                     "directory or the model it was saved with")
-            raise
+                    read_json_object(self.path / name, UNREADABLE_REMEDY)
+            raise ValueError(f"{self.path / HF_TOKENIZER_NAME}: not a readable tokenizer ({err}); "
+                             f"{UNREADABLE_REMEDY}") from None
         self._set_special_ids(self.hf.get_vocab().get, str(self.path / HF_TOKENIZER_NAME))
 
     @property
@@ -218,7 +219,10 @@ class SentencePieceTokenizer(_SpecialTokenizer):
                 f"{self.path}: no such SentencePiece model; train one with "
                 "diffa.text.tokenizer.train_sentencepiece"
             )
-        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        except RuntimeError as err:  # sentencepiece's parse error
+            raise ValueError(f"{self.path}: not a readable tokenizer ({err}); {UNREADABLE_REMEDY}") from None
         self._set_special_ids(self._piece_id, str(self.path))
 
     def _piece_id(self, piece: str) -> Optional[int]:

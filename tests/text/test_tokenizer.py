@@ -82,6 +82,13 @@ def test_spm_layout_and_vocab(spm_dir):
     assert 263 < tok.vocab_size <= 320
 
 
+def test_spm_unreadable_model_names_the_file(tmp_path, spm_dir):
+    cut = tmp_path / "spm.model"
+    cut.write_bytes((spm_dir / "spm.model").read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"^{cut}: not a readable tokenizer .*copy the tokenizer again"):
+        SentencePieceTokenizer(cut)
+
+
 def test_spm_training_is_deterministic_and_atomic(tmp_path, corpus):
     a = train_sentencepiece(corpus, tmp_path / "a" / "spm.model", vocab_size=300)
     b = train_sentencepiece(corpus, tmp_path / "b" / "spm.model", vocab_size=300)
