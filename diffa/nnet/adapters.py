@@ -128,7 +128,9 @@ class SemanticAdapter(nn.Module):
         if n == 0:
             raise ValueError(f"SemanticAdapter: needs at least {self.rate} encoder frames, got {x.shape[1]}")
         h = x[:, : n * self.rate].transpose(1, 2).to(self.conv1.weight.dtype)
-        h = self.conv2(F.gelu(self.conv1(h))).transpose(1, 2)
+        # contiguous: a Linear on a transposed input takes a different matmul kernel for a trainable
+        # weight than for a frozen one, so VRPO's policy and reference would differ by rounding
+        h = self.conv2(F.gelu(self.conv1(h))).transpose(1, 2).contiguous()
         h = F.relu(self.linear2(F.relu(self.linear1(h))))
         if lens is None:
             lens = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
