@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run diffa's test suite (unit tests, doctests, shell-tool tests and the egs/mini end-to-end run).
-# Usage: tools/test.sh [pytest args...]     e.g. tools/test.sh -m "not slow"  (skip the recipe run)
+# Usage: tools/test.sh [pytest args...]     e.g. tools/test.sh -m "not slow"  (skip the end-to-end runs)
 set -euo pipefail
 case "${1:-}" in
     -h|--help)

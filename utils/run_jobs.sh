@@ -15,13 +15,18 @@
 #   slurm  one `sbatch --wait --array=...` call; job N runs as array task N, in this directory,
 #          with this environment (sbatch's default --export=ALL). Slurm's own messages go to
 #          <log dir>/q/<name>.<task>.out.
+#          With --num_nodes N > 1 (one job, no JOB range): `sbatch --wait --nodes N
+#          --ntasks-per-node 1`, and the job starts the command on every node with srun, one task
+#          per node (e.g. one torchrun each; SLURM_NODEID tells them apart); the log collects
+#          every node's output.
 #
 # Example: utils/run_jobs.sh --max_parallel 4 JOB=1:8 exp/log/decode.JOB.log \
 #            python -m diffa.bin.decode --data_dir data/test/split8/JOB ...
 
 backend=local       # local or slurm
 max_parallel=0      # most jobs at once (0: nproc for local, no limit for slurm)
-gpu=0               # GPUs per job (slurm: --gres=gpu:N; local: not used)
+gpu=0               # GPUs per job (slurm: --gres=gpu:N, per node; local: not used)
+num_nodes=1         # nodes of the job (> 1: slurm only, one job run once per node through srun)
 slurm_opts=""       # extra sbatch options, e.g. "--partition=gpu --time=24:00:00"
 skip_if_exists=""   # skip a job whose file exists (JOB is replaced), e.g. out/.done.JOB
 help_message=$(sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0")
@@ -40,6 +45,10 @@ die() {
 case "$backend" in local | slurm) ;; *) die "--backend must be local or slurm, got '$backend'" ;; esac
 [[ $max_parallel =~ ^[0-9]+$ ]] || die "--max_parallel must be a non-negative integer, got '$max_parallel'"
 [[ $gpu =~ ^[0-9]+$ ]] || die "--gpu must be a non-negative integer, got '$gpu'"
+[[ $num_nodes =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive integer, got '$num_nodes'"
+[ "$num_nodes" -eq 1 ] || [ "$backend" = slurm ] ||
+  die "--num_nodes $num_nodes needs --backend slurm (nothing starts the other nodes locally):" \
+    "set it in cmd.sh's train_cmd, e.g. train_cmd=\"utils/run_jobs.sh --backend slurm\""
 
 jobvar=""
 first=1
@@ -58,6 +67,14 @@ log=$1
 shift
 if [ -n "$jobvar" ] && [[ $log != *"$jobvar"* ]]; then
   die "the log name '$log' must contain $jobvar so that each job gets its own log"
+fi
+if [ "$num_nodes" -gt 1 ]; then
+  # A multi-node job is one job: an array would give each task nodes of its own.
+  [ -z "$jobvar" ] ||
+    die "--num_nodes $num_nodes runs one job on $num_nodes nodes: drop the range $jobvar=$first:$last"
+  # One task on every node of the allocation. A task that fails ends the others, which would
+  # otherwise wait for it (e.g. at torchrun's rendezvous) until the job's time limit.
+  set -- srun --nodes "$num_nodes" --ntasks "$num_nodes" --ntasks-per-node 1 --kill-on-bad-exit=1 "$@"
 fi
 
 # Job number -> its log path (or another path with the job variable in it).
@@ -136,12 +153,20 @@ case "$backend" in
     wait
     ;;
   slurm)
-    array=$(IFS=,; echo "${todo[*]}")
-    [ "$max_parallel" -eq 0 ] || array+="%$max_parallel"
-    sbatch_args=(--wait --job-name "$name" --array "$array" --output "$qdir/$name.%a.out")
+    if [ "$num_nodes" -gt 1 ]; then
+      # The script runs on the first node and takes the job number as its argument.
+      sbatch_args=(--wait --job-name "$name" --nodes "$num_nodes" --ntasks-per-node 1
+        --output "$qdir/$name.1.out")
+      script_args=(1)
+    else
+      array=$(IFS=,; echo "${todo[*]}")
+      [ "$max_parallel" -eq 0 ] || array+="%$max_parallel"
+      sbatch_args=(--wait --job-name "$name" --array "$array" --output "$qdir/$name.%a.out")
+      script_args=()
+    fi
     [ "$gpu" -eq 0 ] || sbatch_args+=(--gres "gpu:$gpu")
     read -r -a extra <<<"$slurm_opts"
-    sbatch "${sbatch_args[@]}" "${extra[@]}" "$script" >/dev/null ||
+    sbatch "${sbatch_args[@]}" "${extra[@]}" "$script" "${script_args[@]}" >/dev/null ||
       echo "$me: sbatch exited with code $? (Slurm's messages: $qdir/$name.*.out)" >&2
     ;;
 esac

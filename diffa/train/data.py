@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -87,9 +88,11 @@ def _lines(path: str, what: str) -> Iterator[str]:
 
 
 def _write_atomically(path: str, lines: Iterable[str]) -> None:
-    """Write ``lines`` via a per-process temporary name (ranks may write the same file at once)."""
+    """Write ``lines`` via a temporary name of this process's own: every rank writes the same file,
+    at once, and in multi-node training on a shared file system, so the name holds the host too
+    (pids repeat across machines, e.g. in identical containers)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(lines)
     os.replace(tmp, path)

@@ -24,6 +24,10 @@
 # is missing, and writes a .done marker when it ends; a stage whose marker exists is skipped
 # unless --force true (a forced training stage starts from scratch, not from its checkpoints).
 # Feature extraction and decoding resume job by job.
+# Training runs python -m diffa.bin.train as one process, under torchrun --standalone for several
+# processes on one node, or, with --num_nodes N > 1, as one Slurm job of N nodes that runs one
+# torchrun per node (cmd.sh's train_cmd must be utils/run_jobs.sh --backend slurm); the nodes meet
+# at --master_port on the job's first node.
 #
 # Usage: ./diffa.sh [options]      e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
 
@@ -31,9 +35,10 @@ stage=1                  # first stage to run (1-10)
 stop_stage=10            # last stage to run (1-10)
 nj=4                     # parallel jobs for data preparation, feature extraction and decoding
 ngpu=0                   # GPUs per node for training (0: CPU); decoding jobs get one GPU if > 0
-num_nodes=1              # nodes for training (only 1 for now: see the error a larger value gives)
+num_nodes=1              # nodes for training; > 1: one Slurm job, one torchrun per node (train_cmd: slurm)
 nproc_per_node=0         # training processes per node (0: ngpu, at least 1); > 1: torchrun
-torchrun_opts=""         # extra torchrun options (training runs torchrun --standalone when it has >1 process)
+master_port=29500        # --num_nodes > 1: torchrun's rendezvous port on the job's first node
+torchrun_opts=""         # extra torchrun options (training runs torchrun when it has > 1 process or node)
 force=false              # true: redo the stages in range even when their .done marker exists
 python=python3           # Python interpreter
 datadir=data             # data directories: <datadir>/<set>
@@ -111,7 +116,7 @@ for opt in stage stop_stage; do
   [[ ${!opt} =~ ^[0-9]+$ ]] && [ "${!opt}" -ge 1 ] && [ "${!opt}" -le 10 ] ||
     die "--$opt must be a stage number 1-10, got '${!opt}'"
 done
-for opt in nj num_nodes; do
+for opt in nj num_nodes master_port; do
   [[ ${!opt} =~ ^[1-9][0-9]*$ ]] || die "--$opt must be a positive integer, got '${!opt}'"
 done
 for opt in ngpu nproc_per_node; do
@@ -120,15 +125,25 @@ done
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage"
 # shellcheck disable=SC2086  # word lists
 all_sets=$(printf '%s\n' $train_sets ${stage_sets[*]} $dev_set $test_sets | awk '!seen[$0]++' | xargs)
-[ "$num_nodes" -eq 1 ] || die "--num_nodes $num_nodes: multi-node training is not supported by the stage engine yet" \
-  "(one torchrun would wait for nodes nothing starts); run python -m diffa.bin.train under srun + torchrun yourself"
 # --ngpu 0 means CPU even on a machine with GPUs (training then uses gloo, decoding the CPU)
 [ "$ngpu" -gt 0 ] || export CUDA_VISIBLE_DEVICES=""
 [ "$nproc_per_node" -gt 0 ] || nproc_per_node=$((ngpu > 0 ? ngpu : 1))
-if [ "$nproc_per_node" -gt 1 ]; then
-  train_launcher="torchrun --standalone --nproc_per_node $nproc_per_node $torchrun_opts"
+# shellcheck disable=SC2206,SC2016  # python, torchrun_opts: word lists; per_node: expanded on the node
+if [ "$num_nodes" -gt 1 ]; then
+  # Only Slurm starts the other nodes: run_jobs.sh --num_nodes runs the launcher on each of them.
+  [[ $train_cmd =~ run_jobs\.sh.*--backend[=\ ]slurm ]] ||
+    die "--num_nodes $num_nodes needs train_cmd=\"utils/run_jobs.sh --backend slurm ...\" in cmd.sh," \
+      "got train_cmd=\"$train_cmd\""
+  # Runs on every node, where the rendezvous host (the job's first node) is known. Its arguments:
+  # nodes, processes per node, port, then torchrun's extra options and the training command.
+  per_node='exec torchrun --nnodes "$1" --nproc_per_node "$2" --rdzv_backend c10d'
+  per_node+=' --rdzv_endpoint "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):$3"'
+  per_node+=' --rdzv_id "$SLURM_JOB_ID" "${@:4}"'
+  train_launcher=(bash -c "$per_node" torchrun "$num_nodes" "$nproc_per_node" "$master_port" $torchrun_opts)
+elif [ "$nproc_per_node" -gt 1 ]; then
+  train_launcher=(torchrun --standalone --nproc_per_node "$nproc_per_node" $torchrun_opts)
 else
-  train_launcher=$python
+  train_launcher=($python)
 fi
 
 in_range() {
@@ -310,9 +325,9 @@ train_stage() {
     extra=(--ref_model "$init" --pairs "$pairs")
   fi
   # shellcheck disable=SC2086
-  $train_cmd --gpu "$ngpu" "$out/log/train.log" $train_launcher -m diffa.bin.train "$config" \
-    --output_folder "$out" --train_data "$dumps" ${dev_set:+--valid_data "$dumpdir/$dev_set"} \
-    ${init:+--init_from "$init"} "${extra[@]}" $train_opts ||
+  $train_cmd --gpu "$ngpu" --num_nodes "$num_nodes" "$out/log/train.log" \
+    "${train_launcher[@]}" -m diffa.bin.train "$config" --output_folder "$out" --train_data "$dumps" \
+    ${dev_set:+--valid_data "$dumpdir/$dev_set"} ${init:+--init_from "$init"} "${extra[@]}" $train_opts ||
     die "stage $n (${stage_names[$n]}) failed: see $out/log/train.log"
   touch "$out/.done"
 }

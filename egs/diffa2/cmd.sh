@@ -11,3 +11,6 @@ feats_cmd="utils/run_jobs.sh --backend local --max_parallel 16"
 # train_cmd="utils/run_jobs.sh --backend slurm --slurm_opts --cpus-per-task=32"
 # decode_cmd="utils/run_jobs.sh --backend slurm --max_parallel 64"
 # feats_cmd="utils/run_jobs.sh --backend slurm --slurm_opts --partition=cpu"
+# With train_cmd on Slurm, training can span nodes: `./run.sh --stage 5 --ngpu 8 --num_nodes 8`
+# submits one job of 8 nodes (--gres gpu:8 each) that runs one torchrun per node through srun;
+# they meet at --master_port (29500) on the job's first node.

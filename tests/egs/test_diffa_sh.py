@@ -2,13 +2,17 @@
 
 The recipe has a local/data.sh that writes three tiny sets with sox-made wavs. Most tests put a
 fake ``diffa`` package first on PYTHONPATH whose entry points record their arguments and write
-what the engine expects, so that every stage's wiring is tested without models; the last test
-runs stages 1-2 with the real feature extractor.
+what the engine expects, so that every stage's wiring is tested without models; others run the
+real feature extractor (stages 1-2) and, on two fake Slurm nodes (the ``fake_slurm`` fixture of
+tests/conftest.py), the real trainer.
 """
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +60,8 @@ with open(os.environ["DIFFA_FAKE_CALLS"], "a") as f:
     f.write(json.dumps(["{name}"] + args) + "\n")
 with open(os.environ["DIFFA_FAKE_CALLS"] + ".gpus", "a") as f:  # the GPUs the entry point may use
     f.write(repr(os.environ.get("CUDA_VISIBLE_DEVICES")) + "\n")
+with open(os.environ["DIFFA_FAKE_CALLS"] + ".ranks", "a") as f:  # where torchrun (under srun) put it
+    f.write(" ".join(["{name}"] + [os.environ.get(k, "-") for k in ("SLURM_NODEID", "RANK", "LOCAL_RANK", "WORLD_SIZE")]) + "\n")
 fail = os.environ.get("DIFFA_FAKE_FAIL", "")
 if fail == "{name}" or (fail and "--job" in args and fail == "{name}." + opt("--job")):
     sys.exit(3)
@@ -338,15 +344,119 @@ def test_changed_feature_settings_start_the_jobs_over(recipe):
     assert len(redone) == 2 and "skipping" not in result.stderr
 
 
-def test_ngpu_0_hides_the_gpus_and_many_nodes_are_refused(recipe):
+def test_ngpu_0_hides_the_gpus(recipe):
     rec = recipe()
-    result = engine(rec, "--stop_stage", "1", "--num_nodes", "2")
-    assert result.returncode == 1 and "multi-node training is not supported" in result.stderr
     assert engine(rec, "--stop_stage", "2", env={"CUDA_VISIBLE_DEVICES": "0"}).returncode == 0
     assert set((rec / "fake_calls.jsonl.gpus").read_text().split()) == {"''"}  # --ngpu 0: CPU only
     assert engine(rec, "--stage", "2", "--stop_stage", "2", "--force", "true", "--ngpu", "1",
                   env={"CUDA_VISIBLE_DEVICES": "0"}).returncode == 0
     assert (rec / "fake_calls.jsonl.gpus").read_text().split()[-1] == "'0'"
+
+
+def test_many_nodes_need_a_slurm_train_cmd(recipe):
+    rec = recipe()
+    result = engine(rec, "--stop_stage", "1", "--num_nodes", "2")
+    assert result.returncode == 1
+    assert ('--num_nodes 2 needs train_cmd="utils/run_jobs.sh --backend slurm ..." in cmd.sh, '
+            'got train_cmd="utils/run_jobs.sh --backend local"') in result.stderr
+    assert not (rec / "calls.log").exists()
+    result = engine(rec, "--stop_stage", "1", "--num_nodes", "2", "--master_port", "x")
+    assert result.returncode == 1 and "--master_port must be a positive integer, got 'x'" in result.stderr
+
+
+def test_one_node_many_processes_run_torchrun_standalone(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    result = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--nproc_per_node", "2",
+                    env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    log = (rec / "exp" / "stage1_semantic" / "log" / "train.log").read_text()
+    assert log.startswith("# 'torchrun' '--standalone' '--nproc_per_node' '2' '-m' 'diffa.bin.train' ")
+    ranks = sorted(line for line in (rec / "fake_calls.jsonl.ranks").read_text().splitlines() if "train" in line)
+    assert ranks == ["train - 0 0 2", "train - 1 1 2"]
+
+
+def free_port():
+    """A TCP port free on this machine now (for the rendezvous of a fake multi-node job)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slurm_recipe(rec, fake_slurm):
+    """``rec`` with train_cmd on (fake) Slurm, its nodes all this machine, and torchrun recorded.
+
+    Returns the env to run ./diffa.sh with; each node's torchrun command line goes to
+    ``fake_slurm.calls("torchrun")`` as "<SLURM_NODEID> <arguments>".
+    """
+    cmd_sh = rec / "cmd.sh"
+    cmd_sh.write_text(cmd_sh.read_text().replace('train_cmd="utils/run_jobs.sh --backend local"',
+                                                 'train_cmd="utils/run_jobs.sh --backend slurm"'))
+    torchrun = fake_slurm.bin_dir / "torchrun"  # path.sh puts it ahead of the venv's own
+    torchrun.write_text('#!/usr/bin/env bash\necho "$SLURM_NODEID $*" >>"$FAKE_SLURM/torchrun.calls"\n'
+                        f'exec {sys.executable} -m torch.distributed.run "$@"\n')
+    torchrun.chmod(0o755)
+    with open(rec / "path.sh", "a") as f:
+        f.write(f"export PATH={fake_slurm.bin_dir}:$PATH\n")
+    return {**fake_slurm.env, "FAKE_SLURM_NODELIST": "localhost", "OMP_NUM_THREADS": "1"}
+
+
+def test_multi_node_training_runs_one_torchrun_per_node(recipe, fake_slurm):
+    """2 nodes x 2 processes: one Slurm job, srun starts torchrun on each node, and the 4 processes
+    meet at the first node; each knows its global rank and its rank on its node."""
+    rec = recipe()
+    env = slurm_recipe(rec, fake_slurm)
+    assert engine(rec, "--stop_stage", "2", env=env).returncode == 0
+    port = free_port()
+    result = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--num_nodes", "2",
+                    "--nproc_per_node", "2", "--master_port", str(port), "--torchrun_opts", "--max_restarts 0",
+                    env=env)
+    assert result.returncode == 0, result.stderr
+    assert fake_slurm.calls("sbatch") == [
+        "--wait --job-name train --nodes 2 --ntasks-per-node 1 --output exp/stage1_semantic/log/q/train.1.out "
+        "exp/stage1_semantic/log/q/train.sh 1"
+    ]
+    assert len(fake_slurm.calls("srun")) == 1 and fake_slurm.calls("scontrol") == ["show hostnames localhost"] * 2
+    nodes = sorted(fake_slurm.calls("torchrun"))
+    assert nodes == [
+        f"{node} --nnodes 2 --nproc_per_node 2 --rdzv_backend c10d --rdzv_endpoint localhost:{port} --rdzv_id 4321 "
+        "--max_restarts 0 -m diffa.bin.train conf/semantic.yaml --output_folder exp/stage1_semantic "
+        "--train_data dump/train --valid_data dump/dev"
+        for node in (0, 1)
+    ]
+    ranks = sorted(line for line in (rec / "fake_calls.jsonl.ranks").read_text().splitlines() if "train" in line)
+    # node, global rank, rank on the node, world size
+    assert ranks == ["train 0 0 0 4", "train 0 1 1 4", "train 1 2 0 4", "train 1 3 1 4"]
+    assert (rec / "exp" / "stage1_semantic" / ".done").exists()
+
+
+@pytest.mark.slow  # about 25 s on 2 cores, most of it importing the trainer in each process
+def test_two_nodes_train_a_toy_model(recipe, fake_slurm, tmp_path):
+    """The real trainer on 2 (fake) nodes x 1 CPU process: one gloo group across the nodes, and
+    only global rank 0 writes the log, the checkpoints and the model."""
+    toy_setup = pytest.importorskip("diffa.train.toy")
+    rec = recipe(entry_points=None)
+    env = slurm_recipe(rec, fake_slurm)
+    toy = toy_setup.make_toy_setup(tmp_path / "toy", n_examples=16, answer_words=(1, 1),
+                                   instructions=("What is said?",))
+    shutil.copytree(toy["dump"], rec / "dump" / "train")
+    (rec / "dump" / "train" / ".done").touch()
+    config = {"stage": "sft", "seed": 7, "tokenizer_dir": toy["tokenizer_dir"], "model": toy["model"],
+              "init": {"whisper_dir": toy["whisper_dir"], "llada_dir": toy["llada_dir"]},
+              "batching": {"max_batch_size": 4, "num_buckets": 1}, "number_of_epochs": 1, "log_interval": 1}
+    (rec / "conf" / "toy.yaml").write_text(json.dumps(config))
+    result = subprocess.run(["./diffa.sh", "--stage", "3", "--stop_stage", "3", "--train_sets", "train",
+                             "--semantic_config", "conf/toy.yaml", "--num_nodes", "2", "--master_port",
+                             str(free_port()), "--torchrun_opts", "--max_restarts 0"],
+                            cwd=rec, capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    out = rec / "exp" / "stage1_semantic"
+    log = (out / "log" / "train.log").read_text() if (out / "log" / "train.log").exists() else result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "process 1 of 2 (gloo backend)" in log and "[rank 1]" in log
+    # 16 examples in batches of 4: 2 per rank, 2 optimizer steps, each logged once.
+    steps = re.findall(r"^train epoch=1 step=(\d+) ", (out / "train_log.txt").read_text(), flags=re.M)
+    assert steps == ["1", "2"]
+    assert len(list((out / "save").glob("CKPT+*"))) == 1 and (out / "final").is_dir() and (out / ".done").exists()
 
 
 def test_forced_training_stage_starts_from_scratch(recipe):

@@ -1,4 +1,4 @@
-"""utils/run_jobs.sh: parallel local jobs, one log per job, failures named, a fake Slurm backend."""
+"""utils/run_jobs.sh: parallel local jobs, one log per job, failures named, Slurm (fake) array and multi-node jobs."""
 import os
 import subprocess
 import time
@@ -7,26 +7,6 @@ from pathlib import Path
 import pytest
 
 RUN_JOBS = Path(__file__).resolve().parents[2] / "utils" / "run_jobs.sh"
-# A fake sbatch: records its arguments, then runs each array task as Slurm would (--wait).
-FAKE_SBATCH = r"""#!/usr/bin/env bash
-echo "$*" >> "$SBATCH_CALLS"
-array="" script=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --array) array=$2; shift 2 ;;
-    --job-name|--output|--gres) shift 2 ;;
-    --*) shift ;;
-    *) script=$1; shift ;;
-  esac
-done
-rc=0
-for task in $(echo "${array%%\%*}" | tr , ' '); do
-  SLURM_ARRAY_TASK_ID=$task bash "$script" || rc=1
-done
-exit $rc
-"""
-
-
 def run_jobs(*args, cwd, env=None):
     return subprocess.run(
         [str(RUN_JOBS), *map(str, args)], capture_output=True, text=True, cwd=cwd,
@@ -118,27 +98,75 @@ def test_bad_usage(tmp_path, args, message):
     assert message in result.stderr
 
 
-def test_slurm_backend_with_fake_sbatch(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
-    (bin_dir / "sbatch").chmod(0o755)
+def test_slurm_backend_with_fake_sbatch(tmp_path, fake_slurm):
     (tmp_path / "out.1").touch()
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_CALLS": str(tmp_path / "calls")}
     result = run_jobs(
         "--backend", "slurm", "--gpu", 1, "--max_parallel", 2, "--slurm_opts", "--partition=x --qos=y",
         "--skip_if_exists", "out.JOB", "JOB=1:4", "log/s.JOB.log",
-        "bash", "-c", "touch out.JOB; [ JOB != 3 ]", cwd=tmp_path, env=env,
+        "bash", "-c", "touch out.JOB; [ JOB != 3 ]", cwd=tmp_path, env=fake_slurm.env,
     )
     assert result.returncode == 1
     assert "failed jobs: 3 (see log/s.3.log)" in result.stderr
-    calls = (tmp_path / "calls").read_text().splitlines()
-    assert calls == [
+    assert fake_slurm.calls("sbatch") == [
         f"--wait --job-name s --array 2,3,4%2 --output log/q/s.%a.out --gres gpu:1 "
         f"--partition=x --qos=y log/q/s.sh"
     ]
+    assert fake_slurm.calls("srun") == []
     assert sorted(p.name for p in (tmp_path / "log").glob("*.log")) == ["s.2.log", "s.3.log", "s.4.log"]
     assert (tmp_path / "log/s.2.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
+
+
+def test_multi_node_job_runs_once_per_node_through_srun(tmp_path, fake_slurm):
+    node = 'echo "node $SLURM_NODEID of $SLURM_JOB_NODELIST in job $SLURM_JOB_ID"'
+    result = run_jobs("--backend", "slurm", "--num_nodes", 3, "--gpu", 8, "--slurm_opts", "--partition=x",
+                      "log/train.log", "bash", "-c", node, cwd=tmp_path, env=fake_slurm.env)
+    assert result.returncode == 0, result.stderr
+    # One job of 3 nodes, no array; its script starts one task per node.
+    assert fake_slurm.calls("sbatch") == [
+        "--wait --job-name train --nodes 3 --ntasks-per-node 1 --output log/q/train.1.out --gres gpu:8 "
+        "--partition=x log/q/train.sh 1"
+    ]
+    assert fake_slurm.calls("srun") == [f"--nodes 3 --ntasks 3 --ntasks-per-node 1 --kill-on-bad-exit=1 bash -c {node}"]
+    lines = (tmp_path / "log" / "train.log").read_text().splitlines()
+    assert lines[0].startswith("# 'srun' '--nodes' '3' ") and lines[1].endswith("(job 1)")
+    assert sorted(lines[2:5]) == [f"node {n} of node[1-3] in job 4321" for n in range(3)]
+    assert lines[-1].startswith("# Ended (code 0)")
+
+
+def test_a_failed_node_fails_the_multi_node_job(tmp_path, fake_slurm):
+    result = run_jobs("--backend", "slurm", "--num_nodes", 2, "log/t.log", "bash", "-c", '[ "$SLURM_NODEID" = 0 ]',
+                      cwd=tmp_path, env=fake_slurm.env)
+    assert result.returncode == 1
+    assert "failed jobs: 1 (see log/t.log)" in result.stderr
+
+
+def test_one_node_is_the_default(tmp_path, fake_slurm):
+    """--num_nodes 1 changes nothing: the same array job and the same job script."""
+    scripts = []
+    for options in ([], ["--num_nodes", 1]):
+        result = run_jobs("--backend", "slurm", *options, "log/one.log", "true", cwd=tmp_path, env=fake_slurm.env)
+        assert result.returncode == 0, result.stderr
+        scripts.append((tmp_path / "log" / "q" / "one.sh").read_text())
+    assert scripts[0] == scripts[1] and "srun" not in scripts[0]
+    assert fake_slurm.calls("sbatch") == ["--wait --job-name one --array 1 --output log/q/one.%a.out log/q/one.sh"] * 2
+    assert fake_slurm.calls("srun") == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num_nodes", "2", "x.log", "true"],
+         "--num_nodes 2 needs --backend slurm (nothing starts the other nodes locally): set it in cmd.sh's "
+         'train_cmd, e.g. train_cmd="utils/run_jobs.sh --backend slurm"'),
+        (["--backend", "slurm", "--num_nodes", "2", "JOB=1:2", "x.JOB.log", "true"],
+         "--num_nodes 2 runs one job on 2 nodes: drop the range JOB=1:2"),
+        (["--num_nodes", "0", "x.log", "true"], "--num_nodes must be a positive integer, got '0'"),
+    ],
+)
+def test_bad_multi_node_usage(tmp_path, fake_slurm, args, message):
+    result = run_jobs(*args, cwd=tmp_path, env=fake_slurm.env)
+    assert result.returncode == 1 and message in result.stderr
+    assert fake_slurm.calls("sbatch") == []
 
 
 def test_help():
