@@ -48,6 +48,7 @@ _po_die() {
   exit 1
 }
 
+_po_missing=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --help | -h)
@@ -65,9 +66,8 @@ while [ $# -gt 0 ]; do
       ;;
     --*)
       _po_name=$1
-      [ $# -ge 2 ] || _po_die "option $1 needs a value"
-      _po_value=$2
-      shift 2
+      _po_value=${2-}
+      [ $# -ge 2 ] && shift 2 || _po_missing=1
       ;;
     *) break ;;
   esac
@@ -77,6 +77,8 @@ while [ $# -gt 0 ]; do
   if [[ $_po_names != *$'\n'"$_po_name"$'\n'* ]]; then
     _po_die "unknown option --$_po_name; valid options: $(_po_option_names | sed 's/^/--/' | tr '\n' ' ')(see --help)"
   fi
+  # checked after the name, so that a misspelt last option is reported as unknown
+  [ -z "$_po_missing" ] || _po_die "option --$_po_name needs a value"
   case "${!_po_name}" in
     true | false)
       [[ $_po_value == true || $_po_value == false ]] ||
@@ -87,5 +89,5 @@ while [ $# -gt 0 ]; do
 done
 
 unset -f _po_option_names _po_usage _po_die
-unset _po_name _po_value _po_names
+unset _po_name _po_value _po_names _po_missing
 true

@@ -66,6 +66,13 @@ def test_missing_value(demo):
     assert "option --stage needs a value" in result.stderr
 
 
+def test_unknown_last_option_without_value_is_named_as_unknown(demo):
+    """`run.sh --bogus` must list the valid options, not ask a value for an option that does not exist."""
+    result = demo("--bogus")
+    assert result.returncode == 1
+    assert "unknown option --bogus; valid options: " in result.stderr and "--stage" in result.stderr
+
+
 def test_help_prints_message_and_options(demo):
     result = demo("--stage", "4", "--help", "--bogus")
     assert result.returncode == 0
