@@ -18,8 +18,9 @@ key              type        meaning
 ``answer``       str         the reference answer, non-empty (ASR: the transcript,
                              ``<nospeech>`` for non-speech audio; MCQ: the reference response,
                              usually the gold choice's text)
-``choices``      list[str]   ``mcq`` only, required there: at least two distinct non-empty
-                             options, in the order shown to the model
+``choices``      list[str]   ``mcq`` only, required there: at least two non-empty options, at
+                             least two of them different, in the order shown to the model (a
+                             benchmark that repeats an option, as MMAU does, keeps the repeat)
 ``gold``         int         ``mcq`` only, required there: index of the correct choice
 ``labels``       dict        optional: free labels, str -> str (``gender``, ``emotion``,
                              ``sound_event``, ``rate``, ``pitch``, ``noise``, ...)
@@ -113,8 +114,8 @@ def _validate_choices(row: Mapping, where: str) -> None:
         raise ValueError(
             f"{where}: 'choices' must be a list of at least two non-empty strings, got {choices!r}"
         )
-    if len(set(choices)) != len(choices):
-        raise ValueError(f"{where}: 'choices' has duplicates: {choices!r}")
+    if len(set(choices)) < 2:
+        raise ValueError(f"{where}: 'choices' needs at least two different options, got {choices!r}")
     gold = row["gold"]
     if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
         raise ValueError(

@@ -63,7 +63,7 @@ def _with(row, **changes):
         (_with(MCQ, gold=None), "task 'mcq' needs 'gold'"),
         (_with(MCQ, choices=["only one"], gold=0), "at least two non-empty strings"),
         (_with(MCQ, choices=["a", ""]), "at least two non-empty strings"),
-        (_with(MCQ, choices=["a", "a"]), "'choices' has duplicates"),
+        (_with(MCQ, choices=["a", "a"]), "'choices' needs at least two different options"),
         (_with(MCQ, gold=3), "'gold' must be an int index into the 3 choices, got 3"),
         (_with(MCQ, gold=-1), "'gold' must be an int index"),
         (_with(MCQ, gold=True), "'gold' must be an int index"),
@@ -80,7 +80,8 @@ def test_validate_task_rejects(row, message):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("row", [ASR, MCQ, QA, _with(QA, labels={}), _with(ASR, source=None)])
+@pytest.mark.parametrize("row", [ASR, MCQ, QA, _with(QA, labels={}), _with(ASR, source=None),
+                                 _with(MCQ, choices=["a man", "a woman", "a man"])])
 def test_validate_task_accepts(row):
     validate_task(row, "here")
 

@@ -116,3 +116,11 @@ def test_open_match():
     assert open_match("pink noise", "white noise") == {"exact": False, "contains": False}
     assert open_match("pink", "") == {"exact": False, "contains": False}
     assert open_match("pink", ["pink"]) == {"exact": False, "contains": False}
+
+
+def test_repeated_choices_either_copy_is_right():
+    # MMAU test-mini repeats options ('two, three, three, one'); gold is the first copy.
+    choices = ["two", "three", "three", "one"]
+    assert judge("mmsu", "C", choices, 1).correct and judge("mmsu", "B", choices, 1).correct
+    assert judge("mmau", "three", choices, 1).correct
+    assert judge("mmau", "C", choices, 1, letter_mapping=True).letter_mapped

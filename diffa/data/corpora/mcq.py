@@ -12,6 +12,7 @@ the choices. MMAU and MMAR share one index layout (a ``choices`` list and an
 ``answer`` string), so :func:`choice_list_entries` turns either into entries
 given a :class:`ChoiceListFormat` naming its audio field and label fields.
 """
+import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 from diffa.data.corpora.datadir import NOSPEECH, Entry, resolve_audio, sanitize_id
 from diffa.data.corpora.records import CorpusError, Record
+
+logger = logging.getLogger(__name__)
 
 MMSU_PROMPT = (
     "Choose the most suitable answer from options A, B, C, and D to respond the question in next line, "
@@ -214,7 +217,9 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     Returns
     -------
     Entry
-        With ``row["gold"]`` the index of ``answer`` in ``choices``.
+        With ``row["gold"]`` the index of ``answer`` in ``choices`` (its first copy when a
+        benchmark repeats a choice, as MMAU test-mini does; the scorers compare option texts,
+        so either copy is right; the repeat is logged).
 
     Example
     -------
@@ -225,8 +230,10 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     """
     rid = record.get_str("id")
     utt = sanitize_id(rid, record.where)
-    if len(set(choices)) != len(choices):
-        raise CorpusError(f"{record.where}: item {rid!r}: repeated choices {list(choices)}; fix the index file")
+    repeated = sorted({c for c in choices if choices.count(c) > 1})
+    if repeated:
+        logger.warning("%s: item %r: repeated choice(s) %s kept as released (scoring compares option texts)",
+                       record.where, rid, repeated)
     gold = gold_index(answer, choices, rid, record.where)
     row = {
         "id": utt, "utt": utt, "task": "mcq", "instruction": instruction,

@@ -1,5 +1,6 @@
 """Tests for diffa.data.corpora.mmau on a fake MMAU folder (mmau-test-mini.json + test-mini-audios/)."""
 import json
+import re
 
 import pytest
 
@@ -63,10 +64,16 @@ def test_splits(mmau, tmp_path):
         prepare_mmau(mmau, tmp_path / "mmau_dev", "dev")
 
 
-def test_repeated_choices_are_named(mmau, tmp_path):
+def test_repeated_choices_are_kept_as_released(mmau, tmp_path, caplog):
+    # The released test-mini repeats choices (Sakshi113/MMAU issues #7, #27: 'two, three, three, one',
+    # five choices with the answer twice); DIFFA was prompted with them as they are.
     index = mmau / "mmau-test-mini.json"
     items = json.loads(index.read_text())
-    items[0]["choices"] = ["Man", "Woman", "Man", "Robot"]
+    items[0]["choices"] = ["Woman", "Man", "Child", "Man", "Robot"]
     index.write_text(json.dumps(items, indent=2))
-    with pytest.raises(CorpusError, match=rf"mmau-test-mini\.json:2: item '{IDS[1]}': repeated choices"):
-        prepare_mmau(mmau, tmp_path / "mmau")
+    out = tmp_path / "mmau"
+    assert prepare_mmau(mmau, out).n_rows == 2
+    row = {r["id"]: r for r in read_tasks(str(out / "tasks.jsonl"))}[IDS[1]]
+    assert (row["choices"], row["gold"], row["answer"]) == (items[0]["choices"], 1, "Man")
+    assert "A. Woman\nB. Man\nC. Child\nD. Man\nE. Robot\nAnswer:" in row["instruction"]
+    assert re.search(rf"mmau-test-mini\.json:2: item '{IDS[1]}': repeated choice\(s\) \['Man'\]", caplog.text)
