@@ -16,12 +16,16 @@ import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
 from diffa.data.corpora.datadir import NOSPEECH, Entry, resolve_audio, sanitize_id
 from diffa.data.corpora.records import CorpusError, Record
 
 logger = logging.getLogger(__name__)
+
+
+class UnmatchedAnswer(CorpusError):
+    """An item's gold answer is none of its choices (:func:`answered_entries` skips the item)."""
 
 MMSU_PROMPT = (
     "Choose the most suitable answer from options A, B, C, and D to respond the question in next line, "
@@ -143,7 +147,7 @@ def gold_index(answer: str, choices: Sequence[str], item_id: str, where: str) ->
 
     Raises
     ------
-    CorpusError
+    UnmatchedAnswer
         If the answer matches no choice.
 
     Example
@@ -153,13 +157,13 @@ def gold_index(answer: str, choices: Sequence[str], item_id: str, where: str) ->
     >>> gold_index("Dog", ["Cat", "Cow"], "q2", "m.json:9")
     Traceback (most recent call last):
     ...
-    diffa.data.corpora.records.CorpusError: m.json:9: item 'q2': answer 'Dog' is not one of the choices [...]; ...
+    diffa.data.corpora.mcq.UnmatchedAnswer: m.json:9: item 'q2': answer 'Dog' is not one of the choices [...]; ...
     """
     for norm in (lambda s: s, str.strip, lambda s: s.strip().casefold()):
         keys = [norm(c) for c in choices]
         if norm(answer) in keys:
             return keys.index(norm(answer))
-    raise CorpusError(
+    raise UnmatchedAnswer(
         f"{where}: item {item_id!r}: answer {answer!r} is not one of the choices {list(choices)}; "
         "fix the answer or the choices"
     )
@@ -243,6 +247,52 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     return Entry(utt=utt, path=resolve_audio(audio, root), text=NOSPEECH, row=row, where=record.where)
 
 
+def answered_entries(records: Iterable[Record], build: Callable[[Record], Entry]) -> Tuple[List[Entry], List[str]]:
+    """Entries of benchmark items, skipping the items whose answer is none of their choices.
+
+    Released benchmarks hold a few such items (MMAR-meta.json: a two-choice answer, answers that
+    paraphrase their choice); one of them must not stop the set. Each is logged with its
+    ``file:line`` and listed; a file where no item has a usable answer (MMAU's test split
+    withholds its answers) is an error.
+
+    Arguments
+    ---------
+    records : iterable of Record
+        The benchmark items.
+    build : callable
+        ``build(record) -> Entry``; raises :class:`UnmatchedAnswer` for an item to skip.
+
+    Returns
+    -------
+    tuple of (list of Entry, list of str)
+        The entries and the ids of the skipped items (the official scorers keep those items,
+        judged by the answer text, so accuracies over the rest differ from theirs).
+
+    Example
+    -------
+    >>> fmt = ChoiceListFormat("MMAR", "audio_path", ())
+    >>> rs = [Record({"id": i, "audio_path": f"{i}.wav", "question": "Q?", "choices": ["a", "b"],
+    ...               "answer": a}, f"m.json:{n}") for n, (i, a) in enumerate([("q1", "b"), ("q2", "a b")], 2)]
+    >>> entries, skipped = answered_entries(rs, lambda r: choice_list_entry(r, "/M", fmt))
+    >>> [e.row["gold"] for e in entries], skipped
+    ([1], ['q2'])
+    """
+    entries: List[Entry] = []
+    skipped: List[str] = []
+    first = None
+    for record in records:
+        try:
+            entries.append(build(record))
+        except UnmatchedAnswer as err:
+            logger.warning("%s; item skipped (not written to the set)", err)
+            skipped.append(str(record.fields.get("id")))
+            first = first or (record.where.rsplit(":", 1)[0], err)
+    if first is not None and not entries:
+        raise CorpusError(f"{first[0]}: no item's answer is one of its choices (first: {first[1]}); "
+                          "use a release with answers")
+    return entries, skipped
+
+
 @dataclass(frozen=True)
 class ChoiceListFormat:
     """Field layout of a benchmark whose items carry a ``choices`` list and an ``answer`` text.
@@ -262,8 +312,48 @@ class ChoiceListFormat:
     label_keys: Tuple[str, ...]
 
 
-def choice_list_entries(records: Iterable[Record], root: Union[str, Path], fmt: ChoiceListFormat) -> List[Entry]:
-    """Entries for MMAU-style items (``id``, audio, ``question``, ``choices``, ``answer``).
+def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFormat) -> Entry:
+    """The entry of one MMAU-style item (``id``, audio, ``question``, ``choices``, ``answer``).
+
+    Arguments
+    ---------
+    record : Record
+        The benchmark item.
+    root : str or Path
+        Benchmark folder (relative audio paths start here).
+    fmt : ChoiceListFormat
+        Audio field, label fields and source name.
+
+    Returns
+    -------
+    Entry
+        An ``mcq`` entry prompted with :func:`choice_list_instruction`.
+
+    Example
+    -------
+    >>> fmt = ChoiceListFormat("MMAU", "audio_id", ("task",))
+    >>> r = Record({"id": "u1", "audio_id": "./x/u1.wav", "question": "Who?", "choices": ["a", "b"],
+    ...             "answer": "a", "task": "speech"}, "m.json:2")
+    >>> e = choice_list_entry(r, "/M", fmt)
+    >>> e.row["gold"], e.row["labels"]
+    (0, {'task': 'speech'})
+    """
+    choices = record.fields.get("choices")
+    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        raise CorpusError(
+            f"{record.where}: item {record.fields.get('id')!r}: 'choices' must be a list of at least two "
+            f"strings, got {choices!r}; fix the index file"
+        )
+    question = record.get_str("question")
+    return mcq_entry(
+        record, record.get_str(fmt.audio_key), root, choice_list_instruction(question, choices),
+        choices, record.get_str("answer"), scalar_labels(record.fields, fmt.label_keys), fmt.source,
+    )
+
+
+def choice_list_entries(records: Iterable[Record], root: Union[str, Path],
+                        fmt: ChoiceListFormat) -> Tuple[List[Entry], List[str]]:
+    """Entries of MMAU-style items (:func:`choice_list_entry`) and the ids of skipped items.
 
     Arguments
     ---------
@@ -276,28 +366,16 @@ def choice_list_entries(records: Iterable[Record], root: Union[str, Path], fmt: 
 
     Returns
     -------
-    list of Entry
-        One ``mcq`` entry per item, prompted with :func:`choice_list_instruction`.
+    tuple of (list of Entry, list of str)
+        As :func:`answered_entries`.
 
     Example
     -------
     >>> fmt = ChoiceListFormat("MMAU", "audio_id", ("task",))
     >>> r = Record({"id": "u1", "audio_id": "./x/u1.wav", "question": "Who?", "choices": ["a", "b"],
     ...             "answer": "a", "task": "speech"}, "m.json:2")
-    >>> [(e.row["gold"], e.row["labels"]) for e in choice_list_entries([r], "/M", fmt)]
-    [(0, {'task': 'speech'})]
+    >>> entries, skipped = choice_list_entries([r], "/M", fmt)
+    >>> [e.row["gold"] for e in entries], skipped
+    ([0], [])
     """
-    entries = []
-    for record in records:
-        choices = record.fields.get("choices")
-        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-            raise CorpusError(
-                f"{record.where}: item {record.fields.get('id')!r}: 'choices' must be a list of at least two "
-                f"strings, got {choices!r}; fix the index file"
-            )
-        question = record.get_str("question")
-        entries.append(mcq_entry(
-            record, record.get_str(fmt.audio_key), root, choice_list_instruction(question, choices),
-            choices, record.get_str("answer"), scalar_labels(record.fields, fmt.label_keys), fmt.source,
-        ))
-    return entries
+    return answered_entries(records, lambda record: choice_list_entry(record, root, fmt))

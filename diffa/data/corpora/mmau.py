@@ -43,7 +43,7 @@ def prepare_mmau(mmau_dir: Union[str, Path], out_dir: Union[str, Path], split: s
     Returns
     -------
     PrepSummary
-        What was written and which items were dropped for missing audio.
+        What was written, which items were dropped for missing audio and which were skipped.
 
     Example
     -------
@@ -60,4 +60,4 @@ def prepare_mmau(mmau_dir: Union[str, Path], out_dir: Union[str, Path], split: s
         raise ValueError(f"unknown MMAU split {split!r}; use one of {sorted(MMAU_SPLITS)}")
     mmau_dir = Path(mmau_dir)
     records = read_records(mmau_dir / MMAU_SPLITS[split])
-    return write_data_dir(out_dir, choice_list_entries(records, mmau_dir, MMAU_FORMAT))
+    return write_data_dir(out_dir, *choice_list_entries(records, mmau_dir, MMAU_FORMAT))

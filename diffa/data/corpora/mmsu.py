@@ -13,11 +13,11 @@ values are taken relative to the MMSU folder. Rows are prompted with
 """
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from diffa.data.corpora.datadir import Entry, PrepSummary, write_data_dir
-from diffa.data.corpora.mcq import mcq_entry, mmsu_instruction, scalar_labels
-from diffa.data.corpora.records import CorpusError, read_records
+from diffa.data.corpora.mcq import answered_entries, mcq_entry, mmsu_instruction, scalar_labels
+from diffa.data.corpora.records import CorpusError, Record, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
 LABEL_KEYS = ("task_name", "category", "sub-category", "sub-sub-category", "linguistics_sub_discipline")
 
 
-def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> List[Entry]:
-    """Entries of the MMSU index.
+def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[Entry], List[str]]:
+    """Entries of the MMSU index, and the ids of items skipped for an answer in no choice.
 
     Arguments
     ---------
@@ -40,8 +40,9 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> List[Entry]
 
     Returns
     -------
-    list of Entry
-        One ``mcq`` entry per item; labels carry task_name and the category levels.
+    tuple of (list of Entry, list of str)
+        One ``mcq`` entry per item (labels carry task_name and the category levels), and the
+        skipped ids (:func:`diffa.data.corpora.mcq.answered_entries`).
 
     Example
     -------
@@ -51,24 +52,24 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> List[Entry]
     ...         "choice_a": "he", "choice_b": "saw", "choice_c": None, "choice_d": None,
     ...         "answer_gt": "saw", "category": "Phonology", "sub-category": "Perception"}
     >>> _ = open(p, "w").write(json.dumps(item) + "\\n")
-    >>> e, = mmsu_entries(p, "/MMSU")
+    >>> (e,), skipped = mmsu_entries(p, "/MMSU")
     >>> (e.row["choices"], e.row["gold"], e.path, e.row["labels"]["task_name"])
     (['he', 'saw'], 1, '/MMSU/audio/s1.wav', 'stress')
     """
-    entries = []
-    for record in read_records(jsonl):
+    def entry(record: Record) -> Entry:
         choices = [record.fields[k] for k in CHOICE_KEYS if record.fields.get(k) is not None]
         if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
             raise CorpusError(
                 f"{record.where}: item {record.fields.get('id')!r}: needs string choice_a and choice_b "
                 f"(choice_c/choice_d optional), got {choices!r}; fix the index file"
             )
-        entries.append(mcq_entry(
+        return mcq_entry(
             record, record.get_str("audio_path"), root,
             mmsu_instruction(record.get_str("question"), choices), choices,
             record.get_str("answer_gt"), scalar_labels(record.fields, LABEL_KEYS), "MMSU",
-        ))
-    return entries
+        )
+
+    return answered_entries(read_records(jsonl), entry)
 
 
 def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
@@ -87,7 +88,7 @@ def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
     Returns
     -------
     PrepSummary
-        What was written and which items were dropped for missing audio.
+        What was written, which items were dropped for missing audio and which were skipped.
 
     Example
     -------
@@ -101,4 +102,4 @@ def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
     1
     """
     mmsu_dir = Path(mmsu_dir)
-    return write_data_dir(out_dir, mmsu_entries(jsonl or mmsu_dir / MMSU_JSONL, mmsu_dir))
+    return write_data_dir(out_dir, *mmsu_entries(jsonl or mmsu_dir / MMSU_JSONL, mmsu_dir))

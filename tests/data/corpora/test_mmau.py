@@ -30,13 +30,21 @@ def test_mmau_test_mini_rows(mmau, tmp_path):
                                 "split": "test-mini"}
 
 
-def test_answer_not_among_choices_names_the_item(mmau, tmp_path):
+def test_answer_not_among_choices_is_skipped_by_name(mmau, tmp_path, caplog):
     index = mmau / "mmau-test-mini.json"
     items = json.loads(index.read_text())
     items[1]["answer"] = "Animals"
     index.write_text(json.dumps(items, indent=2))
-    with pytest.raises(CorpusError, match=rf"mmau-test-mini\.json:\d+: item '{IDS[0]}': answer 'Animals'"):
-        prepare_mmau(mmau, tmp_path / "mmau")
+    assert prepare_mmau(mmau, tmp_path / "mmau").skipped == [IDS[0]]
+    assert re.search(rf"mmau-test-mini\.json:\d+: item '{IDS[0]}': answer 'Animals' is not one", caplog.text)
+
+
+def test_withheld_answers_are_an_error(mmau, tmp_path):
+    # mmau-test.json (9,000 items) ships with "answer": "" (Sakshi113/MMAU issue #27).
+    items = [dict(item, answer="", split="test") for item in json.loads((mmau / "mmau-test-mini.json").read_text())]
+    (mmau / "mmau-test.json").write_text(json.dumps(items, indent=2))
+    with pytest.raises(CorpusError, match=r"mmau-test\.json: no item's answer is one of its choices"):
+        prepare_mmau(mmau, tmp_path / "mmau_test", "test")
 
 
 def test_bad_choices_and_missing_fields(mmau, tmp_path):
