@@ -327,7 +327,8 @@ def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFor
     Returns
     -------
     Entry
-        An ``mcq`` entry prompted with :func:`choice_list_instruction`.
+        An ``mcq`` entry prompted with :func:`choice_list_instruction`. An item without ``id``
+        (early copies of ``mmau-test-mini.json``) is named by its audio file's stem.
 
     Example
     -------
@@ -337,6 +338,8 @@ def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFor
     >>> e = choice_list_entry(r, "/M", fmt)
     >>> e.row["gold"], e.row["labels"]
     (0, {'task': 'speech'})
+    >>> choice_list_entry(Record({k: v for k, v in r.fields.items() if k != "id"}, "m.json:2"), "/M", fmt).utt
+    'u1'
     """
     choices = record.fields.get("choices")
     if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
@@ -344,9 +347,12 @@ def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFor
             f"{record.where}: item {record.fields.get('id')!r}: 'choices' must be a list of at least two "
             f"strings, got {choices!r}; fix the index file"
         )
+    audio = record.get_str(fmt.audio_key)
+    if record.fields.get("id") is None:
+        record = Record({**record.fields, "id": Path(audio).stem}, record.where)
     question = record.get_str("question")
     return mcq_entry(
-        record, record.get_str(fmt.audio_key), root, choice_list_instruction(question, choices),
+        record, audio, root, choice_list_instruction(question, choices),
         choices, record.get_str("answer"), scalar_labels(record.fields, fmt.label_keys), fmt.source,
     )
 

@@ -6,7 +6,8 @@ Layout of the official release (github.com/Sakshi113/MMAU): the folder holds
 ``{"id", "audio_id": "./test-mini-audios/<id>.wav", "question", "choices": [...],
 "answer", "dataset", "task", "split", "category", "sub-category", "difficulty"}``
 
-with the audio unpacked next to it (``test-mini-audios/``, ``test-audios/``).
+with the audio unpacked next to it (``test-mini-audios/``, ``test-audios/``). Early copies
+lack ``id``; the audio file's stem (the same UUID) stands in.
 ``answer`` is the text of the correct choice. Rows are prompted with
 :func:`diffa.data.corpora.mcq.choice_list_instruction`, as DIFFA was scored.
 """

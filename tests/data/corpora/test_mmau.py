@@ -85,3 +85,13 @@ def test_repeated_choices_are_kept_as_released(mmau, tmp_path, caplog):
     assert (row["choices"], row["gold"], row["answer"]) == (items[0]["choices"], 1, "Man")
     assert "A. Woman\nB. Man\nC. Child\nD. Man\nE. Robot\nAnswer:" in row["instruction"]
     assert re.search(rf"mmau-test-mini\.json:2: item '{IDS[1]}': repeated choice\(s\) \['Man'\]", caplog.text)
+
+
+def test_items_without_id_are_named_by_their_audio(mmau, tmp_path):
+    # Early copies of mmau-test-mini.json have no "id"; the audio file is named by it.
+    index = mmau / "mmau-test-mini.json"
+    items = [{k: v for k, v in item.items() if k != "id"} for item in json.loads(index.read_text())]
+    index.write_text(json.dumps(items, indent=2))
+    out = tmp_path / "mmau"
+    assert prepare_mmau(mmau, out).n_rows == 2
+    assert sorted(read_map(out / "wav.scp")) == IDS
