@@ -116,7 +116,7 @@ def read_records(path: Union[str, Path]) -> List[Record]:
     diffa.data.corpora.records.CorpusError: .../a.jsonl:2: invalid JSON (Expecting value, column 8); fix or remove ...
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is dropped
     if text.lstrip().startswith("["):
         return _read_array(path, text)
     return _read_lines(path, text)

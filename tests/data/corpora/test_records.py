@@ -49,3 +49,11 @@ def test_get_str_checks_presence_and_type():
         record.get_str("answer")
     with pytest.raises(CorpusError, match=r"m\.json:5: field 'question' must be a string, got int"):
         record.get_str("question", required=False)
+
+
+@pytest.mark.parametrize("text", ['[\n {"id": "x"},\n {"id": "y"}\n]\n', '{"id": "x"}\n{"id": "y"}\n'])
+def test_a_byte_order_mark_is_ignored(tmp_path, text):
+    """Windows editors save JSON with a UTF-8 byte-order mark; the array was then misread as JSON lines."""
+    path = tmp_path / "meta.json"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert [r.fields["id"] for r in read_records(path)] == ["x", "y"]
