@@ -57,11 +57,14 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[
     (['he', 'saw'], 1, '/MMSU/audio/s1.wav', 'stress')
     """
     def entry(record: Record) -> Entry:
-        choices = [record.fields[k] for k in CHOICE_KEYS if record.fields.get(k) is not None]
-        if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        given = [record.fields.get(k) is not None for k in CHOICE_KEYS]
+        choices = [record.fields[k] for k, present in zip(CHOICE_KEYS, given) if present]
+        # a gap (choice_c null, choice_d set) would shift the letters the prompt shows: D would read C
+        if len(choices) < 2 or given != sorted(given, reverse=True) or not all(isinstance(c, str) for c in choices):
             raise CorpusError(
                 f"{record.where}: item {record.fields.get('id')!r}: needs string choice_a and choice_b "
-                f"(choice_c/choice_d optional), got {choices!r}; fix the index file"
+                f"(choice_c/choice_d optional, in order), got {[record.fields.get(k) for k in CHOICE_KEYS]!r}; "
+                "fix the index file"
             )
         return mcq_entry(
             record, record.get_str("audio_path"), root,

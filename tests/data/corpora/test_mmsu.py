@@ -72,6 +72,16 @@ def test_single_choice_item_is_rejected(mmsu, tmp_path):
         prepare_mmsu(mmsu, tmp_path / "mmsu")
 
 
+def test_a_gap_in_the_choices_is_rejected(mmsu, tmp_path):
+    """choice_c null but choice_d set: the prompt would show choice_d as C, so a model answering the
+    item's letter D would be judged against nothing."""
+    item = json.loads(jsonl(mmsu).read_text().splitlines()[0])
+    item["choice_c"], item["choice_d"] = None, "four"
+    jsonl(mmsu).write_text(json.dumps(item) + "\n")
+    with pytest.raises(CorpusError, match=r"mmsu\.jsonl:1: item .*choice_c/choice_d optional, in order"):
+        prepare_mmsu(mmsu, tmp_path / "mmsu")
+
+
 def test_absolute_audio_paths_and_another_index(mmsu, tmp_path):
     item = json.loads(jsonl(mmsu).read_text().splitlines()[0])
     item["audio_path"] = str(mmsu / item["audio_path"])
