@@ -21,7 +21,9 @@ key              type        meaning
 ``choices``      list[str]   ``mcq`` only, required there: at least two non-empty options, at
                              least two of them different, in the order shown to the model (a
                              benchmark that repeats an option, as MMAU does, keeps the repeat)
-``gold``         int         ``mcq`` only, required there: index of the correct choice
+``gold``         int | null  ``mcq`` only, required there: index of the correct choice; null
+                             when the benchmark's answer is none of the choices (a few
+                             released MMAR items): ``answer`` holds it and scorers judge by it
 ``labels``       dict        optional: free labels, str -> str (``gender``, ``emotion``,
                              ``sound_event``, ``rate``, ``pitch``, ``noise``, ...)
 ``source``       str         optional: the corpus the example comes from
@@ -80,7 +82,7 @@ def validate_task(row: Any, where: str) -> None:
     ...                "answer": "x", "choices": ["x", "y"], "gold": 2}, "tasks.jsonl:7")
     Traceback (most recent call last):
     ...
-    ValueError: tasks.jsonl:7: 'gold' must be an int index into the 2 choices, got 2
+    ValueError: tasks.jsonl:7: 'gold' must be an int index into the 2 choices (or null), got 2
     """
     check_keys(row, where, FIELDS, REQUIRED)
     check_text(row, "id", where, token=True)
@@ -117,9 +119,9 @@ def _validate_choices(row: Mapping, where: str) -> None:
     if len(set(choices)) < 2:
         raise ValueError(f"{where}: 'choices' needs at least two different options, got {choices!r}")
     gold = row["gold"]
-    if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
+    if gold is not None and (isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices)):
         raise ValueError(
-            f"{where}: 'gold' must be an int index into the {len(choices)} choices, got {gold!r}"
+            f"{where}: 'gold' must be an int index into the {len(choices)} choices (or null), got {gold!r}"
         )
 
 

@@ -5,7 +5,7 @@
     {"id": str, "utt": str, "task": "asr" | "mcq" | "open_qa",
      "prompt": str (the instruction), "hypothesis": str (the decoded answer),
      "reference": str (the manifest's answer),
-     "choices": [str, ...], "gold": int (mcq), "labels": {...}, "source": str (when present),
+     "choices": [str, ...], "gold": int or null (mcq), "labels": {...}, "source": str (when present),
      "nfe": int (forward passes), "seconds": float (the batch's time / its size)}
 
 A row the decoder could not produce (no features, unreadable features, out of memory) has

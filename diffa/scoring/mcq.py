@@ -227,8 +227,8 @@ class Verdict:
     failed: bool = False
 
 
-def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
-          letter_mapping: bool = False, failed: bool = False) -> Verdict:
+def judge(rule: str, prediction: object, choices: Sequence[str], gold: Optional[int],
+          letter_mapping: bool = False, failed: bool = False, answer: Optional[str] = None) -> Verdict:
     """Judge one multiple-choice response.
 
     Arguments
@@ -239,13 +239,17 @@ def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
         The model's response.
     choices : sequence of str
         The options in the order shown to the model.
-    gold : int
-        Index of the correct option.
+    gold : int or None
+        Index of the correct option; None when the benchmark's answer is none of the options
+        (a few released MMAR items), which is then judged against ``answer``, as the official
+        scorers do: by its text under the MMAU rule, never right under the MMSU letter rule.
     letter_mapping : bool
         MMAU rule only: also judge the letter-mapped prediction.
     failed : bool
         The row is a failed decode: no response to judge; the verdict is wrong (also after letter
         mapping) with ``failed`` set, and is not an unparseable response.
+    answer : str, optional
+        The answer text, needed when ``gold`` is None.
 
     Returns
     -------
@@ -261,15 +265,21 @@ def judge(rule: str, prediction: object, choices: Sequence[str], gold: int,
     Verdict(correct=False, parsed=False, letter_mapped=None, failed=True)
     >>> judge("mmau", "B", ["cat", "dog"], 1, letter_mapping=True)
     Verdict(correct=False, parsed=True, letter_mapped=True, failed=False)
+    >>> judge("mmau", "both American and Colombian", ["American", "Colombian"], None,
+    ...       answer="American\\nColombian").correct
+    True
     """
     if rule not in RULES:
         raise ValueError(f"unknown multiple-choice rule {rule!r}; use one of {', '.join(RULES)}")
-    if not 0 <= gold < len(choices):
+    if gold is None:
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"no gold index and no answer text to judge against (choices {list(choices)!r})")
+    elif not 0 <= gold < len(choices):
         raise ValueError(f"gold index {gold} is outside the {len(choices)} choices {list(choices)!r}")
     if failed:
         return Verdict(correct=False, parsed=False, letter_mapped=False if letter_mapping and rule == "mmau" else None,
                        failed=True)
-    answer = choices[gold]
+    answer = choices[gold] if gold is not None else answer
     if rule == "mmsu":
         letter = mmsu_letter(prediction)
         if letter is None:

@@ -3,7 +3,7 @@
 Input: ``results.jsonl``, one JSON object per line, as the decoder writes it::
 
     {"id": str, "task": "asr" | "mcq" | "open_qa", "hypothesis": str, "reference": str,
-     "choices": [str, ...] (mcq), "gold": int (mcq), "labels": {str: str}, "source": str,
+     "choices": [str, ...] (mcq), "gold": int or null (mcq), "labels": {str: str}, "source": str,
      "failed": true, "error": str (only on rows the decoder could not decode), ...}
 
 Other keys (``prompt``, ``nfe``, ``seconds``, ...) are ignored by the scorers. With the set's

@@ -91,10 +91,12 @@ def _check_row(row: Mapping[str, Any], path: str) -> None:
                          "pass --data_dir so tasks.jsonl supplies it")
     if task == "mcq":
         choices, gold = row.get("choices"), row.get("gold")
+        by_text = gold is None and isinstance(row.get("reference"), str) and bool(row["reference"].strip())
         if (not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices)
-                or isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices)):
+                or not by_text and (isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices))):
             raise ValueError(f"{path}: {_where(row)}: an mcq row needs 'choices' (>= 2 strings) and an int "
-                             f"'gold' index into them, got {choices!r} / {gold!r}; pass --data_dir")
+                             f"'gold' index into them (or gold null and the answer as 'reference'), got "
+                             f"{choices!r} / {gold!r}; pass --data_dir")
     elif not isinstance(row.get("reference"), str):
         raise ValueError(f"{path}: {_where(row)}: a {task} row needs a string 'reference', got "
                          f"{row.get('reference')!r}; pass --data_dir so tasks.jsonl supplies it")
@@ -246,7 +248,7 @@ def _score_mcq(rows: List[Dict[str, Any]], benchmark: str, letter_mapping: bool,
         logger.info("letter mapping applies to the MMAU rule only; %s answers are letters already", benchmark)
         letter_mapping = False
     verdicts = [mcq.judge(rule, _hypothesis(row), row["choices"], row["gold"], letter_mapping,
-                          failed=bool(row.get("failed"))) for row in rows]
+                          failed=bool(row.get("failed")), answer=row.get("reference")) for row in rows]
     specs = _labelled(rows, [*DEFAULT_GROUPS[benchmark], *(spec for spec in group_by
                                                        if spec not in DEFAULT_GROUPS[benchmark])])
     summary = mcq.summarize(verdicts, rule)
@@ -384,7 +386,8 @@ def score_results(rows: Sequence[Dict[str, Any]], set_name: str, metric: str = "
         data["primary"].append("mcq_accuracy")
         data["metrics"].update(metrics)
         scores.judgements += [{"id": row["id"], "task": "mcq", "hypothesis": _hypothesis(row),
-                               "gold": row["choices"][row["gold"]], **vars(verdict)}
+                               "gold": row["reference"] if row["gold"] is None else row["choices"][row["gold"]],
+                               **vars(verdict)}
                               for row, verdict in zip(by_task["mcq"], verdicts)]
     if "open_qa" in chosen:
         data["open_qa"], metrics, matches = _score_open(by_task["open_qa"], group_by)

@@ -229,7 +229,7 @@ def answer_error(row: Mapping, text: str) -> float:
     0.0
     """
     if row["task"] == "mcq":
-        return 0.0 if judge("mmau", text, row["choices"], row["gold"]).correct else 1.0
+        return 0.0 if judge("mmau", text, row["choices"], row["gold"], answer=row["answer"]).correct else 1.0
     ref = tokenize(row["answer"], "wenet")
     counts = ErrorCounts.from_alignment(align(ref, tokenize(text, "wenet")))
     return counts.errors / max(counts.ref, 1)

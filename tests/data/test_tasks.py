@@ -64,7 +64,7 @@ def _with(row, **changes):
         (_with(MCQ, choices=["only one"], gold=0), "at least two non-empty strings"),
         (_with(MCQ, choices=["a", ""]), "at least two non-empty strings"),
         (_with(MCQ, choices=["a", "a"]), "'choices' needs at least two different options"),
-        (_with(MCQ, gold=3), "'gold' must be an int index into the 3 choices, got 3"),
+        (_with(MCQ, gold=3), "'gold' must be an int index into the 3 choices (or null), got 3"),
         (_with(MCQ, gold=-1), "'gold' must be an int index"),
         (_with(MCQ, gold=True), "'gold' must be an int index"),
         (_with(MCQ, gold="1"), "'gold' must be an int index"),
@@ -81,7 +81,8 @@ def test_validate_task_rejects(row, message):
 
 
 @pytest.mark.parametrize("row", [ASR, MCQ, QA, _with(QA, labels={}), _with(ASR, source=None),
-                                 _with(MCQ, choices=["a man", "a woman", "a man"])])
+                                 _with(MCQ, choices=["a man", "a woman", "a man"]),
+                                 {**MCQ, "gold": None, "answer": "a man and a woman"}])
 def test_validate_task_accepts(row):
     validate_task(row, "here")
 

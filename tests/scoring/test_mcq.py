@@ -108,6 +108,18 @@ def test_judge_rejects_bad_arguments():
         judge("mmlu", "A", ["x", "y"], 0)
     with pytest.raises(ValueError, match="gold index 2 is outside the 2 choices"):
         judge("mmau", "x", ["x", "y"], 2)
+    with pytest.raises(ValueError, match="no gold index and no answer text"):
+        judge("mmau", "x", ["x", "y"], None)
+
+
+def test_an_answer_in_no_choice_is_judged_by_its_text():
+    """The released MMAR item whose answer names two choices: MMAU's token rule against the answer
+    text (as the official scorer), never right under MMSU's letter rule (no option is the answer)."""
+    choices, answer = ["American", "Colombian", "Mexican"], "American\nColombian"
+    assert judge("mmau", "American and Colombian", choices, None, answer=answer).correct
+    assert not judge("mmau", "American", choices, None, answer=answer).correct
+    assert not judge("mmau", "American, Colombian or Mexican", choices, None, answer=answer).correct
+    assert not any(judge("mmsu", letter, choices, None, answer=answer).correct for letter in "ABC")
 
 
 def test_open_match():

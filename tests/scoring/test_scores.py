@@ -105,6 +105,19 @@ def test_mmar_uses_mmau_rule_with_its_tables():
     assert list(data["mcq"]["tables"]) == ["modality", "category", "sub-category"]
 
 
+def test_an_answer_in_no_choice_stays_in_the_denominator_judged_by_its_text():
+    items = [{"id": f"r{n}", "audio_path": f"./audio/r{n}.wav", "question": "?", "modality": "speech",
+              "choices": ["American", "Colombian"], "answer": "American"} for n in range(2)]
+    rows = [mmau_row(items[0], "American", source="MMAR", label_keys=("modality",)),
+            {**mmau_row(items[1], "American and Colombian", source="MMAR", label_keys=("modality",)),
+             "gold": None, "reference": "American\nColombian"}]
+    scores = score_results(rows, "mmar")
+    assert scores.data["metrics"]["mcq_accuracy"] == 100.0 and scores.data["mcq"]["n"] == 2
+    assert [j["gold"] for j in scores.judgements] == ["American", "American\nColombian"]
+    rows[1]["hypothesis"] = "Colombian"
+    assert score_results(rows, "mmar").data["metrics"]["mcq_accuracy"] == 50.0
+
+
 def test_mixed_set_scores_each_task_type():
     rows = [
         {"id": "s1-asr", "task": "asr", "hypothesis": "a red fox", "reference": "A RED BOX",

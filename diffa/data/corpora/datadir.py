@@ -19,7 +19,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import soundfile
 from tqdm import tqdm
@@ -82,9 +82,9 @@ class PrepSummary:
         Total audio duration of the written utterances.
     dropped : list of str
         Example ids dropped because their audio is missing or unreadable.
-    skipped : list of str
-        Item ids the preparer left out before writing (a benchmark answer that is none of the
-        item's choices, see :func:`diffa.data.corpora.mcq.answered_entries`).
+    unmatched : list of str
+        Ids of written multiple-choice rows whose answer is none of their choices (``gold`` null:
+        scored by the answer text, see :func:`diffa.data.corpora.mcq.mcq_entry`).
     """
 
     out_dir: Path
@@ -92,7 +92,7 @@ class PrepSummary:
     n_rows: int
     hours: float
     dropped: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)
+    unmatched: List[str] = field(default_factory=list)
 
 
 def sanitize_id(raw: str, where: str) -> str:
@@ -205,7 +205,7 @@ def audio_duration(path: str) -> Optional[float]:
     return info.frames / info.samplerate
 
 
-def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry], skipped: Sequence[str] = ()) -> PrepSummary:
+def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry]) -> PrepSummary:
     """Write a Kaldi data dir and its ``tasks.jsonl`` from prepared entries.
 
     Arguments
@@ -214,13 +214,11 @@ def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry], skipped:
         ``data/<set>``; replaced as a whole once every file is written.
     entries : iterable of Entry
         The examples (any order).
-    skipped : sequence of str
-        Ids of items the preparer left out (logged and reported in the summary).
 
     Returns
     -------
     PrepSummary
-        Counts, hours, the ids of examples dropped for missing/unreadable audio and the skipped ids.
+        Counts, hours, the ids of examples dropped for missing/unreadable audio and the unmatched ids.
 
     Raises
     ------
@@ -268,11 +266,9 @@ def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry], skipped:
     _write_dir(out_dir, {u: groups[u][0] for u in durations}, durations, kept)
     summary = PrepSummary(
         out_dir=out_dir, n_utts=len(durations), n_rows=len(kept),
-        hours=sum(durations.values()) / 3600.0, dropped=dropped, skipped=list(skipped),
+        hours=sum(durations.values()) / 3600.0, dropped=dropped,
+        unmatched=[e.row["id"] for e in kept if e.row["task"] == "mcq" and e.row["gold"] is None],
     )
-    if skipped:
-        logger.warning("%s: %d item(s) skipped, answer not among the choices: %s%s", out_dir, len(skipped),
-                       ", ".join(skipped[:10]), " ..." if len(skipped) > 10 else "")
     logger.info("%s: %d utterances (%.2f h), %d task rows", out_dir, summary.n_utts, summary.hours, summary.n_rows)
     return summary
 

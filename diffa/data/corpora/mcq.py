@@ -8,7 +8,7 @@ Two prompt styles, both exactly as in the authors' evaluation scripts:
   a multiple-choice question. ..." with ``Choices:`` and a trailing ``Answer:``.
 
 Benchmarks give the gold answer as *text*; :func:`gold_index` finds it among
-the choices. MMAU and MMAR share one index layout (a ``choices`` list and an
+the choices (an answer that is none of them stays as text, ``gold`` null). MMAU and MMAR share one index layout (a ``choices`` list and an
 ``answer`` string), so :func:`choice_list_entries` turns either into entries
 given a :class:`ChoiceListFormat` naming its audio field and label fields.
 """
@@ -16,16 +16,12 @@ import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from diffa.data.corpora.datadir import NOSPEECH, Entry, resolve_audio, sanitize_id
 from diffa.data.corpora.records import CorpusError, Record
 
 logger = logging.getLogger(__name__)
-
-
-class UnmatchedAnswer(CorpusError):
-    """An item's gold answer is none of its choices (:func:`answered_entries` skips the item)."""
 
 MMSU_PROMPT = (
     "Choose the most suitable answer from options A, B, C, and D to respond the question in next line, "
@@ -123,8 +119,8 @@ def choice_list_instruction(question: str, choices: Sequence[str]) -> str:
     return f"{CHOICE_LIST_PROMPT}\n\nQuestion: {question}\n\nChoices:\n{lettered(choices)}\nAnswer:"
 
 
-def gold_index(answer: str, choices: Sequence[str], item_id: str, where: str) -> int:
-    """Index of the gold answer text among the choices.
+def gold_index(answer: str, choices: Sequence[str]) -> Optional[int]:
+    """Index of the gold answer text among the choices, or None when it is none of them.
 
     Tries an exact match, then a match ignoring surrounding whitespace, then
     one ignoring case as well; the first matching choice wins.
@@ -135,38 +131,23 @@ def gold_index(answer: str, choices: Sequence[str], item_id: str, where: str) ->
         Gold answer text (MMSU ``answer_gt``, MMAU/MMAR ``answer``).
     choices : sequence of str
         The choices.
-    item_id : str
-        Item id for the error message.
-    where : str
-        ``file:line`` for the error message.
 
     Returns
     -------
-    int
-        Index into ``choices``.
-
-    Raises
-    ------
-    UnmatchedAnswer
-        If the answer matches no choice.
+    int or None
+        Index into ``choices``; None for an answer that matches no choice (the released
+        MMAR-meta.json has a few: a two-choice answer, answers paraphrasing their choice).
 
     Example
     -------
-    >>> gold_index(" american ", ["British", "American"], "q1", "m.json:4")
-    1
-    >>> gold_index("Dog", ["Cat", "Cow"], "q2", "m.json:9")
-    Traceback (most recent call last):
-    ...
-    diffa.data.corpora.mcq.UnmatchedAnswer: m.json:9: item 'q2': answer 'Dog' is not one of the choices [...]; ...
+    >>> gold_index(" american ", ["British", "American"]), gold_index("Dog", ["Cat", "Cow"])
+    (1, None)
     """
     for norm in (lambda s: s, str.strip, lambda s: s.strip().casefold()):
         keys = [norm(c) for c in choices]
         if norm(answer) in keys:
             return keys.index(norm(answer))
-    raise UnmatchedAnswer(
-        f"{where}: item {item_id!r}: answer {answer!r} is not one of the choices {list(choices)}; "
-        "fix the answer or the choices"
-    )
+    return None
 
 
 def scalar_labels(fields: Dict[str, Any], keys: Iterable[str]) -> Dict[str, str]:
@@ -223,7 +204,15 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     Entry
         With ``row["gold"]`` the index of ``answer`` in ``choices`` (its first copy when a
         benchmark repeats a choice, as MMAU test-mini does; the scorers compare option texts,
-        so either copy is right; the repeat is logged).
+        so either copy is right; the repeat is logged). An answer that is none of the choices
+        (:func:`gold_index`) is kept as the row's ``answer`` with ``gold`` null, and logged: the
+        official MMAU/MMAR scorers keep such items and judge them by the answer text, and so does
+        :func:`diffa.scoring.mcq.judge`.
+
+    Raises
+    ------
+    CorpusError
+        For a blank answer (MMAU's test split withholds its answers).
 
     Example
     -------
@@ -231,6 +220,9 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     >>> e = mcq_entry(r, "./a/q1.wav", "/B", "Q?", ["x", "y"], "y", {}, "MMAU")
     >>> (e.utt, e.path, e.row["gold"], e.row["answer"])
     ('q_1', '/B/a/q1.wav', 1, 'y')
+    >>> e = mcq_entry(r, "./a/q1.wav", "/B", "Q?", ["x", "y"], "x\\ny", {}, "MMAR")
+    >>> (e.row["gold"], e.row["answer"])
+    (None, 'x\\ny')
     """
     rid = record.get_str("id")
     utt = sanitize_id(rid, record.where)
@@ -238,59 +230,19 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     if repeated:
         logger.warning("%s: item %r: repeated choice(s) %s kept as released (scoring compares option texts)",
                        record.where, rid, repeated)
-    gold = gold_index(answer, choices, rid, record.where)
+    if not answer.strip():
+        raise CorpusError(f"{record.where}: item {rid!r}: blank answer (this split withholds its answers); "
+                          "use a release with answers")
+    gold = gold_index(answer, choices)
+    if gold is None:
+        logger.warning("%s: item %r: answer %r is none of the choices %s; kept, judged by its answer text "
+                       "as the official scorers do", record.where, rid, answer, list(choices))
     row = {
         "id": utt, "utt": utt, "task": "mcq", "instruction": instruction,
-        "answer": choices[gold], "choices": list(choices), "gold": gold,
+        "answer": answer if gold is None else choices[gold], "choices": list(choices), "gold": gold,
         "labels": labels, "source": source,
     }
     return Entry(utt=utt, path=resolve_audio(audio, root), text=NOSPEECH, row=row, where=record.where)
-
-
-def answered_entries(records: Iterable[Record], build: Callable[[Record], Entry]) -> Tuple[List[Entry], List[str]]:
-    """Entries of benchmark items, skipping the items whose answer is none of their choices.
-
-    Released benchmarks hold a few such items (MMAR-meta.json: a two-choice answer, answers that
-    paraphrase their choice); one of them must not stop the set. Each is logged with its
-    ``file:line`` and listed; a file where no item has a usable answer (MMAU's test split
-    withholds its answers) is an error.
-
-    Arguments
-    ---------
-    records : iterable of Record
-        The benchmark items.
-    build : callable
-        ``build(record) -> Entry``; raises :class:`UnmatchedAnswer` for an item to skip.
-
-    Returns
-    -------
-    tuple of (list of Entry, list of str)
-        The entries and the ids of the skipped items (the official scorers keep those items,
-        judged by the answer text, so accuracies over the rest differ from theirs).
-
-    Example
-    -------
-    >>> fmt = ChoiceListFormat("MMAR", "audio_path", ())
-    >>> rs = [Record({"id": i, "audio_path": f"{i}.wav", "question": "Q?", "choices": ["a", "b"],
-    ...               "answer": a}, f"m.json:{n}") for n, (i, a) in enumerate([("q1", "b"), ("q2", "a b")], 2)]
-    >>> entries, skipped = answered_entries(rs, lambda r: choice_list_entry(r, "/M", fmt))
-    >>> [e.row["gold"] for e in entries], skipped
-    ([1], ['q2'])
-    """
-    entries: List[Entry] = []
-    skipped: List[str] = []
-    first = None
-    for record in records:
-        try:
-            entries.append(build(record))
-        except UnmatchedAnswer as err:
-            logger.warning("%s; item skipped (not written to the set)", err)
-            skipped.append(str(record.fields.get("id")))
-            first = first or (record.where.rsplit(":", 1)[0], err)
-    if first is not None and not entries:
-        raise CorpusError(f"{first[0]}: no item's answer is one of its choices (first: {first[1]}); "
-                          "use a release with answers")
-    return entries, skipped
 
 
 @dataclass(frozen=True)
@@ -357,9 +309,8 @@ def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFor
     )
 
 
-def choice_list_entries(records: Iterable[Record], root: Union[str, Path],
-                        fmt: ChoiceListFormat) -> Tuple[List[Entry], List[str]]:
-    """Entries of MMAU-style items (:func:`choice_list_entry`) and the ids of skipped items.
+def choice_list_entries(records: Iterable[Record], root: Union[str, Path], fmt: ChoiceListFormat) -> List[Entry]:
+    """Entries of MMAU-style items (:func:`choice_list_entry`).
 
     Arguments
     ---------
@@ -372,16 +323,15 @@ def choice_list_entries(records: Iterable[Record], root: Union[str, Path],
 
     Returns
     -------
-    tuple of (list of Entry, list of str)
-        As :func:`answered_entries`.
+    list of Entry
+        One per item, in order.
 
     Example
     -------
     >>> fmt = ChoiceListFormat("MMAU", "audio_id", ("task",))
     >>> r = Record({"id": "u1", "audio_id": "./x/u1.wav", "question": "Who?", "choices": ["a", "b"],
     ...             "answer": "a", "task": "speech"}, "m.json:2")
-    >>> entries, skipped = choice_list_entries([r], "/M", fmt)
-    >>> [e.row["gold"] for e in entries], skipped
-    ([0], [])
+    >>> [e.row["gold"] for e in choice_list_entries([r], "/M", fmt)]
+    [0]
     """
-    return answered_entries(records, lambda record: choice_list_entry(record, root, fmt))
+    return [choice_list_entry(record, root, fmt) for record in records]

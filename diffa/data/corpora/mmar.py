@@ -73,7 +73,7 @@ def prepare_mmar(mmar_dir: Union[str, Path], out_dir: Union[str, Path]) -> PrepS
     Returns
     -------
     PrepSummary
-        What was written, which items were dropped for missing audio and which were skipped.
+        What was written, which items were dropped for missing audio, which answers are none of their choices.
 
     Example
     -------
@@ -90,4 +90,4 @@ def prepare_mmar(mmar_dir: Union[str, Path], out_dir: Union[str, Path]) -> PrepS
     if meta is None:
         raise FileNotFoundError(f"{mmar_dir}: no {' or '.join(MMAR_META)}; point at the MMAR folder")
     records = read_records(meta)
-    return write_data_dir(out_dir, *choice_list_entries(records, Path(mmar_dir), MMAR_FORMAT))
+    return write_data_dir(out_dir, choice_list_entries(records, Path(mmar_dir), MMAR_FORMAT))

@@ -44,7 +44,7 @@ def prepare_mmau(mmau_dir: Union[str, Path], out_dir: Union[str, Path], split: s
     Returns
     -------
     PrepSummary
-        What was written, which items were dropped for missing audio and which were skipped.
+        What was written, which items were dropped for missing audio, which answers are none of their choices.
 
     Example
     -------
@@ -61,4 +61,4 @@ def prepare_mmau(mmau_dir: Union[str, Path], out_dir: Union[str, Path], split: s
         raise ValueError(f"unknown MMAU split {split!r}; use one of {sorted(MMAU_SPLITS)}")
     mmau_dir = Path(mmau_dir)
     records = read_records(mmau_dir / MMAU_SPLITS[split])
-    return write_data_dir(out_dir, *choice_list_entries(records, mmau_dir, MMAU_FORMAT))
+    return write_data_dir(out_dir, choice_list_entries(records, mmau_dir, MMAU_FORMAT))

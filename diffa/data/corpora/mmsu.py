@@ -13,10 +13,10 @@ values are taken relative to the MMSU folder. Rows are prompted with
 """
 import logging
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Union
 
 from diffa.data.corpora.datadir import Entry, PrepSummary, write_data_dir
-from diffa.data.corpora.mcq import answered_entries, mcq_entry, mmsu_instruction, scalar_labels
+from diffa.data.corpora.mcq import mcq_entry, mmsu_instruction, scalar_labels
 from diffa.data.corpora.records import CorpusError, Record, read_records
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ CHOICE_KEYS = ("choice_a", "choice_b", "choice_c", "choice_d")
 LABEL_KEYS = ("task_name", "category", "sub-category", "sub-sub-category", "linguistics_sub_discipline")
 
 
-def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[Entry], List[str]]:
-    """Entries of the MMSU index, and the ids of items skipped for an answer in no choice.
+def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> List[Entry]:
+    """Entries of the MMSU index.
 
     Arguments
     ---------
@@ -40,9 +40,8 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[
 
     Returns
     -------
-    tuple of (list of Entry, list of str)
-        One ``mcq`` entry per item (labels carry task_name and the category levels), and the
-        skipped ids (:func:`diffa.data.corpora.mcq.answered_entries`).
+    list of Entry
+        One ``mcq`` entry per item (labels carry task_name and the category levels).
 
     Example
     -------
@@ -52,7 +51,7 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[
     ...         "choice_a": "he", "choice_b": "saw", "choice_c": None, "choice_d": None,
     ...         "answer_gt": "saw", "category": "Phonology", "sub-category": "Perception"}
     >>> _ = open(p, "w").write(json.dumps(item) + "\\n")
-    >>> (e,), skipped = mmsu_entries(p, "/MMSU")
+    >>> e, = mmsu_entries(p, "/MMSU")
     >>> (e.row["choices"], e.row["gold"], e.path, e.row["labels"]["task_name"])
     (['he', 'saw'], 1, '/MMSU/audio/s1.wav', 'stress')
     """
@@ -72,7 +71,7 @@ def mmsu_entries(jsonl: Union[str, Path], root: Union[str, Path]) -> Tuple[List[
             record.get_str("answer_gt"), scalar_labels(record.fields, LABEL_KEYS), "MMSU",
         )
 
-    return answered_entries(read_records(jsonl), entry)
+    return [entry(record) for record in read_records(jsonl)]
 
 
 def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
@@ -105,4 +104,4 @@ def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
     1
     """
     mmsu_dir = Path(mmsu_dir)
-    return write_data_dir(out_dir, *mmsu_entries(jsonl or mmsu_dir / MMSU_JSONL, mmsu_dir))
+    return write_data_dir(out_dir, mmsu_entries(jsonl or mmsu_dir / MMSU_JSONL, mmsu_dir))

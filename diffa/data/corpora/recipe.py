@@ -288,8 +288,8 @@ def cli(description: str, default_parts: Sequence[str], index_sets: Sequence[Ind
         return 1
     for s in summaries:
         dropped = f", {len(s.dropped)} dropped (missing audio)" if s.dropped else ""
-        skipped = f", {len(s.skipped)} skipped (answer not among the choices)" if s.skipped else ""
-        logger.info("%s: %d utts, %.2f h, %d task rows%s%s", s.out_dir, s.n_utts, s.hours, s.n_rows, dropped, skipped)
+        unmatched = f", {len(s.unmatched)} answer(s) not among the choices (scored by text)" if s.unmatched else ""
+        logger.info("%s: %d utts, %.2f h, %d task rows%s%s", s.out_dir, s.n_utts, s.hours, s.n_rows, dropped, unmatched)
     return 0
 
 

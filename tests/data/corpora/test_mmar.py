@@ -39,25 +39,19 @@ def test_mmar_jsonl_meta(mmar, tmp_path):
     check_rows(mmar, tmp_path / "mmar")
 
 
-def test_answer_in_no_choice_is_skipped_and_counted(mmar, tmp_path, caplog):
+def test_answer_in_no_choice_is_kept_and_judged_by_its_text(mmar, tmp_path, caplog):
     # The released MMAR-meta.json has such items (a two-choice answer 'American\nColombian', an
-    # answer that paraphrases its choice); one of them must not stop the other 996 items.
+    # answer that paraphrases its choice); the official scorer keeps them and judges the answer text.
     meta = mmar / "MMAR-meta.json"
     items = json.loads(meta.read_text())
     items[0]["answer"] = "American\nAustralian"
     meta.write_text(json.dumps(items))
     summary = prepare_mmar(mmar, tmp_path / "mmar")
-    assert (summary.n_rows, summary.skipped) == (1, [IDS[0]])
-    assert [r["id"] for r in read_tasks(str(tmp_path / "mmar" / "tasks.jsonl"))] == [IDS[1]]
-    assert re.search(rf"MMAR-meta\.json:1: item '{IDS[0]}': answer 'American\\nAustralian' is not one of the "
-                     r"choices .*skipped", caplog.text)
-    assert "1 item(s) skipped" in caplog.text
-    for item in items:
-        item["answer"] = "Canadian"
-    meta.write_text(json.dumps(items))
-    with pytest.raises(CorpusError, match=r"MMAR-meta\.json: no item's answer is one of its choices .*"
-                                          rf"MMAR-meta\.json:1: item '{IDS[0]}': answer 'Canadian'"):
-        prepare_mmar(mmar, tmp_path / "mmar")
+    assert (summary.n_rows, summary.unmatched) == (2, [IDS[0]])
+    accent = read_tasks(str(tmp_path / "mmar" / "tasks.jsonl"))[0]
+    assert (accent["id"], accent["gold"], accent["answer"]) == (IDS[0], None, "American\nAustralian")
+    assert re.search(rf"MMAR-meta\.json:1: item '{IDS[0]}': answer 'American\\nAustralian' is none of the "
+                     r"choices .*kept, judged by its answer text", caplog.text)
     meta.unlink()
     with pytest.raises(FileNotFoundError, match=r"no MMAR-meta\.json or MMAR-meta\.jsonl"):
         prepare_mmar(mmar, tmp_path / "mmar")

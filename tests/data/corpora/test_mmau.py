@@ -30,20 +30,20 @@ def test_mmau_test_mini_rows(mmau, tmp_path):
                                 "split": "test-mini"}
 
 
-def test_answer_not_among_choices_is_skipped_by_name(mmau, tmp_path, caplog):
+def test_answer_not_among_choices_is_kept_by_name(mmau, tmp_path, caplog):
     index = mmau / "mmau-test-mini.json"
     items = json.loads(index.read_text())
     items[1]["answer"] = "Animals"
     index.write_text(json.dumps(items, indent=2))
-    assert prepare_mmau(mmau, tmp_path / "mmau").skipped == [IDS[0]]
-    assert re.search(rf"mmau-test-mini\.json:\d+: item '{IDS[0]}': answer 'Animals' is not one", caplog.text)
+    assert prepare_mmau(mmau, tmp_path / "mmau").unmatched == [IDS[0]]
+    assert re.search(rf"mmau-test-mini\.json:\d+: item '{IDS[0]}': answer 'Animals' is none", caplog.text)
 
 
 def test_withheld_answers_are_an_error(mmau, tmp_path):
     # mmau-test.json (9,000 items) ships with "answer": "" (Sakshi113/MMAU issue #27).
     items = [dict(item, answer="", split="test") for item in json.loads((mmau / "mmau-test-mini.json").read_text())]
     (mmau / "mmau-test.json").write_text(json.dumps(items, indent=2))
-    with pytest.raises(CorpusError, match=r"mmau-test\.json: no item's answer is one of its choices"):
+    with pytest.raises(CorpusError, match=r"mmau-test\.json:\d+: item .*: blank answer \(this split withholds"):
         prepare_mmau(mmau, tmp_path / "mmau_test", "test")
 
 

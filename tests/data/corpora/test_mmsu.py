@@ -41,14 +41,14 @@ def test_mmsu_rows(mmsu, tmp_path):
     assert sarcasm["instruction"].endswith("Question: Is the speaker being sarcastic?\n\nA. yes\nB. no")
 
 
-def test_answer_not_among_choices_is_skipped_by_name(mmsu, tmp_path, caplog):
+def test_answer_not_among_choices_is_kept_by_name(mmsu, tmp_path, caplog):
     lines = jsonl(mmsu).read_text().splitlines()
     item = json.loads(lines[1])
     item["answer_gt"] = "maybe"
     jsonl(mmsu).write_text(lines[0] + "\n" + json.dumps(item) + "\n")
     summary = prepare_mmsu(mmsu, tmp_path / "mmsu")
-    assert (summary.n_rows, summary.skipped) == (1, ["sarcasm_detection_0002"])
-    assert "mmsu.jsonl:2: item 'sarcasm_detection_0002': answer 'maybe' is not one of the choices" in caplog.text
+    assert (summary.n_rows, summary.unmatched) == (2, ["sarcasm_detection_0002"])
+    assert "mmsu.jsonl:2: item 'sarcasm_detection_0002': answer 'maybe' is none of the choices" in caplog.text
 
 
 def test_malformed_line_is_named(mmsu, tmp_path):
