@@ -212,7 +212,7 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     Raises
     ------
     CorpusError
-        For a blank answer (MMAU's test split withholds its answers).
+        For a blank answer (MMAU's test split withholds its answers) or a blank choice.
 
     Example
     -------
@@ -230,6 +230,8 @@ def mcq_entry(record: Record, audio: str, root: Union[str, Path], instruction: s
     if repeated:
         logger.warning("%s: item %r: repeated choice(s) %s kept as released (scoring compares option texts)",
                        record.where, rid, repeated)
+    if not all(c.strip() for c in choices):
+        raise CorpusError(f"{record.where}: item {rid!r}: blank choice in {list(choices)!r}; fix the index file")
     if not answer.strip():
         raise CorpusError(f"{record.where}: item {rid!r}: blank answer (this split withholds its answers); "
                           "use a release with answers")

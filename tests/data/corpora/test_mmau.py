@@ -47,6 +47,16 @@ def test_withheld_answers_are_an_error(mmau, tmp_path):
         prepare_mmau(mmau, tmp_path / "mmau_test", "test")
 
 
+def test_a_blank_choice_names_the_item_in_the_index(mmau, tmp_path):
+    # it used to pass here and fail later, naming the temporary tasks.jsonl being written
+    index = mmau / "mmau-test-mini.json"
+    items = json.loads(index.read_text())
+    items[1]["choices"][-1] = " "
+    index.write_text(json.dumps(items, indent=2))
+    with pytest.raises(CorpusError, match=rf"mmau-test-mini\.json:\d+: item '{IDS[0]}': blank choice in"):
+        prepare_mmau(mmau, tmp_path / "mmau")
+
+
 def test_bad_choices_and_missing_fields(mmau, tmp_path):
     index = mmau / "mmau-test-mini.json"
     items = json.loads(index.read_text())
