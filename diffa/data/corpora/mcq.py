@@ -8,9 +8,10 @@ Two prompt styles, both exactly as in the authors' evaluation scripts:
   a multiple-choice question. ..." with ``Choices:`` and a trailing ``Answer:``.
 
 Benchmarks give the gold answer as *text*; :func:`gold_index` finds it among
-the choices (an answer that is none of them stays as text, ``gold`` null). MMAU and MMAR share one index layout (a ``choices`` list and an
-``answer`` string), so :func:`choice_list_entries` turns either into entries
-given a :class:`ChoiceListFormat` naming its audio field and label fields.
+the choices (an answer that is none of them stays as text, ``gold`` null). MMAU
+and MMAR share one index layout (a ``choices`` list and an ``answer`` string),
+so :func:`choice_list_entry` turns an item of either into an entry given a
+:class:`ChoiceListFormat` naming its audio field and label fields.
 """
 import logging
 import string
@@ -309,31 +310,3 @@ def choice_list_entry(record: Record, root: Union[str, Path], fmt: ChoiceListFor
         record, audio, root, choice_list_instruction(question, choices),
         choices, record.get_str("answer"), scalar_labels(record.fields, fmt.label_keys), fmt.source,
     )
-
-
-def choice_list_entries(records: Iterable[Record], root: Union[str, Path], fmt: ChoiceListFormat) -> List[Entry]:
-    """Entries of MMAU-style items (:func:`choice_list_entry`).
-
-    Arguments
-    ---------
-    records : iterable of Record
-        The benchmark items.
-    root : str or Path
-        Benchmark folder (relative audio paths start here).
-    fmt : ChoiceListFormat
-        Audio field, label fields and source name.
-
-    Returns
-    -------
-    list of Entry
-        One per item, in order.
-
-    Example
-    -------
-    >>> fmt = ChoiceListFormat("MMAU", "audio_id", ("task",))
-    >>> r = Record({"id": "u1", "audio_id": "./x/u1.wav", "question": "Who?", "choices": ["a", "b"],
-    ...             "answer": "a", "task": "speech"}, "m.json:2")
-    >>> [e.row["gold"] for e in choice_list_entries([r], "/M", fmt)]
-    [0]
-    """
-    return [choice_list_entry(record, root, fmt) for record in records]

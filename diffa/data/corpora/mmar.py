@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from diffa.data.corpora.datadir import PrepSummary, write_data_dir
-from diffa.data.corpora.mcq import ChoiceListFormat, choice_list_entries
+from diffa.data.corpora.mcq import ChoiceListFormat, choice_list_entry
 from diffa.data.corpora.records import read_records
 
 MMAR_FORMAT = ChoiceListFormat(
@@ -90,4 +90,4 @@ def prepare_mmar(mmar_dir: Union[str, Path], out_dir: Union[str, Path]) -> PrepS
     if meta is None:
         raise FileNotFoundError(f"{mmar_dir}: no {' or '.join(MMAR_META)}; point at the MMAR folder")
     records = read_records(meta)
-    return write_data_dir(out_dir, choice_list_entries(records, Path(mmar_dir), MMAR_FORMAT))
+    return write_data_dir(out_dir, [choice_list_entry(r, Path(mmar_dir), MMAR_FORMAT) for r in records])

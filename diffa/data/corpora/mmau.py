@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Union
 
 from diffa.data.corpora.datadir import PrepSummary, write_data_dir
-from diffa.data.corpora.mcq import ChoiceListFormat, choice_list_entries
+from diffa.data.corpora.mcq import ChoiceListFormat, choice_list_entry
 from diffa.data.corpora.records import read_records
 
 MMAU_FORMAT = ChoiceListFormat(
@@ -61,4 +61,4 @@ def prepare_mmau(mmau_dir: Union[str, Path], out_dir: Union[str, Path], split: s
         raise ValueError(f"unknown MMAU split {split!r}; use one of {sorted(MMAU_SPLITS)}")
     mmau_dir = Path(mmau_dir)
     records = read_records(mmau_dir / MMAU_SPLITS[split])
-    return write_data_dir(out_dir, choice_list_entries(records, mmau_dir, MMAU_FORMAT))
+    return write_data_dir(out_dir, [choice_list_entry(r, mmau_dir, MMAU_FORMAT) for r in records])
