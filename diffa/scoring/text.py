@@ -14,9 +14,12 @@ Three styles:
     but kept inside a token (``"hello, world"`` keeps ``HELLO,``). Tokens are then upper-cased,
     ``<...>`` tags are deleted from them (``<unk>`` vanishes), and tokens left empty are dropped.
 ``"whisper_english"``
-    Whisper's English normaliser (``whisper_normalizer.english.EnglishTextNormalizer``, the
-    OpenAI rules: lower case, spelled-out numbers to digits, British to American spelling,
-    contractions expanded, bracketed text and fillers removed, punctuation removed).
+    Whisper's English normaliser (OpenAI's ``EnglishTextNormalizer``: lower case, spelled-out
+    numbers to digits, British to American spelling, contractions expanded, bracketed text and
+    fillers removed, punctuation removed). It is ``whisper_normalizer.english.EnglishTextNormalizer``
+    brought back to OpenAI's rules: that package adds contractions OpenAI does not expand
+    (``kinda``, ``sorta``, ``dunno``, ``cause`` -> ``because``) and lacks OpenAI's step that
+    attaches ``$ ¢ € £`` and ``%`` to an adjacent number (``$ 20`` -> ``$20``, not ``20``).
 ``"whisper_basic"``
     Whisper's language-independent normaliser (``whisper_normalizer.basic.BasicTextNormalizer``:
     lower case, bracketed text removed, symbols and punctuation replaced by spaces).
@@ -54,6 +57,12 @@ WENET_PUNCTUATION = frozenset("!,?、。！，；？：「」︰『』《》")
 
 WENET_SPACES = frozenset(" \t\r\n")
 """Characters WeNet's compute-wer treats as token separators besides category ``Zs``."""
+
+PACKAGE_ONLY_REPLACERS = (r"\bkinda\b", r"\bsorta\b", r"\bdunno\b", r"\bcause\b")
+"""Replacement patterns whisper-normalizer adds to OpenAI's English rules (removed)."""
+
+_CURRENCY_BEFORE_NUMBER = re.compile(r"([$¢€£])\s+([0-9])")
+_NUMBER_BEFORE_PERCENT = re.compile(r"([0-9])\s+%")
 
 _ASCII_RUN = re.compile(r"[^\x80-\U0010ffff \t\r\n]*")
 _ASCII_RUN_IN_TAG = re.compile(r"[^\x80-\U0010ffff \t\r\n>]*")
@@ -126,7 +135,7 @@ def _whisper_normalizer(style: str) -> Callable[[str], str]:
         if style == "whisper_english":
             from whisper_normalizer.english import EnglishTextNormalizer
 
-            return EnglishTextNormalizer()
+            return _openai_english(EnglishTextNormalizer())
         from whisper_normalizer.basic import BasicTextNormalizer
 
         return BasicTextNormalizer()
@@ -135,6 +144,24 @@ def _whisper_normalizer(style: str) -> Callable[[str], str]:
             f"style {style!r} needs the whisper-normalizer package: pip install whisper-normalizer "
             f"(or pip install 'diffa[scoring]')"
         ) from err
+
+
+def _openai_english(normalizer):
+    """Bring whisper-normalizer's English normaliser back to OpenAI's rules (module docstring).
+
+    The package's ``__call__`` is OpenAI's sequence of steps; OpenAI attaches currency and
+    percent signs right after the spelling step, so that step is wrapped.
+    """
+    for pattern in PACKAGE_ONLY_REPLACERS:
+        normalizer.replacers.pop(pattern, None)
+    spellings = normalizer.standardize_spellings
+
+    def spellings_then_attach(text: str) -> str:
+        text = _CURRENCY_BEFORE_NUMBER.sub(r"\1\2", spellings(text))
+        return _NUMBER_BEFORE_PERCENT.sub(r"\1%", text)
+
+    normalizer.standardize_spellings = spellings_then_attach
+    return normalizer
 
 
 def _check_args(text: str, style: str) -> None:

@@ -93,3 +93,11 @@ def test_bad_arguments(style):
 def test_unknown_style():
     with pytest.raises(ValueError, match="unknown normalisation style 'kaldi'"):
         normalize("x", "kaldi")
+
+
+def test_whisper_english_is_openais_rules_not_the_packages_additions():
+    # whisper-normalizer adds contractions OpenAI's EnglishTextNormalizer does not have ...
+    assert normalize("the cause is kinda sorta odd, dunno", "whisper_english") == "the cause is kinda sorta odd dunno"
+    # ... and lacks OpenAI's step that attaches currency and percent signs to an adjacent number
+    assert normalize("it cost $ 20, up 5 %", "whisper_english") == "it cost $20 up 5%"
+    assert normalize("a $ sign and a % sign", "whisper_english") == "a sign and a sign"
