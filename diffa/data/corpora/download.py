@@ -1,9 +1,10 @@
 """Resumable, checksummed downloads and marker-guarded tarball extraction.
 
 :func:`fetch` downloads with ``curl -C -`` into ``<dest>.part`` (so an
-interrupted download resumes where it stopped), checks the MD5 and only then
-renames the file to ``dest``. :func:`extract` unpacks a tarball once and
-leaves a marker, so re-running a recipe stage skips finished work. Any URL
+interrupted download resumes where it stopped; from a server that cannot
+resume it starts over), checks the MD5 and only then renames the file to
+``dest``. :func:`extract` unpacks a tarball once and leaves a marker, so
+re-running a recipe stage skips finished work. Any URL
 that curl understands works, ``file://`` included.
 """
 import hashlib
@@ -15,6 +16,10 @@ from pathlib import Path
 from typing import Union
 
 logger = logging.getLogger(__name__)
+
+
+CURL_CANNOT_RESUME = 33
+"""curl's exit status when the server ignores the byte range of a resumed download."""
 
 
 class DownloadError(RuntimeError):
@@ -93,15 +98,25 @@ def fetch(url: str, dest: Union[str, Path], md5: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     logger.info("downloading %s -> %s", url, dest)
-    done = subprocess.run(["curl", "-L", "--fail", "-sS", "-C", "-", "-o", str(part), url])
-    if done.returncode != 0 and not (part.exists() and md5sum(part) == md5):
+    code = _curl(url, part)
+    if code == CURL_CANNOT_RESUME and md5sum(part) != md5:
+        logger.warning("%s: the server cannot resume; downloading %s from the start", url, part)
+        part.unlink()
+        code = _curl(url, part)
+    if code != 0 and not (part.exists() and md5sum(part) == md5):
+        again = f"rerun to resume, or delete {part} to start over" if part.exists() else "rerun"
         raise DownloadError(
-            f"curl exited with {done.returncode} fetching {url}; rerun to resume, "
-            f"or delete {part} to start over"
+            f"curl exited with {code} fetching {url} (its message is above); check the URL and "
+            f"the network and {again}, or put the file at {dest} by hand (its MD5 is checked)"
         )
     _verify(part, md5)
     part.rename(dest)
     return dest
+
+
+def _curl(url: str, part: Path) -> int:
+    """Run curl, resuming into ``part``; return its exit status."""
+    return subprocess.run(["curl", "-L", "--fail", "-sS", "-C", "-", "-o", str(part), url]).returncode
 
 
 def _verify(path: Path, md5: str) -> None:

@@ -1,7 +1,10 @@
 """Tests for diffa.data.corpora.download: resumable MD5-checked fetch and one-time extraction."""
+import functools
 import hashlib
+import http.server
 import io
 import tarfile
+import threading
 
 import pytest
 
@@ -54,7 +57,7 @@ def test_fetch_rejects_a_wrong_checksum(tmp_path, source):
 
 
 def test_fetch_reports_curl_failures(tmp_path, monkeypatch):
-    with pytest.raises(DownloadError, match=r"curl exited with \d+ fetching file://.*rerun to resume"):
+    with pytest.raises(DownloadError, match=r"curl exited with \d+ fetching file://.*network and rerun, or put"):
         fetch((tmp_path / "missing.tar.gz").as_uri(), tmp_path / "x.tar.gz", "0" * 32)
     monkeypatch.setattr(download.shutil, "which", lambda name: None)
     with pytest.raises(DownloadError, match="curl is not installed"):
@@ -85,3 +88,32 @@ def test_extract_refuses_members_outside_the_target(tmp_path):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
     assert not (tmp_path / "out" / ".evil.tar.gz.extracted").exists()
+
+
+@pytest.fixture
+def http_server(source):
+    """A local HTTP server for ``source``'s folder; like some mirrors it ignores Range requests."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(source.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_starts_over_when_the_server_cannot_resume(tmp_path, source, http_server):
+    # curl exits 33 on a server without byte ranges; "rerun to resume" failed the same way forever
+    dest = tmp_path / "part.tar.gz"
+    (tmp_path / "part.tar.gz.part").write_bytes(b"\xff" * 100)
+    assert fetch(f"{http_server}/part.tar.gz", dest, md5sum(source)).read_bytes() == PAYLOAD
+    assert not (tmp_path / "part.tar.gz.part").exists()
+
+
+def test_fetch_failure_names_no_partial_file_that_does_not_exist(tmp_path, source, http_server):
+    with pytest.raises(DownloadError) as err:
+        fetch(f"{http_server}/missing.tar.gz", tmp_path / "x.tar.gz", md5sum(source))
+    assert not (tmp_path / "x.tar.gz.part").exists()
+    assert ".part" not in str(err.value)
+    assert f"or put the file at {tmp_path / 'x.tar.gz'} by hand" in str(err.value)
