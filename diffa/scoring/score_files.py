@@ -194,6 +194,9 @@ def score_results_file(results_path: str, set_name: str, out_dir: str, data_dir:
     >>> s.data["metrics"]["open_qa_accuracy"], s.data["skipped_lines"][0]["line"]
     (100.0, 2)
     """
+    if not os.path.isfile(results_path):
+        raise ValueError(f"{results_path} does not exist; run decoding (stage 8) for set {set_name!r} first "
+                         "or fix --results")
     results = read_results(results_path)
     missing: List[str] = []
     if data_dir is not None:

@@ -113,3 +113,11 @@ def test_mmsu_headline_leaves_unparseable_out(tmp_path, capsys):
     assert "| model | decode settings | mcq_accuracy | mcq_accuracy_all | rows |" in text
     assert "| m | decode_steps8 | 50.00 | 40.00 | 5 | 1 | 0 | 0 |" in text
     assert "mcq_accuracy_parsed" not in text
+
+
+def test_missing_results_file_names_the_remedy(tmp_path, capsys):
+    # was "[Errno 2] No such file or directory: '...'" with no hint what to do
+    missing = str(tmp_path / "decode" / "test_clean" / "results.jsonl")
+    assert main(["--results", missing]) == 1
+    assert (f"{missing} does not exist; run decoding (stage 8) for set 'test_clean' first or fix --results"
+            in capsys.readouterr().err)
