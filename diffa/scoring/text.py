@@ -18,8 +18,9 @@ Three styles:
     numbers to digits, British to American spelling, contractions expanded, bracketed text and
     fillers removed, punctuation removed). It is ``whisper_normalizer.english.EnglishTextNormalizer``
     brought back to OpenAI's rules: that package adds contractions OpenAI does not expand
-    (``kinda``, ``sorta``, ``dunno``, ``cause`` -> ``because``) and lacks OpenAI's step that
-    attaches ``$ ¢ € £`` and ``%`` to an adjacent number (``$ 20`` -> ``$20``, not ``20``).
+    (``kinda``, ``sorta``, ``dunno``, ``cause`` -> ``because``), which are removed. The result
+    equals the copy of OpenAI's normaliser in ``transformers`` given the same spelling table
+    (tests/scoring/test_text.py checks it).
 ``"whisper_basic"``
     Whisper's language-independent normaliser (``whisper_normalizer.basic.BasicTextNormalizer``:
     lower case, bracketed text removed, symbols and punctuation replaced by spaces).
@@ -60,9 +61,6 @@ WENET_SPACES = frozenset(" \t\r\n")
 
 PACKAGE_ONLY_REPLACERS = (r"\bkinda\b", r"\bsorta\b", r"\bdunno\b", r"\bcause\b")
 """Replacement patterns whisper-normalizer adds to OpenAI's English rules (removed)."""
-
-_CURRENCY_BEFORE_NUMBER = re.compile(r"([$¢€£])\s+([0-9])")
-_NUMBER_BEFORE_PERCENT = re.compile(r"([0-9])\s+%")
 
 _ASCII_RUN = re.compile(r"[^\x80-\U0010ffff \t\r\n]*")
 _ASCII_RUN_IN_TAG = re.compile(r"[^\x80-\U0010ffff \t\r\n>]*")
@@ -147,20 +145,9 @@ def _whisper_normalizer(style: str) -> Callable[[str], str]:
 
 
 def _openai_english(normalizer):
-    """Bring whisper-normalizer's English normaliser back to OpenAI's rules (module docstring).
-
-    The package's ``__call__`` is OpenAI's sequence of steps; OpenAI attaches currency and
-    percent signs right after the spelling step, so that step is wrapped.
-    """
+    """Bring whisper-normalizer's English normaliser back to OpenAI's rules (module docstring)."""
     for pattern in PACKAGE_ONLY_REPLACERS:
         normalizer.replacers.pop(pattern, None)
-    spellings = normalizer.standardize_spellings
-
-    def spellings_then_attach(text: str) -> str:
-        text = _CURRENCY_BEFORE_NUMBER.sub(r"\1\2", spellings(text))
-        return _NUMBER_BEFORE_PERCENT.sub(r"\1%", text)
-
-    normalizer.standardize_spellings = spellings_then_attach
     return normalizer
 
 

@@ -96,8 +96,25 @@ def test_unknown_style():
 
 
 def test_whisper_english_is_openais_rules_not_the_packages_additions():
-    # whisper-normalizer adds contractions OpenAI's EnglishTextNormalizer does not have ...
+    # whisper-normalizer adds contractions OpenAI's EnglishTextNormalizer does not have
     assert normalize("the cause is kinda sorta odd, dunno", "whisper_english") == "the cause is kinda sorta odd dunno"
-    # ... and lacks OpenAI's step that attaches currency and percent signs to an adjacent number
-    assert normalize("it cost $ 20, up 5 %", "whisper_english") == "it cost $20 up 5%"
+    # a sign not joined to its number is dropped, as by OpenAI's rules
+    assert normalize("it cost $ 20, up 5 %", "whisper_english") == "it cost 20 up 5"
     assert normalize("a $ sign and a % sign", "whisper_english") == "a sign and a sign"
+
+
+@pytest.mark.parametrize("text", [
+    "it cost $ 20, up 5 %", "$20 and 5%", "the cause is kinda sorta odd, dunno", "twenty dollars and five cents",
+    "I'm gonna colour the centre", "Mr. Smith's 1st and 2nd", "one hundred and twenty-three point five",
+    "uh um hmm yeah", "[laughs] (noise) hello <unk>", "It's 3:45 p.m.", "I can't, won't", "costs €5 or 5€",
+    "¢50", "1,000,000 people", "double seven", "twenty twenty two", "the 90s", "a $5 bill", "five percent",
+    "one and a half", "Organise the theatre's programme",
+])
+def test_whisper_english_equals_the_copy_of_openais_normaliser_in_transformers(text):
+    import json
+    from importlib.resources import files
+
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    spellings = json.loads(files("whisper_normalizer").joinpath("normalizers/english.json").read_text())
+    assert normalize(text, "whisper_english") == EnglishTextNormalizer(spellings)(text).strip()
