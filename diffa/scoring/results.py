@@ -109,6 +109,12 @@ def read_results(path: str) -> ResultsFile:
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
             raise ValueError(f"{path}:{number}: a results row must be a JSON object with a string 'id', "
                              f"got {line[:80]!r}")
+        try:  # a lone escaped surrogate decodes, then breaks writing the score files, unnamed
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path}:{number}: row {row['id']!r} holds an escaped lone UTF-16 surrogate "
+                             "(\\ud800-\\udfff without its pair), which is not text; fix the row or re-run "
+                             "decoding for this set") from None
         if row["id"] in by_id:
             duplicates.append(row["id"])
             del by_id[row["id"]]

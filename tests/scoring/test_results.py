@@ -31,6 +31,13 @@ def test_read_results_rejects_damage_elsewhere(tmp_path):
         read_results(no_id)
 
 
+def test_read_results_names_a_row_with_a_lone_surrogate(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"id": "a", "hypothesis": "x"}\n{"id": "b", "hypothesis": "\\ud800x"}\n')
+    with pytest.raises(ValueError, match=r"results\.jsonl:2: row 'b' holds an escaped lone UTF-16 surrogate"):
+        read_results(str(path))
+
+
 def test_read_results_keeps_last_of_repeated_ids(tmp_path):
     path = write_lines(tmp_path / "r.jsonl",
                        '{"id": "a", "failed": true}\n{"id": "b"}\n{"id": "a", "hypothesis": "ok"}\n')
