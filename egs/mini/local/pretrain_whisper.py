@@ -106,7 +106,7 @@ class Clips:
         self.utts = sorted(utt for utt in text if utt in feats)
         if not self.utts:
             raise ValueError(f"{dump_dir}/feats.scp has none of the utterances of {data_dir}/text; run stage 2")
-        self.feats = [torch.from_numpy(np.asarray(feats[u], dtype=np.float32)) for u in self.utts]
+        self.feats = [torch.from_numpy(np.array(feats[u], dtype=np.float32)) for u in self.utts]  # a writable copy
         self.text = [text[u] for u in self.utts]
         pieces = [tok.encode(t) if t != NO_SPEECH else [] for t in self.text]
         self.units = units or sorted({p for ps in pieces for p in ps})
