@@ -27,7 +27,7 @@ from typing import Dict, Optional, Union
 import torch
 
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
-from diffa.model.diffa import DIFFA
+from diffa.model.diffa import ADAPTER_PREFIXES, DIFFA
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
 from diffa.files import load_safetensors, read_json_object
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
@@ -146,9 +146,18 @@ def import_official(
     if prompts is not None:
         adapters["prompts.weight"] = prompts
     own = model.adapter_state_dict()
+    # the layout's own parts, and every part the checkpoint has any tensor of, must be complete
+    needed = {"semantic.", "prompts." if layout == "stage1" else "acoustic."}
+    needed |= {p for p in ADAPTER_PREFIXES if any(k.startswith(p) for k in adapters)}
     absent = sorted(k for k in own if k not in adapters)
+    lacking = [k for k in absent if k.startswith(tuple(needed))]
+    if lacking:
+        raise ValueError(
+            f"{src}: layout {layout} needs {lacking[:5]} ({len(lacking)} tensors), which the checkpoint lacks: "
+            "download the authors' checkpoint again, or pick the --layout its stage trained"
+        )
     if absent:
-        logger.warning("%s: %d adapter tensors not in the checkpoint keep their fresh initialisation (e.g. %s)", src, len(absent), absent[0])
+        logger.warning("%s: %d adapter tensors unused by layout %s keep their fresh initialisation (e.g. %s)", src, len(absent), layout, absent[0])
     model.load_adapters({**own, **adapters}, where=str(src))
     if parts["lora"]:
         some_a = next(v for k, v in parts["lora"].items() if k.endswith("lora_A.weight"))

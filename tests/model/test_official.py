@@ -137,3 +137,33 @@ def test_command_line(dirs, tmp_path, capsys):
           "--out", str(tmp_path / "m")])
     assert "layout dual, LoRA yes" in capsys.readouterr().out
     assert DIFFA.from_pretrained(tmp_path / "m").config.lora["r"] == R
+
+
+def _checkpoint(root, tmp_path, state):
+    """An authors' checkpoint directory holding ``state`` next to the fixture's config.json."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save(state, ckpt / "pytorch_model.bin")
+    (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
+    return ckpt
+
+
+@pytest.mark.parametrize("dropped, named", [
+    ("semantic_connector.layernorm.bias", "semantic.norm.bias"),
+    ("acoustic_connector.proj.1.weight", "acoustic.proj.weight"),
+    ("acoustic_connector.qformer.layer.1.output.dense.bias", "acoustic.layers.1.ffn_out.bias"),
+])
+def test_a_missing_adapter_tensor_is_an_error_naming_it(dirs, tmp_path, dropped, named):
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {k: v for k, v in state.items() if k != dropped})
+    with pytest.raises(ValueError, match=rf"ckpt: layout dual needs .*'{named}'"):
+        import_official(ckpt, root / "whisper", root / "llada")
+
+
+def test_the_layout_needs_its_prefix_weights(dirs, tmp_path):
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {k: v for k, v in state.items() if k != "trainable_prompts.weight"})
+    assert import_official(ckpt, root / "whisper", root / "llada").config.layout == "dual"  # prompts unused
+    with pytest.raises(ValueError, match=r"ckpt: layout stage1 needs \['prompts.weight'\]"):
+        import_official(ckpt, root / "whisper", root / "llada", layout="stage1")
+
