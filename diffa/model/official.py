@@ -56,8 +56,9 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
     """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``ignored``.
 
     ``ignored`` collects frozen Whisper (``whisper_model.*``) and LLaDA base (``llm_model.*``)
-    weights, which are loaded from their own official directories instead. Any other key is an
-    error naming ``where`` and the key.
+    weights, which are loaded from their own official directories instead. Any other key, LoRA
+    weights outside the blocks' linear layers or of another adapter included, is an error naming
+    ``where`` and the key.
 
     Example
     -------
@@ -80,10 +81,12 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
         elif lora:
             block, module, ab = lora.groups()
             parts["lora"][f"model.transformer.blocks.{block}.{module}.lora_{ab}.weight"] = value
-        elif key.startswith(("whisper_model.", "llm_model.")):
+        elif key.startswith(("whisper_model.", "llm_model.")) and ".lora_" not in key:
             parts["ignored"][key] = value
         else:
-            raise ValueError(f"{where}: unknown key '{key}' (not a weight of the authors' DIFFA models)")
+            why = ("LoRA is imported only as the 'default' adapter's lora_A/lora_B weights of the blocks' "
+                   "linear layers" if ".lora_" in key else "not a weight of the authors' DIFFA models")
+            raise ValueError(f"{where}: unknown key '{key}' ({why})")
     return parts
 
 

@@ -167,3 +167,15 @@ def test_the_layout_needs_its_prefix_weights(dirs, tmp_path):
     with pytest.raises(ValueError, match=r"ckpt: layout stage1 needs \['prompts.weight'\]"):
         import_official(ckpt, root / "whisper", root / "llada", layout="stage1")
 
+
+
+@pytest.mark.parametrize("key", [
+    "llm_model.base_model.model.model.transformer.ff_out.lora_A.default.weight",  # LoRA on the LM head
+    "llm_model.base_model.model.model.transformer.blocks.0.q_proj.lora_A.reference.weight",  # another adapter
+    "llm_model.base_model.model.model.transformer.wte.lora_embedding_A.default",
+])
+def test_lora_tensors_the_importer_cannot_place_are_errors(dirs, tmp_path, key):
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {**state, key: torch.zeros(R, D_LLM)})
+    with pytest.raises(ValueError, match=f"ckpt: unknown key '{key}'"):
+        import_official(ckpt, root / "whisper", root / "llada")
