@@ -61,3 +61,30 @@ def test_corrupt_model_files_are_one_line_errors(toy, stereo_wav, tmp_path, caps
     assert main(["--model", str(model_dir), "--audio", stereo_wav, "--question", "Who?", *FLAGS]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and f"{model_dir / damage}:" in err
+
+
+def test_the_same_answer_as_decode_on_the_same_example(toy, stereo_wav, tmp_path):
+    """A wav through infer and through the recipe path (extract_feats -> decode) gives one answer."""
+    import json
+
+    from diffa.bin import decode, extract_feats
+    from diffa.data.tasks import write_tasks
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text(f"clip {stereo_wav}\n")
+    write_tasks(str(data / "tasks.jsonl"), [{"id": "clip-q", "utt": "clip", "task": "open_qa",
+                                            "instruction": "What do you hear?", "answer": "noise"}])
+    extract_feats.main(["--data_dir", str(data), "--out_dir", str(tmp_path / "dump"), "--job", "1",
+                        "--n_mels", "16"])
+    dump = tmp_path / "dump"
+    (dump / "feats.scp").write_text((dump / "data" / "feats.1.scp").read_text())
+    (dump / "utt2num_frames").write_text((dump / "data" / "utt2num_frames.1").read_text())
+    out = tmp_path / "results.jsonl"
+    assert decode.main(["--model_dir", str(toy.model_dir), "--data_dir", str(data), "--feats_dir", str(dump),
+                        "--out", str(out), "--progress", "false", *FLAGS]) == 0
+    model, tok = load_for_decoding(toy.model_dir, device="cpu")
+    got = answer(model, tok, stereo_wav, "What do you hear?", config=DecodeConfig(gen_length=8, block_length=8, steps=8),
+                 task="open_qa")
+    row = json.loads(out.read_text())
+    assert (row["hypothesis"], row["nfe"]) == (got.text, got.nfe) and got.text
