@@ -142,10 +142,11 @@ def import_official(
     )
     model = DIFFA.from_components(config, whisper_dir, llada_dir, dtype=dtype)
     adapters = {}
-    if parts["semantic"]:
-        adapters.update({f"semantic.{k}": v for k, v in SemanticAdapter.convert_official_state_dict(parts["semantic"]).items()})
-    if parts["acoustic"]:
-        adapters.update({f"acoustic.{k}": v for k, v in AcousticAdapter.convert_official_state_dict(parts["acoustic"]).items()})
+    for part, adapter in (("semantic", SemanticAdapter), ("acoustic", AcousticAdapter)):
+        try:
+            adapters.update({f"{part}.{k}": v for k, v in adapter.convert_official_state_dict(parts[part]).items()})
+        except ValueError as err:  # the converters name the part and the key, not the file
+            raise ValueError(f"{src}: {err}") from err
     if prompts is not None:
         adapters["prompts.weight"] = prompts
     own = model.adapter_state_dict()

@@ -179,3 +179,16 @@ def test_lora_tensors_the_importer_cannot_place_are_errors(dirs, tmp_path, key):
     ckpt = _checkpoint(root, tmp_path, {**state, key: torch.zeros(R, D_LLM)})
     with pytest.raises(ValueError, match=f"ckpt: unknown key '{key}'"):
         import_official(ckpt, root / "whisper", root / "llada")
+
+
+@pytest.mark.parametrize("key, message", [
+    ("acoustic_connector.qformer.layer.0.attention.self.distance_embedding.weight",
+     r"ckpt: acoustic_connector: unknown key 'qformer.layer.0.attention.self.distance_embedding.weight'"),
+    ("acoustic_connector.layer_prompts.7", r"ckpt: acoustic_connector: layer_prompts indices \[0, 1, 2, 3, 7\]"),
+    ("semantic_connector.conv.1.weight", r"ckpt: semantic_connector: unknown key 'conv.1.weight'"),
+])
+def test_adapter_conversion_errors_name_the_checkpoint(dirs, tmp_path, key, message):
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {**state, key: torch.zeros(1)})
+    with pytest.raises(ValueError, match=message):
+        import_official(ckpt, root / "whisper", root / "llada")
