@@ -44,9 +44,16 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
     bin_path, st_path = src / "pytorch_model.bin", src / "model.safetensors"
     if bin_path.exists():
         try:
-            return torch.load(bin_path, map_location="cpu", weights_only=True)
+            state = torch.load(bin_path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle with code, truncated file, ...
             raise ValueError(f"{bin_path}: cannot be read as plain tensors (weights_only=True): {err}") from err
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            what = f"a dict with keys {list(state)[:3]}" if isinstance(state, dict) else f"a {type(state).__name__}"
+            raise ValueError(
+                f"{bin_path}: not a flat state dict of tensors ({what}): pass the authors' checkpoint "
+                "directory, whose pytorch_model.bin maps weight names to tensors"
+            )
+        return state
     if st_path.exists():
         return load_safetensors(st_path, "download the authors' checkpoint again")
     raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")

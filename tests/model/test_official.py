@@ -192,3 +192,11 @@ def test_adapter_conversion_errors_name_the_checkpoint(dirs, tmp_path, key, mess
     ckpt = _checkpoint(root, tmp_path, {**state, key: torch.zeros(1)})
     with pytest.raises(ValueError, match=message):
         import_official(ckpt, root / "whisper", root / "llada")
+
+
+@pytest.mark.parametrize("content", [{"model": {"trainable_prompts.weight": torch.zeros(2)}}, [torch.zeros(2)]])
+def test_a_checkpoint_that_is_not_a_flat_state_dict_is_named(dirs, tmp_path, content):
+    root, _ = dirs
+    ckpt = _checkpoint(root, tmp_path, content)
+    with pytest.raises(ValueError, match=r"ckpt/pytorch_model.bin: not a flat state dict of tensors"):
+        import_official(ckpt, root / "whisper", root / "llada")
