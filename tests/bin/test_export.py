@@ -32,3 +32,22 @@ def test_a_missing_model_is_one_error_line(tmp_path, capsys):
     assert main(["--model_dir", str(tmp_path / "nomodel"), "--out_dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: no DIFFA model in ") and "Traceback" not in err
+
+
+def test_the_export_answers_like_the_model_with_its_own_tokenizer(toy, tmp_path):
+    """The tokenizer travels into the export, and infer on the export gives the model's answer."""
+    import numpy as np
+    import soundfile as sf
+
+    from diffa.decode.config import DecodeConfig
+    from diffa.decode.infer import answer
+    from diffa.decode.loading import load_for_decoding
+
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32), 16000)
+    assert main(["--model_dir", str(toy.model_dir), "--out_dir", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "tokenizer" / "spm.model").read_bytes() == (toy.model_dir / "tokenizer" / "spm.model").read_bytes()
+    config = DecodeConfig(gen_length=8, block_length=8, steps=8)
+    answers = [answer(*load_for_decoding(d, device="cpu"), str(wav), "What do you hear?", config=config).text
+               for d in (toy.model_dir, tmp_path / "export")]
+    assert answers[0] == answers[1] and answers[0]

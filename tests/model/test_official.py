@@ -200,3 +200,16 @@ def test_a_checkpoint_that_is_not_a_flat_state_dict_is_named(dirs, tmp_path, con
     ckpt = _checkpoint(root, tmp_path, content)
     with pytest.raises(ValueError, match=r"ckpt/pytorch_model.bin: not a flat state dict of tensors"):
         import_official(ckpt, root / "whisper", root / "llada")
+
+
+def test_import_save_load_is_bit_identical_and_keeps_dtypes(dirs, tmp_path):
+    """bf16 authors' tensors: the imported, saved and reloaded model holds exactly the same weights."""
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {k: v.to(torch.bfloat16) for k, v in state.items()})
+    model = import_official(ckpt, root / "whisper", root / "llada", out=tmp_path / "imported")
+    assert torch.equal(model.semantic.conv1.weight, state["semantic_connector.conv.0.weight"].to(torch.bfloat16).float())
+    again = DIFFA.from_pretrained(tmp_path / "imported")
+    mine, theirs = model.state_dict(), again.state_dict()
+    assert sorted(mine) == sorted(theirs)
+    for key, value in mine.items():
+        assert value.dtype == theirs[key].dtype and torch.equal(value, theirs[key]), key
