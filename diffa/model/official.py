@@ -59,6 +59,37 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
 
 
+# config fields that must agree between the authors' config.json and the official directories
+_SAME = {
+    "whisper": ("whisper_config", ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim")),
+    "llada": ("llm_config", ("d_model", "n_layers", "n_heads", "n_kv_heads", "mlp_hidden_size", "vocab_size", "embedding_size")),
+}
+
+
+def check_official_dir(authors: dict, cfg_path: Path, part: str, directory: Path) -> None:
+    """Raise ValueError when ``directory`` (``part``: ``"whisper"`` or ``"llada"``) holds another
+    model than the one the authors' ``config.json`` (``authors``, read from ``cfg_path``) was trained on.
+
+    Example
+    -------
+    >>> import json, tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "config.json").write_text(json.dumps({"num_mel_bins": 80, "d_model": 1280}))
+    >>> check_official_dir({"whisper_config": {"num_mel_bins": 128, "d_model": 1280}}, Path("ckpt/config.json"), "whisper", d)
+    Traceback (most recent call last):
+     ...
+    ValueError: .../config.json: num_mel_bins 80, but ckpt/config.json was trained with 128: pass the --whisper directory of the model it names
+    """
+    field, names = _SAME[part]
+    found = read_json_object(directory / "config.json", f"pass an official {part} directory as --{part}")
+    for name in names:
+        if name in authors[field] and found.get(name) != authors[field][name]:
+            raise ValueError(
+                f"{directory / 'config.json'}: {name} {found.get(name)!r}, but {cfg_path} was trained with "
+                f"{authors[field][name]!r}: pass the --{part} directory of the model it names"
+            )
+
+
 def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dict[str, Dict[str, torch.Tensor]]:
     """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``ignored``.
 
@@ -113,7 +144,8 @@ def import_official(
     src : path
         The authors' checkpoint directory (``config.json`` + ``pytorch_model.bin``).
     whisper_dir, llada_dir : path
-        Official Whisper and LLaDA-8B-Instruct directories.
+        Official Whisper and LLaDA-8B-Instruct directories; their shapes (and Whisper's mel bins)
+        must be those of the checkpoint's ``whisper_config`` / ``llm_config``.
     out : path, optional
         Where to write the converted DIFFA directory (LoRA kept unmerged).
     layout : str, optional
@@ -131,6 +163,8 @@ def import_official(
     for field in ("whisper_config", "llm_config"):
         if not isinstance(authors.get(field), dict):
             raise ValueError(f"{cfg_path}: '{field}' missing or not an object")
+    check_official_dir(authors, cfg_path, "whisper", Path(whisper_dir))
+    check_official_dir(authors, cfg_path, "llada", Path(llada_dir))
     parts = split_official_state_dict(_read_checkpoint(src), str(src))
     wc = authors["whisper_config"]
     shape = (wc.get("encoder_layers"), wc.get("d_model"))

@@ -213,3 +213,19 @@ def test_import_save_load_is_bit_identical_and_keeps_dtypes(dirs, tmp_path):
     assert sorted(mine) == sorted(theirs)
     for key, value in mine.items():
         assert value.dtype == theirs[key].dtype and torch.equal(value, theirs[key]), key
+
+
+@pytest.mark.parametrize("part, field", [("whisper", "num_mel_bins"), ("llada", "vocab_size")])
+def test_a_whisper_or_llada_directory_other_than_the_checkpoint_s_is_named(dirs, tmp_path, part, field):
+    """Same adapter shapes, other model (e.g. whisper-large-v2's 80 mels for DIFFA-2's large-v3)."""
+    root, _ = dirs
+    other = tmp_path / part
+    if part == "whisper":
+        config = WhisperForConditionalGeneration.from_pretrained(root / "whisper").config
+        WhisperForConditionalGeneration(WhisperConfig(**{**config.to_dict(), "num_mel_bins": 80})).save_pretrained(other)
+    else:
+        cfg = LLaDAModel.from_pretrained(root / "llada").config.to_dict()
+        LLaDAModel(LLaDAConfig.from_dict({**cfg, "vocab_size": 120, "embedding_size": 120})).save_pretrained(other)
+    given = {"whisper": root / "whisper", "llada": root / "llada", part: other}
+    with pytest.raises(ValueError, match=rf"{other}/config.json: {field} .*, but .*ckpt/config.json was trained with .* --{part}"):
+        import_official(root / "ckpt", given["whisper"], given["llada"])
