@@ -4,7 +4,8 @@ The authors' checkpoint directory holds ``config.json`` (with ``whisper_config``
 dicts) and ``pytorch_model.bin`` with ``semantic_connector.*``, ``acoustic_connector.*``,
 ``trainable_prompts.weight`` and, for LoRA-tuned DIFFA-2 stages, peft-wrapped
 ``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``.
-Whisper and LLaDA weights come from their own official directories. Tensors are read with
+Whisper and LLaDA weights come from their own official directories; LLaDA tensors the checkpoint
+holds with other values (e.g. LoRA merged in) replace the official ones. Tensors are read with
 ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
 
 The imported model reproduces the authors' behaviour: Whisper input padded to 30 s, no padding mask
@@ -94,7 +95,8 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
     """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``ignored``.
 
     ``ignored`` collects frozen Whisper (``whisper_model.*``) and LLaDA base (``llm_model.*``)
-    weights, which are loaded from their own official directories instead. Any other key, LoRA
+    weights, which are loaded from their own official directories instead (LLaDA tensors that
+    differ from those: :func:`load_changed_llm_weights`). Any other key, LoRA
     weights outside the blocks' linear layers or of another adapter included, is an error naming
     ``where`` and the key.
 
@@ -126,6 +128,29 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
                    "linear layers" if ".lora_" in key else "not a weight of the authors' DIFFA models")
             raise ValueError(f"{where}: unknown key '{key}' ({why})")
     return parts
+
+
+def load_changed_llm_weights(model: DIFFA, state: Dict[str, torch.Tensor], where: str) -> None:
+    """Load the authors' ``llm_model.*`` tensors in ``state`` that differ from ``model.llm``'s.
+
+    A checkpoint may carry the LLaDA weights it was trained from (equal to the official ones:
+    nothing to do) or its own, e.g. with LoRA merged in: those replace the official tensors, and
+    the LLM is then written with the model instead of linked to its official directory. A key that
+    names no LLaDA weight of that shape is an error naming ``where`` and the key.
+    """
+    own = model.llm.state_dict()
+    changed = {}
+    for key, value in state.items():
+        name = key.removeprefix("llm_model.").removeprefix("base_model.model.").replace(".base_layer.", ".")
+        if name not in own or own[name].shape != value.shape:
+            raise ValueError(f"{where}: unknown key '{key}' (no LLaDA weight {name} of shape {tuple(value.shape)})")
+        if not torch.equal(value.to(own[name].dtype), own[name]):
+            changed[name] = value
+    if changed:
+        logger.warning("%s: %d LLaDA tensors differ from the official ones (e.g. %s); the checkpoint's are used",
+                       where, len(changed), next(iter(changed)))
+        model.llm.load_state_dict(changed, strict=False)
+        model.sources.pop("llm", None)
 
 
 def import_official(
@@ -182,6 +207,8 @@ def import_official(
         pad_to_30s=True, llm_padding_mask=False, qformer_padding_mask=False,
     )
     model = DIFFA.from_components(config, whisper_dir, llada_dir, dtype=dtype)
+    model.llm.requires_grad_(False)  # frozen base, as in every DIFFA stage: saved as a link unless changed
+    load_changed_llm_weights(model, {k: v for k, v in parts["ignored"].items() if k.startswith("llm_model.")}, str(src))
     adapters = {}
     for part, adapter in (("semantic", SemanticAdapter), ("acoustic", AcousticAdapter)):
         try:

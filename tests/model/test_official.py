@@ -142,7 +142,7 @@ def test_command_line(dirs, tmp_path, capsys):
 def _checkpoint(root, tmp_path, state):
     """An authors' checkpoint directory holding ``state`` next to the fixture's config.json."""
     ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
+    ckpt.mkdir(parents=True)
     torch.save(state, ckpt / "pytorch_model.bin")
     (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
     return ckpt
@@ -229,3 +229,24 @@ def test_a_whisper_or_llada_directory_other_than_the_checkpoint_s_is_named(dirs,
     given = {"whisper": root / "whisper", "llada": root / "llada", part: other}
     with pytest.raises(ValueError, match=rf"{other}/config.json: {field} .*, but .*ckpt/config.json was trained with .* --{part}"):
         import_official(root / "ckpt", given["whisper"], given["llada"])
+
+
+def test_llm_weights_in_the_checkpoint_that_differ_from_llada_are_loaded(dirs, tmp_path):
+    """A checkpoint carrying its own (e.g. LoRA-merged) LLaDA weights: they are not dropped."""
+    import os
+
+    root, state = dirs
+    official = LLaDAModel.from_pretrained(root / "llada").state_dict()
+    plain = {k: v for k, v in state.items() if ".lora_" not in k}
+    same = {**plain, "llm_model.model.transformer.blocks.0.q_proj.weight": official["model.transformer.blocks.0.q_proj.weight"]}
+    model = import_official(_checkpoint(root, tmp_path / "same", same), root / "whisper", root / "llada", out=tmp_path / "a")
+    assert os.path.islink(tmp_path / "a" / "llm")  # equal copies of the official weights change nothing
+    merged = official["model.transformer.blocks.1.up_proj.weight"] + 1
+    ckpt = _checkpoint(root, tmp_path / "merged", {**plain, "llm_model.model.transformer.blocks.1.up_proj.weight": merged})
+    model = import_official(ckpt, root / "whisper", root / "llada", out=tmp_path / "b")
+    assert torch.equal(model.llm.transformer["blocks"][1].up_proj.weight, merged)
+    assert not os.path.islink(tmp_path / "b" / "llm")
+    assert torch.equal(DIFFA.from_pretrained(tmp_path / "b").llm.transformer["blocks"][1].up_proj.weight, merged)
+    with pytest.raises(ValueError, match=r"ckpt: unknown key 'llm_model.model.transformer.blocks.9.q_proj.weight'"):
+        import_official(_checkpoint(root, tmp_path / "bad", {**plain, "llm_model.model.transformer.blocks.9.q_proj.weight": merged}),
+                        root / "whisper", root / "llada")
