@@ -30,7 +30,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output diffa model directory")
     parser.add_argument("--layout", choices=("stage1", "dual"), default=None,
                         help="audio layout (default: dual when the checkpoint has acoustic weights)")
-    parser.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA alpha (not stored by the authors)")
+    parser.add_argument("--lora_alpha", type=float, default=None,
+                        help="LoRA alpha (default: a peft adapter_config.json's in --src, else 16)")
     return parser
 
 

@@ -3,7 +3,9 @@
 The authors' checkpoint directory holds ``config.json`` (with ``whisper_config`` and ``llm_config``
 dicts) and ``pytorch_model.bin`` with ``semantic_connector.*``, ``acoustic_connector.*``,
 ``trainable_prompts.weight`` and, for LoRA-tuned DIFFA-2 stages, peft-wrapped
-``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``.
+``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``
+(or, saved by peft beside it, ``adapter_config.json`` + ``adapter_model.safetensors`` with the same
+keys less ``llm_model.``; LoRA alpha is then read from ``adapter_config.json``).
 Whisper and LLaDA weights come from their own official directories; LLaDA tensors the checkpoint
 holds with other values (e.g. LoRA merged in) replace the official ones. Tensors are read with
 ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 
@@ -58,6 +60,20 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
     if st_path.exists():
         return load_safetensors(st_path, "download the authors' checkpoint again")
     raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
+
+
+def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:
+    """peft's LoRA beside the checkpoint (``adapter_config.json`` + ``adapter_model.safetensors``):
+    its tensors keyed as in ``pytorch_model.bin`` (``llm_model.`` prefix) and its config, or
+    ``({}, None)`` when there is none."""
+    cfg_path, weights = src / "adapter_config.json", src / "adapter_model.safetensors"
+    if not cfg_path.exists():
+        return {}, None
+    if not weights.exists():
+        raise FileNotFoundError(f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): download the authors' checkpoint again")
+    config = read_json_object(cfg_path, "download the authors' checkpoint again")
+    state = load_safetensors(weights, "download the authors' checkpoint again")
+    return {f"llm_model.{k}": v for k, v in state.items()}, config
 
 
 # config fields that must agree between the authors' config.json and the official directories
@@ -159,7 +175,7 @@ def import_official(
     llada_dir: Union[str, Path],
     out: Optional[Union[str, Path]] = None,
     layout: Optional[str] = None,
-    lora_alpha: float = 16.0,
+    lora_alpha: Optional[float] = None,
     dtype: Optional[torch.dtype] = None,
 ) -> DIFFA:
     """Build a :class:`DIFFA` from an authors' checkpoint (see module docstring).
@@ -175,8 +191,9 @@ def import_official(
         Where to write the converted DIFFA directory (LoRA kept unmerged).
     layout : str, optional
         ``"stage1"`` or ``"dual"``; default: ``"dual"`` when acoustic weights are present.
-    lora_alpha : float
-        LoRA alpha (not stored in the checkpoint; DIFFA-2 used 16). The rank is read from it.
+    lora_alpha : float, optional
+        LoRA alpha; default: ``lora_alpha`` of a peft ``adapter_config.json`` in ``src``, else 16
+        (DIFFA-2's; ``pytorch_model.bin`` does not store it). The rank is read from the weights.
     dtype : torch.dtype, optional
         Load Whisper and LLaDA in this dtype.
     """
@@ -190,7 +207,10 @@ def import_official(
             raise ValueError(f"{cfg_path}: '{field}' missing or not an object")
     check_official_dir(authors, cfg_path, "whisper", Path(whisper_dir))
     check_official_dir(authors, cfg_path, "llada", Path(llada_dir))
-    parts = split_official_state_dict(_read_checkpoint(src), str(src))
+    peft_state, peft_config = _read_peft_adapter(src)
+    parts = split_official_state_dict({**_read_checkpoint(src), **peft_state}, str(src))
+    if lora_alpha is None:
+        lora_alpha = float((peft_config or {}).get("lora_alpha", 16.0))
     wc = authors["whisper_config"]
     shape = (wc.get("encoder_layers"), wc.get("d_model"))
     if shape not in OFFICIAL_TAPS:

@@ -250,3 +250,24 @@ def test_llm_weights_in_the_checkpoint_that_differ_from_llada_are_loaded(dirs, t
     with pytest.raises(ValueError, match=r"ckpt: unknown key 'llm_model.model.transformer.blocks.9.q_proj.weight'"):
         import_official(_checkpoint(root, tmp_path / "bad", {**plain, "llm_model.model.transformer.blocks.9.q_proj.weight": merged}),
                         root / "whisper", root / "llada")
+
+
+def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, tmp_path):
+    """LoRA saved by peft (adapter_config.json + adapter_model.safetensors) next to pytorch_model.bin."""
+    from safetensors.torch import save_file
+
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {k: v for k, v in state.items() if ".lora_" not in k})
+    lora = {k.removeprefix("llm_model.").replace(".default", ""): v for k, v in state.items() if ".lora_" in k}
+    save_file(lora, ckpt / "adapter_model.safetensors")
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": R, "lora_alpha": 8,
+                                                         "target_modules": ["q_proj", "k_proj", "v_proj", "ff_proj", "up_proj"]}))
+    model = import_official(ckpt, root / "whisper", root / "llada")
+    assert (model.config.lora["r"], model.config.lora["alpha"]) == (R, 8)
+    prefix = "base_model.model.model.transformer.blocks.1.q_proj"
+    w = LLaDAModel.from_pretrained(root / "llada").transformer["blocks"][1].q_proj.weight
+    x = torch.randn(3, D_LLM)
+    with torch.no_grad():
+        got = model.llm.transformer["blocks"][1].q_proj(x)
+    torch.testing.assert_close(got, x @ (w + 8 / R * lora[f"{prefix}.lora_B.weight"] @ lora[f"{prefix}.lora_A.weight"]).T,
+                               atol=1e-4, rtol=1e-4)
