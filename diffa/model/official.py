@@ -45,6 +45,8 @@ _LORA = re.compile(
 def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
     """Tensors of ``pytorch_model.bin`` (weights_only) or ``model.safetensors`` in ``src``."""
     bin_path, st_path = src / "pytorch_model.bin", src / "model.safetensors"
+    if bin_path.exists() and st_path.exists():
+        raise ValueError(f"{src}: both pytorch_model.bin and model.safetensors: keep the one of the checkpoint to import")
     if bin_path.exists():
         try:
             state = torch.load(bin_path, map_location="cpu", weights_only=True)
@@ -70,7 +72,9 @@ def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dic
     if not cfg_path.exists():
         return {}, None
     if not weights.exists():
-        raise FileNotFoundError(f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): download the authors' checkpoint again")
+        raise FileNotFoundError(
+            f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): download the authors' checkpoint again"
+        )
     config = read_json_object(cfg_path, "download the authors' checkpoint again")
     state = load_safetensors(weights, "download the authors' checkpoint again")
     return {f"llm_model.{k}": v for k, v in state.items()}, config
@@ -135,8 +139,10 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
         elif key == "trainable_prompts.weight":
             parts["prompts"]["weight"] = value
         elif lora:
-            block, module, ab = lora.groups()
-            parts["lora"][f"model.transformer.blocks.{block}.{module}.lora_{ab}.weight"] = value
+            name = "model.transformer.blocks.{}.{}.lora_{}.weight".format(*lora.groups())
+            if name in parts["lora"]:
+                raise ValueError(f"{where}: '{key}' and another key both hold {name}: keep one of them")
+            parts["lora"][name] = value
         elif key.startswith(("whisper_model.", "llm_model.")) and ".lora_" not in key:
             parts["ignored"][key] = value
         else:
@@ -208,7 +214,11 @@ def import_official(
     check_official_dir(authors, cfg_path, "whisper", Path(whisper_dir))
     check_official_dir(authors, cfg_path, "llada", Path(llada_dir))
     peft_state, peft_config = _read_peft_adapter(src)
-    parts = split_official_state_dict({**_read_checkpoint(src), **peft_state}, str(src))
+    state = _read_checkpoint(src)
+    twice = sorted(set(state) & set(peft_state))
+    if twice:
+        raise ValueError(f"{src}: {twice[0]} is both in the checkpoint and in adapter_model.safetensors: keep one")
+    parts = split_official_state_dict({**state, **peft_state}, str(src))
     if lora_alpha is None:
         lora_alpha = float((peft_config or {}).get("lora_alpha", 16.0))
     wc = authors["whisper_config"]

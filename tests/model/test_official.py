@@ -271,3 +271,24 @@ def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, t
         got = model.llm.transformer["blocks"][1].q_proj(x)
     torch.testing.assert_close(got, x @ (w + 8 / R * lora[f"{prefix}.lora_B.weight"] @ lora[f"{prefix}.lora_A.weight"]).T,
                                atol=1e-4, rtol=1e-4)
+
+
+def test_two_copies_of_a_weight_are_an_error(dirs, tmp_path):
+    """pytorch_model.bin next to model.safetensors, or one LoRA tensor under two keys: not a silent pick."""
+    from safetensors.torch import save_file
+
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path / "both", state)
+    save_file({"trainable_prompts.weight": torch.zeros(20, D_LLM)}, ckpt / "model.safetensors")
+    with pytest.raises(ValueError, match=r"ckpt: both pytorch_model.bin and model.safetensors"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    key = "llm_model.base_model.model.model.transformer.blocks.0.q_proj.lora_A.default.weight"
+    ckpt = _checkpoint(root, tmp_path / "twice", {**state, key.replace(".default", ""): torch.zeros(R, D_LLM)})
+    with pytest.raises(ValueError, match=rf"ckpt: '{key.replace('.default', '')}' and another key both hold "
+                                         r"model.transformer.blocks.0.q_proj.lora_A.weight"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    ckpt = _checkpoint(root, tmp_path / "peft", state)
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": R, "lora_alpha": 16}))
+    save_file({key.removeprefix("llm_model."): torch.zeros(R, D_LLM)}, ckpt / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=rf"ckpt: {key} is both in the checkpoint and in adapter_model.safetensors"):
+        import_official(ckpt, root / "whisper", root / "llada")
