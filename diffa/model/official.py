@@ -76,6 +76,9 @@ def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dic
             f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): download the authors' checkpoint again"
         )
     config = read_json_object(cfg_path, "download the authors' checkpoint again")
+    for name in ("use_rslora", "use_dora", "rank_pattern", "alpha_pattern"):  # other update rules or scalings
+        if config.get(name):
+            raise ValueError(f"{cfg_path}: {name} {config[name]!r} is not supported: the importer builds plain LoRA (alpha / r)")
     state = load_safetensors(weights, "download the authors' checkpoint again")
     return {f"llm_model.{k}": v for k, v in state.items()}, config
 

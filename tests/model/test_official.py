@@ -292,3 +292,16 @@ def test_two_copies_of_a_weight_are_an_error(dirs, tmp_path):
     save_file({key.removeprefix("llm_model."): torch.zeros(R, D_LLM)}, ckpt / "adapter_model.safetensors")
     with pytest.raises(ValueError, match=rf"ckpt: {key} is both in the checkpoint and in adapter_model.safetensors"):
         import_official(ckpt, root / "whisper", root / "llada")
+
+
+@pytest.mark.parametrize("setting", [{"use_rslora": True}, {"use_dora": True}, {"alpha_pattern": {"q_proj": 32}},
+                                     {"rank_pattern": {"q_proj": 4}}])
+def test_peft_settings_that_change_the_scaling_are_refused(dirs, tmp_path, setting):
+    from safetensors.torch import save_file
+
+    root, state = dirs
+    ckpt = _checkpoint(root, tmp_path, {k: v for k, v in state.items() if ".lora_" not in k})
+    save_file({k.removeprefix("llm_model."): v for k, v in state.items() if ".lora_" in k}, ckpt / "adapter_model.safetensors")
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": R, "lora_alpha": 16, **setting}))
+    with pytest.raises(ValueError, match=rf"ckpt/adapter_config.json: {next(iter(setting))} .* plain LoRA"):
+        import_official(ckpt, root / "whisper", root / "llada")
