@@ -199,7 +199,7 @@ class DIFFA(torch.nn.Module):
         check_frozen_links(path)
         missing = [p for p in ("config.json", "adapters.safetensors", "encoder", "llm") if not (path / p).exists()]
         if missing:
-            raise FileNotFoundError(f"{path} is not a DIFFA model directory: missing {', '.join(missing)}")
+            raise FileNotFoundError(f"{path} is not a DIFFA model directory: missing {', '.join(missing)}: {REWRITE}")
         config_file = path / "config.json"
         config = DIFFAConfig.from_dict(read_json_object(config_file, REWRITE), where=str(config_file))
         lora = config.lora
@@ -212,7 +212,7 @@ class DIFFA(torch.nn.Module):
             model.add_lora(LoRAConfig.from_dict(lora))
             lora_file = path / "lora.safetensors"
             if not lora_file.exists():
-                raise FileNotFoundError(f"{path}/config.json declares LoRA but {lora_file} is missing")
+                raise FileNotFoundError(f"{path}/config.json declares LoRA but {lora_file} is missing: {REWRITE}")
             load_lora_state_dict(model.llm, load_safetensors(lora_file, REWRITE), where=str(lora_file))
         return model.eval()
 

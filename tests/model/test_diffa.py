@@ -120,8 +120,14 @@ def test_trained_llm_is_written_not_linked(official_dirs, tmp_path):
 def test_missing_files_are_named(official_dirs, tmp_path):
     build(official_dirs).save_pretrained(tmp_path / "m")
     os.remove(tmp_path / "m" / "adapters.safetensors")
-    with pytest.raises(FileNotFoundError, match="adapters.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"m is not a DIFFA model directory: missing adapters.safetensors: save or export"):
         DIFFA.from_pretrained(tmp_path / "m")
+    model = build(official_dirs)
+    model.add_lora(LoRAConfig(r=2, alpha=4, dropout=0.0, targets=["q_proj"]))
+    model.save_pretrained(tmp_path / "lora")
+    os.remove(tmp_path / "lora" / "lora.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"declares LoRA but .*lora.safetensors is missing: save or export"):
+        DIFFA.from_pretrained(tmp_path / "lora")
 
 
 def test_config_rejects_unknown_keys():
