@@ -5,8 +5,7 @@ Usage:
 
 LoRA is merged into the LLaDA weights and the encoder, LLM and tokenizer are written as real
 files (no links to the training directories), so the result can be copied anywhere and loaded
-with ``diffa.model.diffa.DIFFA.from_pretrained(out_dir)`` alone. A model without a tokenizer is an
-error (its export could load but not decode).
+with ``diffa.model.diffa.DIFFA.from_pretrained(out_dir)`` alone.
 """
 
 from __future__ import annotations
@@ -34,13 +33,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def work():
-        model_dir = resolve_model_dir(args.model_dir)
-        model = DIFFA.from_pretrained(model_dir)
-        if "tokenizer" not in model.sources:
-            raise FileNotFoundError(
-                f"{model_dir} has no tokenizer (neither tokenizer/ nor llm/tokenizer.json), so its export could not decode: "
-                f"copy the tokenizer files the model was trained with into {model_dir}/tokenizer/ and export again"
-            )
+        model = DIFFA.from_pretrained(resolve_model_dir(args.model_dir))
         model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
         print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
 
