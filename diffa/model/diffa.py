@@ -61,8 +61,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 REWRITE = "save or export the model again (or rerun the training stage that wrote it)"
 
 
-def _holds_tokenizer(path: Path) -> bool:
-    return (path / "tokenizer.json").is_file() or (path / "spm.model").is_file()
+def holds_tokenizer(path: PathLike) -> bool:
+    """Whether directory ``path`` holds a tokenizer (LLaDA's tokenizer.json or SentencePiece's spm.model).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> holds_tokenizer(tempfile.mkdtemp())
+    False
+    """
+    return (Path(path) / "tokenizer.json").is_file() or (Path(path) / "spm.model").is_file()
 
 
 def _remove(path: Path) -> None:
@@ -185,7 +193,7 @@ class DIFFA(torch.nn.Module):
         model = cls(config, encoder=encoder, llm=llm)
         model.sources = {"encoder": Path(whisper_dir).resolve(), "llm": Path(llada_dir).resolve()}
         tokenizer = Path(tokenizer_dir) if tokenizer_dir is not None else Path(llada_dir)
-        if _holds_tokenizer(tokenizer):
+        if holds_tokenizer(tokenizer):
             model.sources["tokenizer"] = tokenizer.resolve()
         model = model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
         return model.eval()
@@ -296,6 +304,22 @@ class DIFFA(torch.nn.Module):
                 if (tokenizer / name).is_file():
                     shutil.copy2(tokenizer / name, tmp / "tokenizer" / name)
         atomic_save_text(tmp / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+
+    def set_tokenizer(self, tokenizer_dir: PathLike) -> None:
+        """Make ``tokenizer_dir`` this model's tokenizer (:meth:`save_pretrained` copies it along).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> DIFFA(tiny_config()).set_tokenizer(tempfile.mkdtemp())
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: /... holds no tokenizer (tokenizer.json or spm.model)
+        """
+        path = Path(tokenizer_dir)
+        if not holds_tokenizer(path):
+            raise FileNotFoundError(f"{path} holds no tokenizer (tokenizer.json or spm.model)")
+        self.sources["tokenizer"] = path.resolve()
 
     def load_tokenizer(self):
         """The tokenizer this model was built or loaded with (see :mod:`diffa.text.tokenizer`)."""

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
-from diffa.model.diffa import DIFFA
+from diffa.model.diffa import DIFFA, holds_tokenizer
 from diffa.nnet.lora import LoRAConfig
 from diffa.train.stages import TrainableSummary, prepare_stage
 
@@ -125,6 +125,8 @@ def init_model(config: Dict[str, Any]) -> Tuple[DIFFA, TrainableSummary]:
                 raise ValueError(f"init.{key} {init[key]} is not a directory")
         model = DIFFA.from_components(_fresh_config(section, init["whisper_dir"]), init["whisper_dir"], init["llada_dir"], dtype=dtype)
         logger.info("fresh adapters on %s + %s", init["whisper_dir"], init["llada_dir"])
+    if config.get("tokenizer_dir") and holds_tokenizer(config["tokenizer_dir"]):
+        model.set_tokenizer(config["tokenizer_dir"])  # saved with the model: its directory and export are self-contained
     for module in (model.semantic, model.acoustic, model.prompts):
         module.float()
     summary = prepare_stage(model, config["stage"], LoRAConfig.from_dict(config["lora"]))

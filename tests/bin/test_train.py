@@ -95,6 +95,9 @@ def test_stages_chain_through_final_and_average_checkpoints(tmp_path, toy):
     assert not torch.equal(stage1["semantic.linear2.weight"], final["semantic.linear2.weight"])
     assert torch.equal(stage1["prompts.weight"], final["prompts.weight"])  # frozen in stage 2
     assert yaml.safe_load((s2 / "final" / "config.json").read_text())["layout"] == "dual"
+    # each stage's model carries the tokenizer it was trained with (so an export of it can decode)
+    for stage in (s1, s2):
+        assert (stage / "final" / "tokenizer" / "spm.model").read_bytes() == (Path(toy["tokenizer_dir"]) / "spm.model").read_bytes()
     assert (s2 / "loss.png").is_file() and [r["step"] for r in read_log(str(s2 / "train_log.txt"))["train"]] == list(range(1, 9))
 
 
