@@ -227,6 +227,28 @@ class Verdict:
     failed: bool = False
 
 
+def gold_text(choices: Sequence[str], gold: Optional[int], answer: Optional[str] = None) -> str:
+    """The text a response is judged against: the gold option's, or ``answer`` when ``gold`` is
+    None (the benchmark's answer is none of the options, as in a few released MMAR items).
+
+    Example
+    -------
+    >>> gold_text(["x", "y"], 1), gold_text(["x", "y"], None, "x and y")
+    ('y', 'x and y')
+    >>> gold_text(["x", "y"], None)
+    Traceback (most recent call last):
+     ...
+    ValueError: no gold index and no answer text to judge against (choices ['x', 'y'])
+    """
+    if gold is None:
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"no gold index and no answer text to judge against (choices {list(choices)!r})")
+        return answer
+    if not 0 <= gold < len(choices):
+        raise ValueError(f"gold index {gold} is outside the {len(choices)} choices {list(choices)!r}")
+    return choices[gold]
+
+
 def judge(rule: str, prediction: object, choices: Sequence[str], gold: Optional[int],
           letter_mapping: bool = False, failed: bool = False, answer: Optional[str] = None) -> Verdict:
     """Judge one multiple-choice response.
@@ -271,15 +293,10 @@ def judge(rule: str, prediction: object, choices: Sequence[str], gold: Optional[
     """
     if rule not in RULES:
         raise ValueError(f"unknown multiple-choice rule {rule!r}; use one of {', '.join(RULES)}")
-    if gold is None:
-        if not isinstance(answer, str) or not answer.strip():
-            raise ValueError(f"no gold index and no answer text to judge against (choices {list(choices)!r})")
-    elif not 0 <= gold < len(choices):
-        raise ValueError(f"gold index {gold} is outside the {len(choices)} choices {list(choices)!r}")
+    answer = gold_text(choices, gold, answer)
     if failed:
         return Verdict(correct=False, parsed=False, letter_mapped=False if letter_mapping and rule == "mmau" else None,
                        failed=True)
-    answer = choices[gold] if gold is not None else answer
     if rule == "mmsu":
         letter = mmsu_letter(prediction)
         if letter is None:

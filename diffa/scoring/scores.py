@@ -386,7 +386,7 @@ def score_results(rows: Sequence[Dict[str, Any]], set_name: str, metric: str = "
         data["primary"].append("mcq_accuracy")
         data["metrics"].update(metrics)
         scores.judgements += [{"id": row["id"], "task": "mcq", "hypothesis": _hypothesis(row),
-                               "gold": row["reference"] if row["gold"] is None else row["choices"][row["gold"]],
+                               "gold": mcq.gold_text(row["choices"], row["gold"], row.get("reference")),
                                **vars(verdict)}
                               for row, verdict in zip(by_task["mcq"], verdicts)]
     if "open_qa" in chosen:
