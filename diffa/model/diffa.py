@@ -194,7 +194,7 @@ class DIFFA(torch.nn.Module):
         model.sources = {"encoder": Path(whisper_dir).resolve(), "llm": Path(llada_dir).resolve()}
         tokenizer = Path(tokenizer_dir) if tokenizer_dir is not None else Path(llada_dir)
         if holds_tokenizer(tokenizer):
-            model.sources["tokenizer"] = tokenizer.resolve()
+            model.set_tokenizer(tokenizer)
         model = model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
         return model.eval()
 
