@@ -36,6 +36,8 @@ from diffa.files import load_safetensors, read_json_object
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
 
 logger = logging.getLogger(__name__)
+# what to do about a file of the authors' checkpoint that cannot be read
+REDOWNLOAD = "download the authors' checkpoint again"
 
 _LORA = re.compile(
     r"llm_model\.(?:base_model\.model\.)?(?:model\.)?transformer\.blocks\.(\d+)\.(\w+)\.lora_([AB])(?:\.default)?\.weight"
@@ -60,7 +62,7 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
             )
         return state
     if st_path.exists():
-        return load_safetensors(st_path, "download the authors' checkpoint again")
+        return load_safetensors(st_path, REDOWNLOAD)
     raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
 
 
@@ -73,13 +75,13 @@ def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dic
         return {}, None
     if not weights.exists():
         raise FileNotFoundError(
-            f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): download the authors' checkpoint again"
+            f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): {REDOWNLOAD}"
         )
-    config = read_json_object(cfg_path, "download the authors' checkpoint again")
+    config = read_json_object(cfg_path, REDOWNLOAD)
     for name in ("use_rslora", "use_dora", "rank_pattern", "alpha_pattern"):  # other update rules or scalings
         if config.get(name):
             raise ValueError(f"{cfg_path}: {name} {config[name]!r} is not supported: the importer builds plain LoRA (alpha / r)")
-    state = load_safetensors(weights, "download the authors' checkpoint again")
+    state = load_safetensors(weights, REDOWNLOAD)
     return {f"llm_model.{k}": v for k, v in state.items()}, config
 
 
@@ -210,7 +212,7 @@ def import_official(
     cfg_path = src / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{src}: missing config.json (the authors' checkpoints have one with whisper_config/llm_config)")
-    authors = read_json_object(cfg_path, "download the authors' checkpoint again")
+    authors = read_json_object(cfg_path, REDOWNLOAD)
     for field in ("whisper_config", "llm_config"):
         if not isinstance(authors.get(field), dict):
             raise ValueError(f"{cfg_path}: '{field}' missing or not an object")
@@ -259,7 +261,7 @@ def import_official(
     if lacking:
         raise ValueError(
             f"{src}: layout {layout} needs {lacking[:5]} ({len(lacking)} tensors), which the checkpoint lacks: "
-            "download the authors' checkpoint again, or pick the --layout its stage trained"
+            f"{REDOWNLOAD}, or pick the --layout its stage trained"
         )
     if absent:
         logger.warning("%s: %d adapter tensors unused by layout %s keep their fresh initialisation (e.g. %s)", src, len(absent), layout, absent[0])
