@@ -90,7 +90,7 @@ def prepare_mmsu(mmsu_dir: Union[str, Path], out_dir: Union[str, Path],
     Returns
     -------
     PrepSummary
-        What was written, which items were dropped for missing audio and which were skipped.
+        What was written, which items were dropped for missing audio, which answers are none of their choices.
 
     Example
     -------
