@@ -21,6 +21,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --array) array=${2%%\%*}; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
+    --cpus-per-task) export SLURM_CPUS_PER_TASK=$2; shift 2 ;;
+    --cpus-per-task=*) export SLURM_CPUS_PER_TASK=${1#*=}; shift ;;
     --job-name | --output | --gres | --ntasks-per-node) shift 2 ;;
     --*) shift ;;
     *) break ;;
@@ -85,7 +87,7 @@ def fake_slurm(tmp_path):
 
     sbatch --wait runs each array task, or runs a ``--nodes N`` job's script once with the
     allocation's variables (SLURM_JOB_ID=4321, SLURM_JOB_NUM_NODES, SLURM_JOB_NODELIST: node[1-N],
-    or $FAKE_SLURM_NODELIST); srun then starts its command once per node, in parallel, with
+    or $FAKE_SLURM_NODELIST; SLURM_CPUS_PER_TASK when asked for); srun then starts its command once per node, in parallel, with
     SLURM_NODEID and SLURM_PROCID set; scontrol expands the node list.
     """
     bin_dir = tmp_path / "fake_slurm"

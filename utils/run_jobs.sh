@@ -97,6 +97,11 @@ script=$qdir/$name.sh
   printf 'args=('
   printf ' %q' "$@"
   printf ' )\n'
+  if [ "$num_nodes" -gt 1 ]; then
+    # srun of Slurm 22.05-23.02 gives its tasks one CPU each whatever the job's --cpus-per-task
+    # (it no longer reads SLURM_CPUS_PER_TASK, only SRUN_CPUS_PER_TASK): pass the job's value on.
+    echo '[ -z "${SLURM_CPUS_PER_TASK:-}" ] || export SRUN_CPUS_PER_TASK=${SRUN_CPUS_PER_TASK:-$SLURM_CPUS_PER_TASK}'
+  fi
   if [ -n "$jobvar" ]; then
     echo "log=\${log//$jobvar/\$job}"
     echo "args=(\"\${args[@]//$jobvar/\$job}\")"

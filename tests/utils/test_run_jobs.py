@@ -133,6 +133,21 @@ def test_multi_node_job_runs_once_per_node_through_srun(tmp_path, fake_slurm):
     assert lines[-1].startswith("# Ended (code 0)")
 
 
+def test_multi_node_tasks_get_the_cpus_the_job_asked_for(tmp_path, fake_slurm):
+    """srun of Slurm 22.05-23.02 ignores the job's SLURM_CPUS_PER_TASK and reads SRUN_CPUS_PER_TASK."""
+    result = run_jobs("--backend", "slurm", "--num_nodes", 2, "--slurm_opts", "--cpus-per-task=12", "log/c.log",
+                      "bash", "-c", 'echo "cpus ${SRUN_CPUS_PER_TASK:-unset}"', cwd=tmp_path, env=fake_slurm.env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "log" / "c.log").read_text().count("cpus 12") == 2
+    # Without --cpus-per-task nothing is set, and a value the user exported wins.
+    for env, expected in (({}, "unset"), ({"SRUN_CPUS_PER_TASK": "3"}, "3")):
+        opts = ["--slurm_opts", "--cpus-per-task 5"] if env else []
+        result = run_jobs("--backend", "slurm", "--num_nodes", 2, *opts, "log/c.log", "bash", "-c",
+                          'echo "cpus ${SRUN_CPUS_PER_TASK:-unset}"', cwd=tmp_path, env={**fake_slurm.env, **env})
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "log" / "c.log").read_text().count(f"cpus {expected}") == 2
+
+
 def test_a_failed_node_fails_the_multi_node_job(tmp_path, fake_slurm):
     result = run_jobs("--backend", "slurm", "--num_nodes", 2, "log/t.log", "bash", "-c", '[ "$SLURM_NODEID" = 0 ]',
                       cwd=tmp_path, env=fake_slurm.env)
