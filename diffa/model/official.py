@@ -6,8 +6,9 @@ dicts) and ``pytorch_model.bin`` with ``semantic_connector.*``, ``acoustic_conne
 ``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``
 (or, saved by peft beside it, ``adapter_config.json`` + ``adapter_model.safetensors`` with the same
 keys less ``llm_model.``; LoRA alpha is then read from ``adapter_config.json``).
-Whisper and LLaDA weights come from their own official directories; LLaDA tensors the checkpoint
-holds with other values (e.g. LoRA merged in) replace the official ones. Tensors are read with
+Whisper and LLaDA weights come from their own official directories; frozen Whisper
+(``whisper_model.*``) or LLaDA (``llm_model.*``) tensors the checkpoint holds with other values
+(e.g. LoRA merged in) replace the official ones. Tensors are read with
 ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
 
 The imported model reproduces the authors' behaviour: Whisper input padded to 30 s, no padding mask
@@ -117,11 +118,11 @@ def check_official_dir(authors: dict, cfg_path: Path, part: str, directory: Path
 
 
 def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``ignored``.
+    """Sort the authors' keys into ``semantic``, ``acoustic``, ``prompts``, ``lora`` and ``frozen``.
 
-    ``ignored`` collects frozen Whisper (``whisper_model.*``) and LLaDA base (``llm_model.*``)
-    weights, which are loaded from their own official directories instead (LLaDA tensors that
-    differ from those: :func:`load_changed_llm_weights`). Any other key, LoRA
+    ``frozen`` collects frozen Whisper (``whisper_model.*``) and LLaDA base (``llm_model.*``)
+    weights, which are loaded from their own official directories instead (tensors that differ
+    from those: :func:`load_changed_frozen_weights`). Any other key, LoRA
     weights outside the blocks' linear layers or of another adapter included, is an error naming
     ``where`` and the key.
 
@@ -132,9 +133,9 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
     ...     "llm_model.base_model.model.model.transformer.blocks.3.q_proj.lora_A.default.weight": 2,
     ...     "whisper_model.conv1.weight": 3}, "ckpt")
     >>> {k: sorted(v) for k, v in parts.items()}
-    {'semantic': ['conv.0.bias'], 'acoustic': [], 'prompts': ['weight'], 'lora': ['model.transformer.blocks.3.q_proj.lora_A.weight'], 'ignored': ['whisper_model.conv1.weight']}
+    {'semantic': ['conv.0.bias'], 'acoustic': [], 'prompts': ['weight'], 'lora': ['model.transformer.blocks.3.q_proj.lora_A.weight'], 'frozen': ['whisper_model.conv1.weight']}
     """
-    parts: Dict[str, Dict[str, torch.Tensor]] = {k: {} for k in ("semantic", "acoustic", "prompts", "lora", "ignored")}
+    parts: Dict[str, Dict[str, torch.Tensor]] = {k: {} for k in ("semantic", "acoustic", "prompts", "lora", "frozen")}
     for key, value in state.items():
         lora = _LORA.fullmatch(key)
         if key.startswith("semantic_connector."):
@@ -149,7 +150,7 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
                 raise ValueError(f"{where}: '{key}' and another key both hold {name}: keep one of them")
             parts["lora"][name] = value
         elif key.startswith(("whisper_model.", "llm_model.")) and ".lora_" not in key:
-            parts["ignored"][key] = value
+            parts["frozen"][key] = value
         else:
             why = ("LoRA is imported only as the 'default' adapter's lora_A/lora_B weights of the blocks' "
                    "linear layers" if ".lora_" in key else "not a weight of the authors' DIFFA models")
@@ -157,27 +158,51 @@ def split_official_state_dict(state: Dict[str, torch.Tensor], where: str) -> Dic
     return parts
 
 
-def load_changed_llm_weights(model: DIFFA, state: Dict[str, torch.Tensor], where: str) -> None:
-    """Load the authors' ``llm_model.*`` tensors in ``state`` that differ from ``model.llm``'s.
+# the frozen parts of DIFFA an authors' checkpoint may hold copies of: DIFFA attribute -> (the
+# checkpoint's key prefix, the model's name, the attribute's state-dict key of a key less the prefix)
+FROZEN_PARTS = {
+    "encoder": ("whisper_model.", "Whisper", lambda key: f"encoder.{key}"),
+    "llm": ("llm_model.", "LLaDA", lambda key: key.removeprefix("base_model.model.").replace(".base_layer.", ".")),
+}
 
-    A checkpoint may carry the LLaDA weights it was trained from (equal to the official ones:
-    nothing to do) or its own, e.g. with LoRA merged in: those replace the official tensors, and
-    the LLM is then written with the model instead of linked to its official directory. A key that
-    names no LLaDA weight of that shape is an error naming ``where`` and the key.
+
+def load_changed_frozen_weights(model: DIFFA, state: Dict[str, torch.Tensor], where: str) -> None:
+    """Load the authors' frozen Whisper (``whisper_model.*``) and LLaDA (``llm_model.*``) tensors
+    in ``state`` that differ from those of ``model.encoder`` / ``model.llm`` (see :data:`FROZEN_PARTS`).
+
+    A checkpoint may carry the weights it was trained from (equal to the official ones: nothing to
+    do) or its own, e.g. with LoRA merged in: those replace the official tensors, are logged, and
+    the part is then written with the model instead of linked to its official directory. A key
+    that names no weight of that shape is an error naming ``where`` and the key.
+
+    Example
+    -------
+    >>> from diffa.model.diffa import tiny_config
+    >>> model = DIFFA(tiny_config())
+    >>> bias = model.encoder.encoder.conv1.bias.detach() + 1
+    >>> load_changed_frozen_weights(model, {"whisper_model.conv1.bias": bias}, "ckpt")
+    >>> torch.equal(model.encoder.encoder.conv1.bias, bias)
+    True
+    >>> load_changed_frozen_weights(model, {"llm_model.model.transformer.ln_f.weight": torch.ones(3)}, "ckpt")
+    Traceback (most recent call last):
+     ...
+    ValueError: ckpt: unknown key 'llm_model.model.transformer.ln_f.weight' (no LLaDA weight model.transformer.ln_f.weight of shape (3,))
     """
-    own = model.llm.state_dict()
-    changed = {}
-    for key, value in state.items():
-        name = key.removeprefix("llm_model.").removeprefix("base_model.model.").replace(".base_layer.", ".")
-        if name not in own or own[name].shape != value.shape:
-            raise ValueError(f"{where}: unknown key '{key}' (no LLaDA weight {name} of shape {tuple(value.shape)})")
-        if not torch.equal(value.to(own[name].dtype), own[name]):
-            changed[name] = value
-    if changed:
-        logger.warning("%s: %d LLaDA tensors differ from the official ones (e.g. %s); the checkpoint's are used",
-                       where, len(changed), next(iter(changed)))
-        model.llm.load_state_dict(changed, strict=False)
-        model.sources.pop("llm", None)
+    for part, (prefix, name, own_key) in FROZEN_PARTS.items():
+        module = getattr(model, part)
+        own = module.state_dict()
+        changed = {}
+        for key in (k for k in state if k.startswith(prefix)):
+            value, mine = state[key], own_key(key.removeprefix(prefix))
+            if mine not in own or own[mine].shape != value.shape:
+                raise ValueError(f"{where}: unknown key '{key}' (no {name} weight {mine} of shape {tuple(value.shape)})")
+            if not torch.equal(value.to(own[mine].dtype), own[mine]):
+                changed[mine] = value
+        if changed:
+            logger.warning("%s: %d %s tensors differ from the official ones (e.g. %s); the checkpoint's are used",
+                           where, len(changed), name, next(iter(changed)))
+            module.load_state_dict(changed, strict=False)
+            model.sources.pop(part, None)
 
 
 def import_official(
@@ -243,7 +268,7 @@ def import_official(
     )
     model = DIFFA.from_components(config, whisper_dir, llada_dir, dtype=dtype)
     model.llm.requires_grad_(False)  # frozen base, as in every DIFFA stage: saved as a link unless changed
-    load_changed_llm_weights(model, {k: v for k, v in parts["ignored"].items() if k.startswith("llm_model.")}, str(src))
+    load_changed_frozen_weights(model, parts["frozen"], str(src))
     adapters = {}
     for part, adapter in (("semantic", SemanticAdapter), ("acoustic", AcousticAdapter)):
         try:
@@ -272,8 +297,8 @@ def import_official(
         model.add_lora(LoRAConfig(r=some_a.shape[0], alpha=lora_alpha, dropout=0.05, targets=targets))
         load_lora_state_dict(model.llm, parts["lora"], where=str(src))
     logger.info(
-        "imported %s: layout %s, %d adapter tensors, %d LoRA tensors, %d frozen tensors ignored",
-        src, layout, len(adapters), len(parts["lora"]), len(parts["ignored"]),
+        "imported %s: layout %s, %d adapter tensors, %d LoRA tensors, %d frozen tensors checked against the official ones",
+        src, layout, len(adapters), len(parts["lora"]), len(parts["frozen"]),
     )
     if out is not None:
         model.save_pretrained(out)

@@ -35,7 +35,8 @@ def dirs(tmp_path_factory):
     g = torch.Generator().manual_seed(2)
     rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
     state = collections.OrderedDict()
-    state["whisper_model.conv1.weight"] = rnd(D, 16, 3)  # frozen copies are ignored
+    # the authors' checkpoints may hold frozen copies of the official weights
+    state["whisper_model.conv1.weight"] = WhisperForConditionalGeneration.from_pretrained(root / "whisper").model.encoder.conv1.weight.detach()
     state["trainable_prompts.weight"] = rnd(20, D_LLM)
     for k, shape in {"conv.0.weight": (D, D, 3), "conv.0.bias": (D,), "conv.2.weight": (4 * D, D, 3),
                      "conv.2.bias": (4 * D,), "linear_connector.0.weight": (D, 4 * D), "linear_connector.0.bias": (D,),
@@ -231,25 +232,32 @@ def test_a_whisper_or_llada_directory_other_than_the_checkpoint_s_is_named(dirs,
         import_official(root / "ckpt", given["whisper"], given["llada"])
 
 
-def test_llm_weights_in_the_checkpoint_that_differ_from_llada_are_loaded(dirs, tmp_path):
-    """A checkpoint carrying its own (e.g. LoRA-merged) LLaDA weights: they are not dropped."""
+@pytest.mark.parametrize("part, prefix, name, same, changed", [
+    ("llm", "llm_model.", "LLaDA", "model.transformer.blocks.0.q_proj.weight", "model.transformer.blocks.1.up_proj.weight"),
+    ("encoder", "whisper_model.", "Whisper", "conv1.weight", "layers.1.fc1.weight"),
+])
+def test_frozen_weights_in_the_checkpoint_that_differ_from_the_official_ones_are_loaded(dirs, tmp_path, caplog, part, prefix,
+                                                                                         name, same, changed):
+    """A checkpoint carrying its own (e.g. LoRA-merged) LLaDA or Whisper weights: they are not dropped."""
     import os
 
     root, state = dirs
-    official = LLaDAModel.from_pretrained(root / "llada").state_dict()
-    plain = {k: v for k, v in state.items() if ".lora_" not in k}
-    same = {**plain, "llm_model.model.transformer.blocks.0.q_proj.weight": official["model.transformer.blocks.0.q_proj.weight"]}
-    model = import_official(_checkpoint(root, tmp_path / "same", same), root / "whisper", root / "llada", out=tmp_path / "a")
-    assert os.path.islink(tmp_path / "a" / "llm")  # equal copies of the official weights change nothing
-    merged = official["model.transformer.blocks.1.up_proj.weight"] + 1
-    ckpt = _checkpoint(root, tmp_path / "merged", {**plain, "llm_model.model.transformer.blocks.1.up_proj.weight": merged})
+    plain = {k: v for k, v in state.items() if ".lora_" not in k and not k.startswith("whisper_model.")}
+    own = "encoder." if part == "encoder" else ""  # the key of a checkpoint's tensor in the DIFFA part
+    official = getattr(import_official(_checkpoint(root, tmp_path / "plain", plain), root / "whisper", root / "llada"), part).state_dict()
+    same_ckpt = _checkpoint(root, tmp_path / "same", {**plain, prefix + same: official[own + same]})
+    import_official(same_ckpt, root / "whisper", root / "llada", out=tmp_path / "a")
+    assert os.path.islink(tmp_path / "a" / part)  # equal copies of the official weights change nothing
+    merged = official[own + changed] + 1
+    ckpt = _checkpoint(root, tmp_path / "merged", {**plain, prefix + changed: merged})
     model = import_official(ckpt, root / "whisper", root / "llada", out=tmp_path / "b")
-    assert torch.equal(model.llm.transformer["blocks"][1].up_proj.weight, merged)
-    assert not os.path.islink(tmp_path / "b" / "llm")
-    assert torch.equal(DIFFA.from_pretrained(tmp_path / "b").llm.transformer["blocks"][1].up_proj.weight, merged)
-    with pytest.raises(ValueError, match=r"ckpt: unknown key 'llm_model.model.transformer.blocks.9.q_proj.weight'"):
-        import_official(_checkpoint(root, tmp_path / "bad", {**plain, "llm_model.model.transformer.blocks.9.q_proj.weight": merged}),
-                        root / "whisper", root / "llada")
+    assert torch.equal(getattr(model, part).state_dict()[own + changed], merged)
+    assert f"ckpt: 1 {name} tensors differ from the official ones (e.g. {own + changed})" in caplog.text
+    assert not os.path.islink(tmp_path / "b" / part)
+    assert torch.equal(getattr(DIFFA.from_pretrained(tmp_path / "b"), part).state_dict()[own + changed], merged)
+    for bad, key, value in (("name", prefix + "mystery.weight", merged), ("shape", prefix + same, torch.zeros(1))):
+        with pytest.raises(ValueError, match=rf"ckpt: unknown key '{key}' \(no {name} weight {own}"):
+            import_official(_checkpoint(root, tmp_path / bad, {**plain, key: value}), root / "whisper", root / "llada")
 
 
 def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, tmp_path):
