@@ -11,9 +11,9 @@ All functions work in text coordinates (SPEC.md §2-§3, DESIGN.md §3):
 * :func:`vrpo_loss` - DPO on ELBOs:
   ``-log sigmoid(beta [(B_pol(y_w) - B_ref(y_w)) - (B_pol(y_l) - B_ref(y_l))])``.
 
-A denoiser is any callable ``denoiser(x (R, L) long, attention_mask (R, L) bool or None, rows (R,)
-long) ->
-logits (B, L, V)`` (DESIGN.md §3).
+A denoiser is any callable ``denoiser(x (R, L) long, attention_mask (R, L) bool or None,
+rows (R,) long) -> logits (R, L, V)`` (DESIGN.md §3); ``rows`` says which example of the batch each
+row of ``x`` is.
 
 Example
 -------
@@ -149,9 +149,10 @@ def mc_elbo(
 
     The n masked copies of the batch are scored by the denoiser in ONE call on an (n * B, L)
     batch laid out draw-major: row ``d * B + b`` is draw d of example b, and ``rows`` tells the
-    denoiser so (a denoiser holding per-example conditioning, e.g. encoded audio, follows it). With masks from :func:`~diffa.diffusion.noise.mask_exactly_k`, each
-    draw is an unbiased estimate of the ELBO ``E_k E_mask[(L / k) sum_masked log p]``; average
-    over dim 0 for the n-draw estimate.
+    denoiser so (a denoiser holding per-example conditioning, e.g. encoded audio, follows it).
+    With masks from :func:`~diffa.diffusion.noise.mask_exactly_k`, each draw is an unbiased
+    estimate of the ELBO ``E_k E_mask[(L / k) sum_masked log p]``; average over dim 0 for the
+    n-draw estimate.
 
     Arguments
     ---------
@@ -222,7 +223,7 @@ def antithetic_elbos(
     Arguments
     ---------
     policy : callable
-        Trainable denoiser, ``(x, attention_mask) -> logits``.
+        Trainable denoiser, ``(x, attention_mask, rows) -> logits`` (see :func:`mc_elbo`).
     reference : callable
         Frozen denoiser with the same interface.
     input_ids : torch.Tensor
