@@ -178,6 +178,47 @@ def test_seeded_sampling_matches_reference(name):
         assert out.nfe.tolist() == [nfe]
 
 
+def llada_generate_py(model, prompt, *, gen_length, block_length, steps, cfg_scale=0.0):
+    """The loop of LLaDA's released generate.py at temperature 0 (batch 1), written from its
+    formulas: every block runs all of its steps/num_blocks steps, even those that commit nothing;
+    get_num_transfer_tokens gives the first (masks mod steps) steps one extra token; confidence
+    is the float64 softmax probability of the argmax, -inf past the current block and at
+    non-masks; torch.topk picks the committed positions; CFG masks the prompt positions."""
+    x = torch.cat([prompt, torch.full((1, gen_length), MASK)], dim=1)
+    is_prompt = x != MASK
+    per_block = steps // (gen_length // block_length)
+    for end in range(prompt.shape[1] + block_length, x.shape[1] + 1, block_length):
+        masks = int((x[0, end - block_length:end] == MASK).sum())
+        transfer = [masks // per_block + (i < masks % per_block) for i in range(per_block)]
+        for k in transfer:
+            if cfg_scale > 0:
+                cond, uncond = model(torch.cat([x, x.masked_fill(is_prompt, MASK)]), None)
+                logits = uncond + (cfg_scale + 1) * (cond - uncond)
+            else:
+                logits = model(x, None)[0]
+            x0 = logits.argmax(-1)
+            p = logits.double().softmax(-1).gather(-1, x0[:, None])[:, 0]
+            p[end:] = -math.inf
+            confidence = torch.where(x[0] == MASK, p, -math.inf)
+            chosen = confidence.topk(k).indices
+            x[0, chosen] = x0[chosen]
+    return x[0].tolist()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(gen_length=12, block_length=4, steps=6),
+    dict(gen_length=10, block_length=5, steps=6),
+    dict(gen_length=8, block_length=4, steps=12),
+    dict(gen_length=9, block_length=3, steps=6, cfg_scale=1.5),
+], ids=["even", "uneven", "more_steps_than_tokens", "cfg"])
+def test_same_tokens_as_llada_generate_py(kwargs):
+    """DESIGN.md §4: at temperature 0 the quota rule commits LLaDA's generate.py tokens."""
+    model = ToyDenoiser()
+    for row in make_prompts()[0]:
+        out = generate(model, row[None], mask_id=MASK, **kwargs)
+        assert out.sequences[0].tolist() == llada_generate_py(model, row[None], **kwargs)
+
+
 def test_sampling_depends_on_seed():
     """Different seeds give different samples (the noise is actually used)."""
     model, (_, ids, mask) = ToyDenoiser(), make_prompts()
