@@ -231,7 +231,8 @@ def import_official(
         LoRA alpha; default: ``lora_alpha`` of a peft ``adapter_config.json`` in ``src``, else 16
         (DIFFA-2's; ``pytorch_model.bin`` does not store it). The rank is read from the weights.
     dtype : torch.dtype, optional
-        Load Whisper and LLaDA in this dtype.
+        Load Whisper and LLaDA in this dtype; default: the dtypes their directories store
+        (float16 for whisper-large-v3, bfloat16 for LLaDA-8B-Instruct).
     """
     src = Path(src)
     cfg_path = src / "config.json"

@@ -259,7 +259,7 @@ class WhisperEncoder(torch.nn.Module):
         pad_to_30s : bool
             Input mode (see the class docstring).
         dtype : torch.dtype, optional
-            Parameter dtype; default ``torch.get_default_dtype()`` (float32).
+            Parameter dtype; None keeps the checkpoint's (float16 for ``openai/whisper-large-v3``).
         device : str or torch.device, optional
             Where the parameters live; default CPU.
 
@@ -296,7 +296,7 @@ class WhisperEncoder(torch.nn.Module):
         with torch.device("meta"):
             model = cls(config, taps=taps, pad_to_30s=pad_to_30s)
         expected = {k: tuple(v.shape) for k, v in model.encoder.state_dict().items()}
-        state = read_encoder_tensors(path, expected, dtype or torch.get_default_dtype(), device or "cpu")
+        state = read_encoder_tensors(path, expected, dtype, device or "cpu")
         model.encoder.load_state_dict(state, assign=True)
         model.requires_grad_(False)
         logger.info("loaded Whisper encoder from %s (%d layers, d_model %d)", path, model.n_layers, model.output_dim)
@@ -368,7 +368,7 @@ def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> 
 
 
 def read_encoder_tensors(
-    path: Path, expected: Dict[str, tuple], dtype: torch.dtype, device: Union[str, torch.device]
+    path: Path, expected: Dict[str, tuple], dtype: Optional[torch.dtype], device: Union[str, torch.device]
 ) -> Dict[str, torch.Tensor]:
     """Read the encoder tensors of a Whisper checkpoint directory, checking names and shapes.
 
@@ -378,8 +378,8 @@ def read_encoder_tensors(
         Directory with ``model.safetensors`` or ``model.safetensors.index.json`` + shards.
     expected : dict
         Encoder state-dict key (without prefix) -> shape.
-    dtype : torch.dtype
-        Floating tensors are cast to it.
+    dtype : torch.dtype or None
+        Floating tensors are cast to it; None keeps the stored dtype.
     device : str or torch.device
         Where the tensors are loaded.
 
@@ -394,8 +394,8 @@ def read_encoder_tensors(
     >>> from safetensors.torch import save_file
     >>> d = Path(tempfile.mkdtemp())
     >>> save_file({"model.encoder.w": torch.ones(2), "model.decoder.w": torch.ones(3)}, str(d / "model.safetensors"))
-    >>> read_encoder_tensors(d, {"w": (2,)}, torch.float32, "cpu")
-    {'w': tensor([1., 1.])}
+    >>> read_encoder_tensors(d, {"w": (2,)}, torch.float16, "cpu")
+    {'w': tensor([1., 1.], dtype=torch.float16)}
     """
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
     if single.is_file():
@@ -440,5 +440,5 @@ def read_encoder_tensors(
                         f"implies {expected[key]}"
                     )
                 tensor = f.get_tensor(prefix + key)
-                state[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+                state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
     return state

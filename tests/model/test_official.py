@@ -209,11 +209,40 @@ def test_import_save_load_is_bit_identical_and_keeps_dtypes(dirs, tmp_path):
     ckpt = _checkpoint(root, tmp_path, {k: v.to(torch.bfloat16) for k, v in state.items()})
     model = import_official(ckpt, root / "whisper", root / "llada", out=tmp_path / "imported")
     assert torch.equal(model.semantic.conv1.weight, state["semantic_connector.conv.0.weight"].to(torch.bfloat16).float())
-    again = DIFFA.from_pretrained(tmp_path / "imported")
+    _assert_same_weights(model, DIFFA.from_pretrained(tmp_path / "imported"))
+
+
+def _assert_same_weights(model, again):
+    """``model`` and ``again`` hold the same tensors, bit for bit and dtype for dtype."""
     mine, theirs = model.state_dict(), again.state_dict()
     assert sorted(mine) == sorted(theirs)
     for key, value in mine.items():
         assert value.dtype == theirs[key].dtype and torch.equal(value, theirs[key]), key
+
+
+@pytest.mark.parametrize("own_whisper", [False, True])
+def test_a_float16_whisper_stays_float16_through_import_save_and_load(dirs, tmp_path, own_whisper):
+    """whisper-large-v3 is stored in float16: the imported encoder is that, linked or (with the
+    checkpoint's own Whisper tensors) written, and the saved model loads back bit for bit."""
+    import os
+
+    root, state = dirs
+    whisper = tmp_path / "whisper16"
+    official = WhisperForConditionalGeneration.from_pretrained(root / "whisper").half()
+    official.save_pretrained(whisper)
+    ckpt_state = {k: v for k, v in state.items() if not k.startswith("whisper_model.")}
+    if own_whisper:
+        ckpt_state["whisper_model.layers.0.fc1.weight"] = torch.randn(64, D)
+    model = import_official(_checkpoint(root, tmp_path, ckpt_state), whisper, root / "llada", out=tmp_path / "imported")
+    assert {p.dtype for p in model.encoder.parameters()} == {torch.float16}
+    assert torch.equal(model.encoder.encoder.conv2.weight, official.model.encoder.conv2.weight)
+    assert os.path.islink(tmp_path / "imported" / "encoder") != own_whisper
+    again = DIFFA.from_pretrained(tmp_path / "imported")
+    _assert_same_weights(model, again)
+    feats, lens = torch.randn(1, 50, 16), torch.tensor([50])
+    ids, pos = torch.randint(0, 90, (1, 6)), torch.tensor([2])
+    with torch.no_grad():
+        assert torch.equal(again(feats, lens, ids, pos), model(feats, lens, ids, pos))
 
 
 @pytest.mark.parametrize("part, field", [("whisper", "num_mel_bins"), ("llada", "vocab_size")])

@@ -188,6 +188,16 @@ def test_loads_sharded_and_bare_whisper_model_layouts(checkpoint, tmp_path):
     assert out.last_hidden.dtype == torch.float32
 
 
+def test_keeps_the_stored_dtype_unless_told_otherwise(checkpoint, tmp_path):
+    """whisper-large-v3 is stored in float16; it loaded as float32 when no dtype was given."""
+    path, ref = checkpoint
+    WhisperForConditionalGeneration.from_pretrained(path).half().save_pretrained(tmp_path)
+    enc = WhisperEncoder.from_pretrained(tmp_path)
+    assert {p.dtype for p in enc.parameters()} == {torch.float16}
+    assert torch.equal(enc.encoder.layers[0].fc1.weight, ref.layers[0].fc1.weight.half())
+    assert {p.dtype for p in WhisperEncoder.from_pretrained(tmp_path, dtype=torch.float32).parameters()} == {torch.float32}
+
+
 def copy_checkpoint(src, dst, drop=(), config_overrides=None):
     dst.mkdir()
     config = json.loads((src / "config.json").read_text())
