@@ -5,7 +5,8 @@ Usage:
       --whisper whisper-large-v3 --llada LLaDA-8B-Instruct --out exp/diffa2_official
 
 ``--src`` holds the authors' ``config.json`` (with ``whisper_config`` / ``llm_config``) and
-``pytorch_model.bin`` (read with ``weights_only=True``); ``--whisper`` and ``--llada`` are the
+``pytorch_model.bin`` (read with ``weights_only=True``), ``model.safetensors``, or shards of either
+with their ``*.index.json``; ``--whisper`` and ``--llada`` are the
 official checkpoint directories the authors trained on. The result loads with
 ``diffa.model.DIFFA.from_pretrained(out)`` and reproduces the authors' behaviour (see
 ``diffa.model.official``).

@@ -1,7 +1,9 @@
 """Import the authors' released DIFFA / DIFFA-2 checkpoints into a DIFFA directory.
 
 The authors' checkpoint directory holds ``config.json`` (with ``whisper_config`` and ``llm_config``
-dicts) and ``pytorch_model.bin`` with ``semantic_connector.*``, ``acoustic_connector.*``,
+dicts) and ``pytorch_model.bin`` (or ``model.safetensors``, or either sharded: HF's
+``pytorch_model.bin.index.json`` / ``model.safetensors.index.json`` beside the shards it lists)
+with ``semantic_connector.*``, ``acoustic_connector.*``,
 ``trainable_prompts.weight`` and, for LoRA-tuned DIFFA-2 stages, peft-wrapped
 ``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``
 (or, saved by peft beside it, ``adapter_config.json`` + ``adapter_model.safetensors`` with the same
@@ -34,6 +36,7 @@ from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import ADAPTER_PREFIXES, DIFFA
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
 from diffa.files import load_safetensors, read_json_object
+from diffa.nnet.llada import read_weight_map
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
 
 logger = logging.getLogger(__name__)
@@ -45,26 +48,62 @@ _LORA = re.compile(
 )
 
 
+def _one_of(src: Path, names: Tuple[str, ...]) -> Optional[Path]:
+    """The one file of ``names`` in ``src``, or None; two of them are an error (which to import?)."""
+    found = [src / name for name in names if (src / name).exists()]
+    if len(found) > 1:
+        raise ValueError(f"{src}: both {found[0].name} and {found[1].name}: keep the one of the checkpoint to import")
+    return found[0] if found else None
+
+
+def _read_tensors(path: Path) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or of a torch pickle (read with ``weights_only=True``)."""
+    if path.suffix == ".safetensors":
+        return load_safetensors(path, REDOWNLOAD)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle with code, truncated file, ...
+        raise ValueError(f"{path}: cannot be read as plain tensors (weights_only=True): {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        what = f"a dict with keys {list(state)[:3]}" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise ValueError(
+            f"{path}: not a flat state dict of tensors ({what}): pass the authors' checkpoint "
+            f"directory, whose {path.name} maps weight names to tensors"
+        )
+    return state
+
+
+# where an authors' checkpoint keeps its tensors: one file, or HF's index (``weight_map``: key ->
+# shard file) of the shards beside it
+CHECKPOINT_FILES = ("pytorch_model.bin", "model.safetensors", "pytorch_model.bin.index.json", "model.safetensors.index.json")
+
+
 def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
-    """Tensors of ``pytorch_model.bin`` (weights_only) or ``model.safetensors`` in ``src``."""
-    bin_path, st_path = src / "pytorch_model.bin", src / "model.safetensors"
-    if bin_path.exists() and st_path.exists():
-        raise ValueError(f"{src}: both pytorch_model.bin and model.safetensors: keep the one of the checkpoint to import")
-    if bin_path.exists():
-        try:
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle with code, truncated file, ...
-            raise ValueError(f"{bin_path}: cannot be read as plain tensors (weights_only=True): {err}") from err
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            what = f"a dict with keys {list(state)[:3]}" if isinstance(state, dict) else f"a {type(state).__name__}"
-            raise ValueError(
-                f"{bin_path}: not a flat state dict of tensors ({what}): pass the authors' checkpoint "
-                "directory, whose pytorch_model.bin maps weight names to tensors"
-            )
-        return state
-    if st_path.exists():
-        return load_safetensors(st_path, REDOWNLOAD)
-    raise FileNotFoundError(f"{src}: no pytorch_model.bin or model.safetensors (an authors' DIFFA checkpoint has one)")
+    """Tensors of the authors' checkpoint in ``src`` (one of :data:`CHECKPOINT_FILES`); each
+    shard of an index is read once and must hold exactly the keys the index maps to it."""
+    path = _one_of(src, CHECKPOINT_FILES)
+    if path is None:
+        raise FileNotFoundError(
+            f"{src}: no {', '.join(CHECKPOINT_FILES[:-1])} or {CHECKPOINT_FILES[-1]} (an authors' DIFFA checkpoint has one)"
+        )
+    if not path.name.endswith(".index.json"):
+        return _read_tensors(path)
+    keys_of: Dict[str, set] = {}
+    for key, name in read_weight_map(path, REDOWNLOAD).items():
+        keys_of.setdefault(name, set()).add(key)
+    state: Dict[str, torch.Tensor] = {}
+    for name, keys in keys_of.items():
+        shard = src / name
+        if not shard.is_file():
+            raise FileNotFoundError(f"{path} lists {name}, but {shard} does not exist: {REDOWNLOAD}")
+        tensors = _read_tensors(shard)
+        lacking, unlisted = keys - set(tensors), set(tensors) - keys
+        if lacking:
+            raise ValueError(f"{shard}: lacks '{min(lacking)}', which {path} maps to it ({len(lacking)} in all): {REDOWNLOAD}")
+        if unlisted:
+            raise ValueError(f"{shard}: holds '{min(unlisted)}', which {path} does not map to it ({len(unlisted)} in all): {REDOWNLOAD}")
+        state.update(tensors)
+    return state
 
 
 def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:
@@ -219,7 +258,8 @@ def import_official(
     Arguments
     ---------
     src : path
-        The authors' checkpoint directory (``config.json`` + ``pytorch_model.bin``).
+        The authors' checkpoint directory: ``config.json`` + ``pytorch_model.bin``,
+        ``model.safetensors`` or the index of either's shards (:data:`CHECKPOINT_FILES`).
     whisper_dir, llada_dir : path
         Official Whisper and LLaDA-8B-Instruct directories; their shapes (and Whisper's mel bins)
         must be those of the checkpoint's ``whisper_config`` / ``llm_config``.

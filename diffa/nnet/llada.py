@@ -799,8 +799,9 @@ def _resolve_dtype(dtype: Optional[Union[torch.dtype, str]]) -> Optional[torch.d
     return resolved
 
 
-def read_weight_map(index: Path) -> Dict[str, str]:
-    """The ``weight_map`` (tensor name -> shard file name) of the index file ``index``, checked.
+def read_weight_map(index: Path, remedy: str = READ_ERROR_REMEDY) -> Dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of the index file ``index``, checked;
+    a malformed one is a ValueError naming it and ending with ``remedy``.
 
     Example
     -------
@@ -812,12 +813,12 @@ def read_weight_map(index: Path) -> Dict[str, str]:
      ...
     ValueError: .../model.safetensors.index.json: 'weight_map' maps 'b.weight' to 2, not to a file name; download ...
     """
-    weight_map = read_json_object(index, READ_ERROR_REMEDY).get("weight_map")
+    weight_map = read_json_object(index, remedy).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{index}: 'weight_map' is missing or empty; {READ_ERROR_REMEDY}")
+        raise ValueError(f"{index}: 'weight_map' is missing or empty; {remedy}")
     for key, name in weight_map.items():
         if not isinstance(name, str):
-            raise ValueError(f"{index}: 'weight_map' maps {key!r} to {name!r}, not to a file name; {READ_ERROR_REMEDY}")
+            raise ValueError(f"{index}: 'weight_map' maps {key!r} to {name!r}, not to a file name; {remedy}")
     return weight_map
 
 

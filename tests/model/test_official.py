@@ -149,6 +149,67 @@ def _checkpoint(root, tmp_path, state):
     return ckpt
 
 
+SHARDED = {"bin": ("pytorch_model-{:05d}-of-00002.bin", "pytorch_model.bin.index.json"),
+           "safetensors": ("model-{:05d}-of-00002.safetensors", "model.safetensors.index.json")}
+
+
+def _sharded_checkpoint(root, tmp_path, state, kind):
+    """An authors' checkpoint holding ``state`` in two shards and HF's index (``weight_map``) of them."""
+    from safetensors.torch import save_file
+
+    shard_name, index_name = SHARDED[kind]
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text((root / "ckpt" / "config.json").read_text())
+    keys = list(state)
+    weight_map = {}
+    for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2:]), start=1):
+        shard = {k: state[k].contiguous() for k in part}
+        torch.save(shard, ckpt / shard_name.format(i)) if kind == "bin" else save_file(shard, ckpt / shard_name.format(i))
+        weight_map.update(dict.fromkeys(part, shard_name.format(i)))
+    (ckpt / index_name).write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    return ckpt
+
+
+@pytest.mark.parametrize("kind", SHARDED)
+def test_a_sharded_checkpoint_imports_like_one_file_reading_each_shard_once(dirs, tmp_path, kind, monkeypatch):
+    import diffa.model.official as official
+
+    root, state = dirs
+    ckpt = _sharded_checkpoint(root, tmp_path, state, kind)
+    read = []
+    for module, name in ((torch, "load"), (official, "load_safetensors")):
+        monkeypatch.setattr(module, name, lambda path, *a, _read=getattr(module, name), **kw: read.append(path.name) or _read(path, *a, **kw))
+    model = import_official(ckpt, root / "whisper", root / "llada")
+    assert sorted(read) == [SHARDED[kind][0].format(i) for i in (1, 2)]
+    monkeypatch.undo()
+    _assert_same_weights(model, import_official(root / "ckpt", root / "whisper", root / "llada"))
+
+
+@pytest.mark.parametrize("kind", SHARDED)
+def test_a_sharded_checkpoint_that_disagrees_with_its_index_is_an_error_naming_the_file(dirs, tmp_path, kind):
+    root, state = dirs
+    shard_name, index_name = SHARDED[kind]
+    ckpt = _sharded_checkpoint(root, tmp_path / "gone", state, kind)
+    (ckpt / shard_name.format(2)).unlink()
+    with pytest.raises(FileNotFoundError, match=rf"ckpt/{index_name} lists {shard_name.format(2)}, but .*ckpt/{shard_name.format(2)} does not exist"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    ckpt = _sharded_checkpoint(root, tmp_path / "lacking", state, kind)
+    index = json.loads((ckpt / index_name).read_text())
+    index["weight_map"]["acoustic_connector.extra"] = shard_name.format(1)
+    (ckpt / index_name).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=rf"ckpt/{shard_name.format(1)}: lacks 'acoustic_connector.extra', which .*ckpt/{index_name} maps to it"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    ckpt = _sharded_checkpoint(root, tmp_path / "unlisted", state, kind)
+    del index["weight_map"]["acoustic_connector.extra"], index["weight_map"]["trainable_prompts.weight"]
+    (ckpt / index_name).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=rf"ckpt/{shard_name.format(1)}: holds 'trainable_prompts.weight', which .*ckpt/{index_name} does not map to it"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    torch.save(state, ckpt / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=rf"ckpt: both pytorch_model.bin and {index_name}"):
+        import_official(ckpt, root / "whisper", root / "llada")
+
+
 @pytest.mark.parametrize("dropped, named", [
     ("semantic_connector.layernorm.bias", "semantic.norm.bias"),
     ("acoustic_connector.proj.1.weight", "acoustic.proj.weight"),
