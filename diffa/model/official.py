@@ -6,8 +6,9 @@ dicts) and ``pytorch_model.bin`` (or ``model.safetensors``, or either sharded: H
 with ``semantic_connector.*``, ``acoustic_connector.*``,
 ``trainable_prompts.weight`` and, for LoRA-tuned DIFFA-2 stages, peft-wrapped
 ``llm_model.base_model.model.model.transformer.blocks.{i}.{q,k,v,ff,up}_proj.lora_{A,B}[.default].weight``
-(or, saved by peft beside it, ``adapter_config.json`` + ``adapter_model.safetensors`` with the same
-keys less ``llm_model.``; LoRA alpha is then read from ``adapter_config.json``).
+(or, saved by peft beside it, ``adapter_config.json`` + ``adapter_model.safetensors`` or
+``adapter_model.bin`` with the same keys less ``llm_model.``; LoRA alpha is then read from
+``adapter_config.json``).
 Whisper and LLaDA weights come from their own official directories; frozen Whisper
 (``whisper_model.*``) or LLaDA (``llm_model.*``) tensors the checkpoint holds with other values
 (e.g. LoRA merged in) replace the official ones. Tensors are read with
@@ -106,23 +107,30 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _read_peft_adapter(src: Path) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:
-    """peft's LoRA beside the checkpoint (``adapter_config.json`` + ``adapter_model.safetensors``):
-    its tensors keyed as in ``pytorch_model.bin`` (``llm_model.`` prefix) and its config, or
-    ``({}, None)`` when there is none."""
-    cfg_path, weights = src / "adapter_config.json", src / "adapter_model.safetensors"
+# where peft saves a LoRA adapter's weights: safetensors, or a torch pickle (older peft, or
+# save_pretrained(safe_serialization=False))
+PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _add_peft_adapter(src: Path, state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:
+    """``state`` with peft's LoRA beside the checkpoint (``adapter_config.json`` + one of
+    :data:`PEFT_WEIGHTS`) added, its keys prefixed ``llm_model.`` as in ``pytorch_model.bin``, and
+    the adapter's config; ``(state, None)`` when there is none. A key in both is an error."""
+    cfg_path = src / "adapter_config.json"
     if not cfg_path.exists():
-        return {}, None
-    if not weights.exists():
-        raise FileNotFoundError(
-            f"{cfg_path}: no adapter_model.safetensors beside it (peft saves both): {REDOWNLOAD}"
-        )
+        return state, None
+    weights = _one_of(src, PEFT_WEIGHTS)
+    if weights is None:
+        raise FileNotFoundError(f"{cfg_path}: no {' or '.join(PEFT_WEIGHTS)} beside it (peft saves both): {REDOWNLOAD}")
     config = read_json_object(cfg_path, REDOWNLOAD)
     for name in ("use_rslora", "use_dora", "rank_pattern", "alpha_pattern"):  # other update rules or scalings
         if config.get(name):
             raise ValueError(f"{cfg_path}: {name} {config[name]!r} is not supported: the importer builds plain LoRA (alpha / r)")
-    state = load_safetensors(weights, REDOWNLOAD)
-    return {f"llm_model.{k}": v for k, v in state.items()}, config
+    adapter = {f"llm_model.{k}": v for k, v in _read_tensors(weights).items()}
+    twice = sorted(set(state) & set(adapter))
+    if twice:
+        raise ValueError(f"{src}: {twice[0]} is both in the checkpoint and in {weights.name}: keep one")
+    return {**state, **adapter}, config
 
 
 # config fields that must agree between the authors' config.json and the official directories
@@ -284,12 +292,8 @@ def import_official(
             raise ValueError(f"{cfg_path}: '{field}' missing or not an object")
     check_official_dir(authors, cfg_path, "whisper", Path(whisper_dir))
     check_official_dir(authors, cfg_path, "llada", Path(llada_dir))
-    peft_state, peft_config = _read_peft_adapter(src)
-    state = _read_checkpoint(src)
-    twice = sorted(set(state) & set(peft_state))
-    if twice:
-        raise ValueError(f"{src}: {twice[0]} is both in the checkpoint and in adapter_model.safetensors: keep one")
-    parts = split_official_state_dict({**state, **peft_state}, str(src))
+    state, peft_config = _add_peft_adapter(src, _read_checkpoint(src))
+    parts = split_official_state_dict(state, str(src))
     if lora_alpha is None:
         lora_alpha = float((peft_config or {}).get("lora_alpha", 16.0))
     wc = authors["whisper_config"]

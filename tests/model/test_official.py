@@ -350,14 +350,16 @@ def test_frozen_weights_in_the_checkpoint_that_differ_from_the_official_ones_are
             import_official(_checkpoint(root, tmp_path / bad, {**plain, key: value}), root / "whisper", root / "llada")
 
 
-def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, tmp_path):
-    """LoRA saved by peft (adapter_config.json + adapter_model.safetensors) next to pytorch_model.bin."""
+@pytest.mark.parametrize("weights", ["adapter_model.safetensors", "adapter_model.bin"])
+def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, tmp_path, weights):
+    """LoRA saved by peft (adapter_config.json + adapter_model.safetensors, or the torch pickle
+    adapter_model.bin of older peft / safe_serialization=False) next to pytorch_model.bin."""
     from safetensors.torch import save_file
 
     root, state = dirs
     ckpt = _checkpoint(root, tmp_path, {k: v for k, v in state.items() if ".lora_" not in k})
     lora = {k.removeprefix("llm_model.").replace(".default", ""): v for k, v in state.items() if ".lora_" in k}
-    save_file(lora, ckpt / "adapter_model.safetensors")
+    (save_file if weights.endswith(".safetensors") else torch.save)(lora, ckpt / weights)
     (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": R, "lora_alpha": 8,
                                                          "target_modules": ["q_proj", "k_proj", "v_proj", "ff_proj", "up_proj"]}))
     model = import_official(ckpt, root / "whisper", root / "llada")
@@ -369,6 +371,20 @@ def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, t
         got = model.llm.transformer["blocks"][1].q_proj(x)
     torch.testing.assert_close(got, x @ (w + 8 / R * lora[f"{prefix}.lora_B.weight"] @ lora[f"{prefix}.lora_A.weight"]).T,
                                atol=1e-4, rtol=1e-4)
+    key = f"llm_model.{prefix}.lora_A.weight"
+    (ckpt / "pytorch_model.bin").unlink()
+    torch.save({**state, key: lora[f"{prefix}.lora_A.weight"]}, ckpt / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=rf"ckpt: {key} is both in the checkpoint and in {weights}: keep one"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    torch.save(state, ckpt / "pytorch_model.bin")
+    other = "adapter_model.bin" if weights.endswith(".safetensors") else "adapter_model.safetensors"
+    (ckpt / other).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"ckpt: both adapter_model.safetensors and adapter_model.bin"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    (ckpt / other).unlink()
+    (ckpt / weights).unlink()
+    with pytest.raises(FileNotFoundError, match=r"ckpt/adapter_config.json: no adapter_model.safetensors or adapter_model.bin beside it"):
+        import_official(ckpt, root / "whisper", root / "llada")
 
 
 def test_two_copies_of_a_weight_are_an_error(dirs, tmp_path):
