@@ -8,7 +8,9 @@ Three commit rules are supported (SPEC §4):
 * quota (LLaDA): ``steps / num_blocks`` steps per block, the block's masked tokens spread evenly
   over them (the first ``n % steps`` steps take one extra), the most confident ones first;
 * factor (Fast-dLLM): commit the top n confidences c1 >= c2 >= ... while
-  ``c_n >= 1 - factor / (n + 1)``, at least one; the number of steps adapts to the input;
+  ``c_n >= 1 - factor / (n + 1)``, at least one, and all of them when only the last one fails
+  (a quirk of the authors' released decoder that SPEC §4 leaves out; their reported numbers
+  come from it); the number of steps adapts to the input;
 * threshold (Fast-dLLM): commit every confidence >= ``threshold``, at least the top one.
 
 The denoiser is any callable ``denoiser(x (R, L) LongTensor, attention_mask (R, L) bool or None,
@@ -221,6 +223,10 @@ def _select(confidence, candidates, quota, factor, threshold):
         passes = ordered >= 1 - factor / (ranks.double() + 2)
         passes[:, 0] = True
         quota = passes.long().cumprod(-1).sum(-1)
+        # As DIFFA-2's released decoder (Fast-dLLM's get_transfer_index_dynamic), which gave the
+        # reported factor-decoding numbers: when only the last candidate fails, it is committed too.
+        left = candidates.sum(-1)
+        quota = torch.where(quota == left - 1, left, quota)
     elif threshold is not None:
         quota = (ordered >= threshold).sum(-1).clamp(min=1)
     return rank < quota.unsqueeze(-1)

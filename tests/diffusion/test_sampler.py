@@ -96,6 +96,8 @@ def reference(model, prompt, *, gen_length, block_length, steps, temperature=0.0
                 n = 1
                 while n < len(ranked) and (n + 2) * (1 - conf[ranked[n]]) <= factor:
                     n += 1
+                if n == len(ranked) - 1:  # the authors' decoder commits a lone failing last one
+                    n += 1
             elif threshold is not None:
                 n = max(1, sum(conf[j] >= threshold for j in ranked))
             else:
@@ -324,7 +326,9 @@ def test_parallel_decoding_extremes(rule):
     lenient, strict, typical = ({"factor": 1e6}, {"factor": 1e-9}, {"factor": 1.0}) \
         if rule == "factor" else ({"threshold": 0.0}, {"threshold": 1.0}, {"threshold": 0.6})
     assert generate(model, ids, **common, **lenient).nfe.tolist() == [3, 3, 3]
-    assert generate(model, ids, **common, **strict).nfe.tolist() == [12, 12, 12]
+    # strict: one token a step, except that the last two of a block go together under the factor
+    # rule (the authors' decoder commits a lone failing last candidate)
+    assert generate(model, ids, **common, **strict).nfe.tolist() == ([9] * 3 if rule == "factor" else [12] * 3)
     nfe = generate(model, ids, **common, **typical).nfe
     assert (nfe < 12).any() and (nfe > 3).any()  # the toy really exercises the rule
 
@@ -373,3 +377,27 @@ def test_factor_ignores_steps():
     out = generate(ToyDenoiser(), torch.tensor([[1, 2]]), mask_id=MASK, gen_length=8,
                    block_length=4, steps=3, factor=1.0)
     assert not (out.sequences == MASK).any()
+
+
+@pytest.mark.parametrize("probs, expected_nfe", [
+    ((0.9, 0.6), 1),        # the last of two fails (0.6 < 1 - 1/3): committed with the first anyway
+    ((0.9, 0.8), 1),        # both pass
+    ((0.9, 0.6, 0.6), 2),   # the second of three fails: the top one alone, then the last two together
+])
+def test_factor_rule_commits_a_lone_failing_last_candidate(probs, expected_nfe):
+    """Fast-dLLM's get_transfer_index_dynamic, which DIFFA-2 decodes with: with f = 1, position j
+    is proposed with probability probs[j]; the top n pass while c_n >= 1 - 1/(n + 1), and when
+    only the last candidate fails, every candidate is committed."""
+    k = len(probs)
+
+    def denoiser(x, attention_mask, rows):
+        logits = torch.full((x.shape[0], x.shape[1], VOCAB), -1e4)
+        for j, p in enumerate(probs):  # token j + 1 with probability p, the rest on token 0
+            logits[:, 1 + j, j + 1] = math.log(p)
+            logits[:, 1 + j, 0] = math.log(1 - p)
+        return logits
+
+    out = generate(denoiser, torch.tensor([[5]]), mask_id=MASK, gen_length=k, block_length=k,
+                   steps=k, factor=1.0)
+    assert out.nfe.tolist() == [expected_nfe]
+    assert out.sequences[0, 1:].tolist() == list(range(1, k + 1))
