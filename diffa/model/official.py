@@ -117,9 +117,11 @@ def _add_peft_adapter(src: Path, state: Dict[str, torch.Tensor]) -> Tuple[Dict[s
     :data:`PEFT_WEIGHTS`) added, its keys prefixed ``llm_model.`` as in ``pytorch_model.bin``, and
     the adapter's config; ``(state, None)`` when there is none. A key in both is an error."""
     cfg_path = src / "adapter_config.json"
-    if not cfg_path.exists():
-        return state, None
     weights = _one_of(src, PEFT_WEIGHTS)
+    if not cfg_path.exists():
+        if weights is not None:  # its LoRA would be dropped without a word
+            raise FileNotFoundError(f"{weights}: no adapter_config.json beside it (peft saves both): {REDOWNLOAD}")
+        return state, None
     if weights is None:
         raise FileNotFoundError(f"{cfg_path}: no {' or '.join(PEFT_WEIGHTS)} beside it (peft saves both): {REDOWNLOAD}")
     config = read_json_object(cfg_path, REDOWNLOAD)

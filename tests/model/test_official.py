@@ -382,6 +382,10 @@ def test_a_peft_adapter_beside_the_checkpoint_is_imported_with_its_alpha(dirs, t
     with pytest.raises(ValueError, match=r"ckpt: both adapter_model.safetensors and adapter_model.bin"):
         import_official(ckpt, root / "whisper", root / "llada")
     (ckpt / other).unlink()
+    (ckpt / "adapter_config.json").rename(ckpt / "config.peft")
+    with pytest.raises(FileNotFoundError, match=rf"ckpt/{weights}: no adapter_config.json beside it"):
+        import_official(ckpt, root / "whisper", root / "llada")
+    (ckpt / "config.peft").rename(ckpt / "adapter_config.json")
     (ckpt / weights).unlink()
     with pytest.raises(FileNotFoundError, match=r"ckpt/adapter_config.json: no adapter_model.safetensors or adapter_model.bin beside it"):
         import_official(ckpt, root / "whisper", root / "llada")
