@@ -15,7 +15,7 @@ Keys (defaults in brackets):
 ``batch_size``      examples per batch [16]
 ``max_tokens``      optional cap on batch size x longest row (prompt + audio + answer) [null]
 ``seed``            seed of the sampling noise and random remasking [0]
-``system_prompt``   system prompt; null = the template's default [null] (as in training)
+``system_prompt``   system prompt; null = the template's default, the authors' at inference [null]
 ``task_overrides``  per task type (asr, mcq, open_qa): any of the first eight keys [{}]
 ==================  =========================================================================
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DIFFA-2: decode and score the test sets with the released settings (SPEC §4), then RESULTS.md:
 #   MMSU, MMAU test-mini, MMAR   conf/decode_mcq.yaml  16/16/16, factor-based parallel decoding f = 1.0
-#   LibriSpeech test clean/other conf/decode_asr.yaml  128/128/128, LLaDA's quota rule
+#   LibriSpeech test clean/other conf/decode_asr.yaml  128/128/128, factor-based parallel decoding f = 1.0
 # Options go to ../TEMPLATE/decode.sh (./decode.sh --help lists them), e.g.
 #   ./decode.sh --model_dir exp/stage4_vrpo --nj 8
 #   ./decode.sh --test_sets mmsu --decode_opts "--factor none" --tag quota16   # the paper's 60.45 setting
