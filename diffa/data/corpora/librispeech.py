@@ -6,10 +6,12 @@ one ``<speaker>-<chapter>.trans.txt`` per chapter (``<utt id> <TRANSCRIPT>``
 per line) and ``LibriSpeech/SPEAKERS.TXT`` (``ID | SEX | SUBSET | MINUTES |
 NAME``). Each utterance becomes one ``asr`` example whose answer is the
 transcript exactly as released (upper case, as DIFFA-2 trains and scores on
-it) and whose instruction is one of :data:`ASR_INSTRUCTIONS` (DIFFA-2 used 25
-ASR templates), picked from the utterance id with CRC-32 so that the choice is
-the same on every machine and run. Speakers are the reader ids; labels carry
-the subset and, when ``SPEAKERS.TXT`` is present, the reader's gender.
+it). A training part's instruction is one of :data:`ASR_INSTRUCTIONS` (DIFFA-2
+used 25 ASR templates), picked from the utterance id with CRC-32 so that the
+choice is the same on every machine and run; every other part (dev, test) gets
+:data:`ASR_EVAL_INSTRUCTION`, the one the authors' ASR evaluation prompts with.
+Speakers are the reader ids; labels carry the subset and, when ``SPEAKERS.TXT``
+is present, the reader's gender.
 """
 import logging
 import zlib
@@ -64,6 +66,9 @@ ASR_INSTRUCTIONS = (
     "Output the exact text spoken in this recording.",
 )
 """The 25 ASR instruction templates of the stage-1 (semantic alignment) data."""
+
+ASR_EVAL_INSTRUCTION = "Please transcribe the audio to text."
+"""The instruction of DIFFA-2's LibriSpeech evaluation (``run_asr_inference.sh``)."""
 
 _GENDER = {"F": "female", "M": "male"}
 
@@ -216,7 +221,8 @@ def part_entries(librispeech_dir: Union[str, Path], part: str, genders: Dict[str
             labels = {"subset": part}
             if spk in genders:
                 labels["gender"] = genders[spk]
-            row = {"id": utt, "utt": utt, "task": "asr", "instruction": asr_instruction(utt),
+            instruction = asr_instruction(utt) if part.startswith("train") else ASR_EVAL_INSTRUCTION
+            row = {"id": utt, "utt": utt, "task": "asr", "instruction": instruction,
                    "answer": text, "labels": labels, "source": "LibriSpeech"}
             entries.append(Entry(utt=utt, path=resolve_audio(f"{utt}.flac", chapter_dir), text=text,
                                  row=row, where=where, spk=spk))

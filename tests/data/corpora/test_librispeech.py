@@ -48,6 +48,13 @@ def test_gender_label_needs_speakers_txt(librispeech, tmp_path):
     assert row["labels"] == {"subset": "test-clean"}
 
 
+def test_test_parts_get_the_authors_evaluation_instruction(librispeech, tmp_path):
+    # DIFFA-2's run_asr_inference.sh / inference_stage1_asr.py prompt every test utterance so
+    prepare_librispeech(librispeech, ["test-clean"], tmp_path / "test_clean")
+    row, = read_tasks(str(tmp_path / "test_clean" / "tasks.jsonl"))
+    assert row["instruction"] == "Please transcribe the audio to text."
+
+
 def test_25_distinct_instructions_picked_deterministically():
     assert len(ASR_INSTRUCTIONS) == len(set(ASR_INSTRUCTIONS)) == 25
     assert all(s[0].isupper() and s[-1] in ".?" for s in ASR_INSTRUCTIONS)
