@@ -7,7 +7,10 @@ seed_transcript`` and, in the preference (VRPO) index, ``rejected``
 
 where ``input`` is the instruction, ``target`` the reference answer (the
 *chosen* answer in preference data) and, in stage 1, the transcription is the
-target. This module maps an index onto the tasks contract:
+target. The preference example of DIFFA-2's README also repeats ``target`` as
+``chosen``, which the authors' VRPO loader never reads (it trains on
+``target``); it is ignored here too. This module maps an index onto the tasks
+contract:
 
 ============  ==========================================================
 kind          row
@@ -25,6 +28,9 @@ fields become ``labels`` too. The utterance id is
 ``<audio_id>-<k>``, k counting that utterance's items in file order. The
 ``text`` file gets ``transcription``, else ``seed_transcript``, else
 ``<nospeech>``. Relative ``audio_filepath`` values start at ``audio_root``.
+An empty ``input``, answer or (preference) ``rejected`` stops preparation with
+the item's ``file:line`` (the tasks contract has no empty instruction or answer,
+a preference pair no empty ``rejected``).
 """
 import logging
 from pathlib import Path
@@ -41,7 +47,7 @@ KINDS = ("asr", "qa", "pref")
 
 INDEX_FIELDS = (
     "audio_id", "audio_filepath", "transcription", "input", "target",
-    "dataset", "duration", "seed_transcript", "rejected",
+    "dataset", "duration", "seed_transcript", "rejected", "chosen",
 )
 """Fields of the authors' indices that have a fixed meaning; any other scalar field becomes a label."""
 
@@ -76,23 +82,25 @@ def authors_row(record: Record, example_id: str, utt: str, kind: str) -> Dict:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {KINDS}")
-    answer = record.get_str("transcription" if kind == "asr" else "target")
-    if not answer.strip():
-        field = "transcription" if kind == "asr" else "target"
-        raise CorpusError(f"{record.where}: item {record.fields.get('audio_id')!r} has an empty {field!r}")
     extra = [k for k in record.fields if k not in INDEX_FIELDS]
     row = {
         "id": example_id, "utt": utt, "task": "asr" if kind == "asr" else "open_qa",
-        "instruction": record.get_str("input"), "answer": answer,
+        "instruction": _text(record, "input"), "answer": _text(record, "transcription" if kind == "asr" else "target"),
         "labels": scalar_labels(record.fields, extra),
         "source": record.get_str("dataset", required=False) or "authors_json",
     }
-    rejected = record.get_str("rejected", required=(kind == "pref"))
-    if kind == "pref" and not rejected.strip():
-        raise CorpusError(f"{record.where}: preference item {record.fields.get('audio_id')!r} has an empty 'rejected'")
+    rejected = _text(record, "rejected") if kind == "pref" else record.get_str("rejected", required=False)
     if rejected and kind != "asr":
         row["labels"]["rejected"] = rejected
     return row
+
+
+def _text(record: Record, field: str) -> str:
+    """A field that must hold text (the tasks contract has no empty instruction or answer)."""
+    value = record.get_str(field)
+    if not value.strip():
+        raise CorpusError(f"{record.where}: item {record.fields.get('audio_id')!r} has an empty {field!r}")
+    return value
 
 
 def authors_entries(index: Union[str, Path], kind: str, audio_root: Optional[Union[str, Path]] = None) -> List[Entry]:

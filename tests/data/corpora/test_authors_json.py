@@ -1,12 +1,15 @@
 """Tests for diffa.data.corpora.authors_json on a fake authors' index with espeak audio."""
 import json
 
+import numpy as np
 import pytest
+import soundfile
 
 from diffa.data.corpora.authors_json import authors_entries, prepare_authors_json
 from diffa.data.corpora.records import CorpusError
 from diffa.data.kaldi import read_map
 from diffa.data.tasks import read_tasks
+from diffa.train.pairs import build_pairs
 
 
 def items(path):
@@ -101,3 +104,54 @@ def test_one_audio_id_must_name_one_file(authors_json, tmp_path):
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind 'sft'"):
         prepare_authors_json("x.json", "out", "sft")
+
+
+def test_empty_input_is_named_by_line(authors_json, tmp_path):
+    src = items(authors_json / "train_qa.json")
+    src[1]["input"] = " "
+    index = authors_json / "train_qa.json"
+    index.write_text(json.dumps(src, indent=2))
+    line = index.read_text().splitlines().index("  {", 2) + 1
+    with pytest.raises(CorpusError, match=rf"train_qa\.json:{line}: item 'p225_001' has an empty 'input'"):
+        prepare_authors_json(index, tmp_path / "qa", "qa")
+
+
+# The preference item of DIFFA-2's README (VRPO data), audio moved under the index's folder.
+README_PREF = {
+    "audio_id": "VocalSound/VocalSound/audio_16k/f1899_0_sigh.wav",
+    "audio_filepath": "VocalSound/VocalSound/audio_16k/f1899_0_sigh.wav",
+    "transcription": "",
+    "input": "After listening to the sound, can you summarize what stands out most in just one sentence?",
+    "target": "The sound that stands out most is a sigh at the beginning.",
+    "dataset": "VocalSound",
+    "duration": 1.0,
+    "seed_transcript": "[00:00-00:02] (Sigh)",
+    "chosen": "The sound that stands out most is a sigh at the beginning.",
+    "rejected": "The sound that stands out most is a soft whisper at the beginning.",
+    "dpo_explanation": "The incorrect answer described the sound as a 'soft whisper' instead of the correct 'sigh'.",
+    "dpo_source": "openqa_qwen3_32b_v1",
+}
+
+
+def test_readme_preference_items(tmp_path):
+    """``chosen`` repeats ``target`` (the answer the authors train on); it is no fact about the audio,
+    so it must not become a label that swap pairs would replace by another item's whole answer."""
+    other = dict(README_PREF, audio_id="VocalSound/VocalSound/audio_16k/m0001_0_cough.wav",
+                 audio_filepath="VocalSound/VocalSound/audio_16k/m0001_0_cough.wav",
+                 target="A cough.", chosen="A cough.", rejected="A sneeze.")
+    for item in (README_PREF, other):
+        path = tmp_path / item["audio_filepath"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, np.zeros(16000, np.float32), 44100)
+    (tmp_path / "vrpo.json").write_text(json.dumps([README_PREF, other], indent=2))
+    prepare_authors_json(tmp_path / "vrpo.json", tmp_path / "train_pref", "pref")
+    rows = read_tasks(str(tmp_path / "train_pref" / "tasks.jsonl"))
+    row = rows[0]
+    assert (row["id"], row["utt"]) == (README_PREF["audio_id"] + "-0", README_PREF["audio_id"])
+    assert (row["instruction"], row["answer"], row["source"]) == (
+        README_PREF["input"], README_PREF["target"], "VocalSound")
+    assert row["labels"] == {"dpo_explanation": README_PREF["dpo_explanation"],
+                             "dpo_source": "openqa_qwen3_32b_v1", "rejected": README_PREF["rejected"]}
+    pairs, stats = build_pairs(rows, modes=("swap", "external"))
+    assert [(p["chosen"], p["rejected"], p["source"]) for p in pairs] == [
+        (README_PREF["target"], README_PREF["rejected"], "external"), ("A cough.", "A sneeze.", "external")]
