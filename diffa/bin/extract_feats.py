@@ -7,7 +7,7 @@ Usage:
 
 Reads ``<data_dir>/wav.scp`` (any format, rate and channel count libsndfile reads; converted to
 16 kHz mono, see ``diffa.data.audio``) and computes ``diffa.data.features.WhisperLogMel`` for each
-utterance: a (T, n_mels) matrix with T = samples // 160. Writes, under ``<out_dir>/data/``:
+utterance: a (T, n_mels) matrix with T = ceil(samples / 160). Writes, under ``<out_dir>/data/``:
 
   feats.<job>.ark        the matrices, in wav.scp order. float32: Kaldi binary matrices ("FM");
                          float16: kaldiio's NPY records (kaldiio.load_scp / load_mat read both,
@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from diffa.bin._cli import entry_point_parser
 from diffa.data.audio import LONG_AUDIO_POLICIES, AudioError, load_audio
-from diffa.data.features import SAMPLE_RATE, WhisperLogMel
+from diffa.data.features import HOP_LENGTH, SAMPLE_RATE, WhisperLogMel
 from diffa.data.kaldi import read_map, write_map
 from diffa.files import atomic_write
 
@@ -179,13 +179,13 @@ def utterance_feats(
     counts.update(
         key for key in ("resampled", "downmixed", "truncated") if getattr(info, key)
     )
-    with torch.no_grad():
-        feats, feat_lens = fbank(torch.from_numpy(wav)[None])
-    if int(feat_lens[0]) == 0:
+    if len(wav) < HOP_LENGTH:
         raise BadUtterance(
             "too_short",
-            f"{path}: {len(wav)} samples at 16 kHz give no 10 ms frame (160 samples needed)",
+            f"{path}: {len(wav)} samples at 16 kHz give no 10 ms frame ({HOP_LENGTH} samples needed)",
         )
+    with torch.no_grad():
+        feats, _ = fbank(torch.from_numpy(wav)[None])
     matrix = feats[0].numpy().astype(dtype)
     if not np.isfinite(matrix).all():
         raise BadUtterance("not_finite", f"{path}: the features contain NaN or inf")

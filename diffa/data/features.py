@@ -7,17 +7,20 @@ over 0-8 kHz (80 bins for Whisper v1/v2, 128 for large-v3), ``log10(max(mel, 1e-
 the utterance's maximum minus 8, and ``(x + 4) / 4``.
 
 Whisper pads every input with zeros to 30 s before the STFT; here an utterance of N samples gives
-its own ``T = N // 160`` frames, equal to the first T frames Whisper computes for it. Two things
-make them equal over *all* T frames, not only away from the end:
+its own ``T = ceil(N / 160)`` frames (those centred inside it: the frames the attention mask of
+``WhisperFeatureExtractor`` marks, whose sum the authors' encoder wrapper takes as the length),
+equal to the first T frames Whisper computes for it. Two things make them equal over *all* T
+frames, not only away from the end:
 
 * the signal is extended the way Whisper extends it: zeros up to ``min(N + 400, 30 s)`` samples
   (never below N), then the STFT's reflect padding; a frame near the end therefore sees the zeros
   Whisper's padding puts there, and a clip of exactly 30 s sees the reflection Whisper gives it;
 * the maximum used for the floor is taken over every frame Whisper computes that touches the
-  signal, including the few frames after frame T whose windows still overlap the last samples.
+  signal, including the one or two frames after the last one whose windows still overlap the
+  last samples.
 
-For N > 30 s the result equals ``WhisperFeatureExtractor(..., truncation=False)``. Padding frames
-of a batch (beyond ``feat_lens``) are 0.
+For N > 30 s the result equals ``WhisperFeatureExtractor(..., truncation=False)`` (T = N // 160,
+the frames it computes). Padding frames of a batch (beyond ``feat_lens``) are 0.
 
 Example
 -------
@@ -26,7 +29,7 @@ Example
 >>> wavs = torch.randn(2, 16000) * 0.1
 >>> feats, feat_lens = fbank(wavs, torch.tensor([16000, 8050]))
 >>> feats.shape, feat_lens.tolist()
-(torch.Size([2, 100, 80]), [100, 50])
+(torch.Size([2, 100, 80]), [100, 51])
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class WhisperLogMel(torch.nn.Module):
         feats : torch.Tensor
             (batch, frames, n_mels) float32, frames = max(feat_lens); padding frames are 0.
         feat_lens : torch.Tensor
-            (batch,) LongTensor, ``lens // 160``.
+            (batch,) LongTensor, ``ceil(lens / 160)`` (``lens // 160`` past 30 s).
         """
         if wavs.dim() != 2:
             raise ValueError(f"wavs must be (batch, samples), got shape {tuple(wavs.shape)}")
@@ -126,7 +129,8 @@ class WhisperLogMel(torch.nn.Module):
         computed = frames[None, :] < (ext // HOP_LENGTH)[:, None]
         peak = log_mel.masked_fill(~computed[..., None], float("-inf")).amax(dim=(1, 2))
         feats = (torch.maximum(log_mel, peak[:, None, None] - 8.0) + 4.0) / 4.0
-        feat_lens = lens // HOP_LENGTH
+        # frames centred inside the clip, at most those computed (past 30 s: N // 160)
+        feat_lens = torch.minimum(-(-lens // HOP_LENGTH), ext // HOP_LENGTH)
         num_frames = int(feat_lens.max())
         valid = frames[None, :num_frames] < feat_lens[:, None]
         return feats[:, :num_frames].masked_fill(~valid[..., None], 0.0), feat_lens

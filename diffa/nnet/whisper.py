@@ -331,9 +331,9 @@ def pad_with_silence(feats: torch.Tensor, real: torch.Tensor, n_frames: int) -> 
 
     Frames that are not ``real`` (batch padding and the added frames) get ``max(max - 2.0, -1.5)``
     where ``max`` is the utterance's largest real log-mel value: what ``WhisperFeatureExtractor``
-    produces for zero samples appended to the waveform. (Whisper's first two frames after the clip
-    still overlap its last samples, and its maximum may lie there; stored features do not hold
-    those two frames, so they get the silence value too.)
+    produces for zero samples appended to the waveform. (Whisper's first one or two frames after
+    the stored ones still overlap the clip's last samples, and its maximum may lie there; stored
+    features do not hold them, so they get the silence value too.)
 
     Arguments
     ---------

@@ -48,11 +48,23 @@ def test_matches_whisper_feature_extractor_on_every_frame(n_mels):
     references.append(_whisper(extractor, wavs[-1])[0])
     for wav, reference in zip(wavs, references):
         n = len(wav)
+        t = -(-n // 160) if n <= 480000 else n // 160  # past 30 s: the frames Whisper computes
         feats, feat_lens = fbank(torch.from_numpy(wav)[None])
-        assert feats.shape == (1, n // 160, n_mels) and feat_lens.tolist() == [n // 160]
-        np.testing.assert_allclose(
-            feats[0].numpy(), reference[: n // 160], atol=1e-4, rtol=0, err_msg=f"N={n}"
-        )
+        assert feats.shape == (1, t, n_mels) and feat_lens.tolist() == [t]
+        np.testing.assert_allclose(feats[0].numpy(), reference[:t], atol=1e-4, rtol=0, err_msg=f"N={n}")
+
+
+def test_frame_count_is_whisper_attention_masks():
+    """The authors' encoder wrapper counts ``attention_mask.sum()`` frames (ceil(N / 160)): the
+    semantic tokens of an utterance are ((frames - 1) // 2 + 1) // 4 of them."""
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    fbank = WhisperLogMel(80)
+    rng = np.random.default_rng(2)
+    for n in LENGTHS + [1, 159, 16480, 16481]:
+        wav = _speechlike(n, rng)
+        mask = extractor(wav, sampling_rate=16000, return_tensors="np", return_attention_mask=True)["attention_mask"]
+        _, feat_lens = fbank(torch.from_numpy(wav)[None])
+        assert feat_lens.tolist() == [int(mask.sum())], f"N={n}"
 
 
 def test_end_of_clip_is_what_the_parity_test_exercises():
@@ -78,12 +90,12 @@ def test_batch_equals_one_by_one_and_pads_with_zeros():
         wavs[row, :n] = torch.from_numpy(_speechlike(n, rng))
     fbank = WhisperLogMel(80)
     feats, feat_lens = fbank(wavs, torch.tensor(lens))
-    assert feats.shape == (4, 3000, 80) and feat_lens.tolist() == [100, 7, 0, 3000]
+    assert feats.shape == (4, 3000, 80) and feat_lens.tolist() == [100, 8, 1, 3000]
     assert feat_lens.dtype == torch.long
-    for row, n in enumerate(lens):
+    for row, (n, t) in enumerate(zip(lens, feat_lens.tolist())):
         alone, _ = fbank(wavs[row: row + 1, :n])
-        torch.testing.assert_close(feats[row, : n // 160], alone[0], atol=1e-5, rtol=0)
-        assert bool((feats[row, n // 160:] == 0).all())
+        torch.testing.assert_close(feats[row, :t], alone[0], atol=1e-5, rtol=0)
+        assert bool((feats[row, t:] == 0).all())
 
 
 def test_range_floor_and_silence():

@@ -312,7 +312,7 @@ def test_stages_1_2_with_the_real_feature_extractor(recipe, monkeypatch):
     monkeypatch.chdir(rec)  # feats.scp paths are relative to the recipe directory
     feats = kaldiio.load_scp(str(rec / "dump" / "train" / "feats.scp"))
     shapes = {utt: feats[utt].shape for utt in feats}
-    # sox made 0.2 s and 0.3 s at 16 kHz: T = samples // 160.
+    # sox made 0.2 s and 0.3 s at 16 kHz: T = ceil(samples / 160).
     assert shapes == dict(zip(TRAIN_UTTS, [(20, 80), (30, 80)] * 2))
     frames = (rec / "dump" / "train" / "utt2num_frames").read_text().split()
     assert frames == ["s1-train-1", "20", "s1-train-2", "30", "s2-train-1", "20", "s2-train-2", "30"]
