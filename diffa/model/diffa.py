@@ -177,16 +177,22 @@ class DIFFA(torch.nn.Module):
         dtype: Optional[torch.dtype] = None,
         device: Optional[Union[str, torch.device]] = None,
         tokenizer_dir: Optional[PathLike] = None,
+        audio_dtype: Optional[torch.dtype] = None,
     ) -> "DIFFA":
         """Pretrained Whisper + pretrained LLaDA + freshly initialised adapters (stage-1 start).
 
         The tokenizer is ``tokenizer_dir`` or, when not given, the one in ``llada_dir`` (official
         LLaDA directories hold ``tokenizer.json``); :meth:`save_pretrained` copies it along.
 
+        The LLM is read in ``dtype``, the encoder in ``audio_dtype`` (default: ``dtype``); None
+        keeps the stored dtype. The adapters and prompts then take ``audio_dtype`` too
+        (:meth:`set_dtypes`).
+
         ``config.encoder`` / ``config.llm`` are replaced by the loaded models' configs. Like every
         loader here, it returns the model in eval mode (call ``.train()`` to train).
         """
-        encoder = WhisperEncoder.from_pretrained(whisper_dir, taps=config.taps, pad_to_30s=config.pad_to_30s, dtype=dtype, device=device)
+        audio_dtype = audio_dtype or dtype
+        encoder = WhisperEncoder.from_pretrained(whisper_dir, taps=config.taps, pad_to_30s=config.pad_to_30s, dtype=audio_dtype, device=device)
         llm = LLaDAModel.from_pretrained(llada_dir, dtype=dtype, device=device)
         config.encoder = encoder.config.to_dict()
         config.llm = llm.config.to_dict()
@@ -195,14 +201,21 @@ class DIFFA(torch.nn.Module):
         tokenizer = Path(tokenizer_dir) if tokenizer_dir is not None else Path(llada_dir)
         if holds_tokenizer(tokenizer):
             model.set_tokenizer(tokenizer)
-        model = model.to(device=device or "cpu", dtype=dtype) if dtype else model.to(device or "cpu")
-        return model.eval()
+        return model.to(device or "cpu").set_dtypes(dtype, audio_dtype).eval()
 
     @classmethod
     def from_pretrained(
-        cls, path: PathLike, dtype: Optional[torch.dtype] = None, device: Optional[Union[str, torch.device]] = None
+        cls,
+        path: PathLike,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        audio_dtype: Optional[torch.dtype] = None,
     ) -> "DIFFA":
-        """Load a directory written by :meth:`save_pretrained` (no training code needed)."""
+        """Load a directory written by :meth:`save_pretrained` (no training code needed).
+
+        The LLM (and its LoRA) is read in ``dtype``, the encoder, adapters and prompts in
+        ``audio_dtype`` (default: ``dtype``); None keeps the stored dtypes.
+        """
         path = Path(path)
         check_frozen_links(path)
         missing = [p for p in ("config.json", "adapters.safetensors", "encoder", "llm") if not (path / p).exists()]
@@ -213,7 +226,8 @@ class DIFFA(torch.nn.Module):
         lora = config.lora
         config.lora = None  # LoRA is added after the base weights are in place
         tokenizer = path / "tokenizer" if (path / "tokenizer").is_dir() else None
-        model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device, tokenizer_dir=tokenizer)
+        model = cls.from_components(config, path / "encoder", path / "llm", dtype=dtype, device=device,
+                                    tokenizer_dir=tokenizer, audio_dtype=audio_dtype)
         adapters = path / "adapters.safetensors"
         model.load_adapters(load_safetensors(adapters, REWRITE), where=str(adapters))
         if lora is not None:
@@ -304,6 +318,25 @@ class DIFFA(torch.nn.Module):
                 if (tokenizer / name).is_file():
                     shutil.copy2(tokenizer / name, tmp / "tokenizer" / name)
         atomic_save_text(tmp / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+
+    def set_dtypes(self, dtype: Optional[torch.dtype], audio_dtype: Optional[torch.dtype] = None) -> "DIFFA":
+        """Cast the LLM to ``dtype`` and the audio side (encoder, adapters, stage-1 prompts) to
+        ``audio_dtype`` (default: ``dtype``); None leaves a part as it is. Returns the model.
+
+        Audio embeddings are cast to the LLM's embedding dtype where they are spliced in, and the
+        encoder casts its features to its own dtype, so the two sides may differ: the authors'
+        inference runs the audio side in float32 and LLaDA in bfloat16.
+
+        Example
+        -------
+        >>> model = DIFFA(tiny_config()).set_dtypes(torch.bfloat16, torch.float32)
+        >>> model.llm.dtype, {p.dtype for p in model.encoder.parameters()}, model.prompts.weight.dtype
+        (torch.bfloat16, {torch.float32}, torch.float32)
+        """
+        self.llm.to(dtype=dtype)
+        for part in (self.encoder, self.semantic, self.acoustic, self.prompts):
+            part.to(dtype=audio_dtype or dtype)
+        return self
 
     def set_tokenizer(self, tokenizer_dir: PathLike) -> None:
         """Make ``tokenizer_dir`` this model's tokenizer (:meth:`save_pretrained` copies it along).
