@@ -20,8 +20,9 @@ and writes:
   <out>.partial    rows so far, appended batch by batch; a re-run resumes from it (or from a
                    finished <out>): it keeps the rows that succeeded and decodes the others (a
                    truncated last line is dropped and its example decoded again)
-  settings.json    beside <out>: model, decode settings, dtype, git hash and package versions
-                   (read by diffa.bin.score for RESULTS.md); decoding with other settings while
+  settings.json    beside <out>: model, decode settings, dtype (the LLM's) and audio_dtype (the
+                   encoder's and the adapters'), git hash and package versions (read by
+                   diffa.bin.score for RESULTS.md); decoding with other settings while
                    results made with these are there (<out>, or another job's results.<job>.jsonl)
                    is an error
 
@@ -45,7 +46,7 @@ from diffa.data.kaldi import load_feats
 from diffa.data.tasks import read_tasks
 from diffa.decode.config import DecodeConfig, add_config_arguments, config_from_args
 from diffa.decode.decoder import decode_dataset
-from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding, resolve_device
+from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding, resolve_audio_dtype, resolve_device
 from diffa.decode.results import ResultsFile, check_settings, result_row, write_settings
 
 logger = logging.getLogger(__name__)
@@ -95,15 +96,19 @@ def read_bad_utts(feats_dir: str) -> Dict[str, str]:
         return dict((line.rstrip("\n").split(maxsplit=1) + [""])[:2] for line in f if line.strip())
 
 
-def decode_settings(args: argparse.Namespace, config: DecodeConfig, dtype: str) -> dict:
-    """The content of ``settings.json``: what the results depend on (not the batch size)."""
+def decode_settings(args: argparse.Namespace, config: DecodeConfig) -> dict:
+    """The content of ``settings.json``: what the results depend on (not the batch size), with the
+    dtypes of the LLM (``dtype``) and of the encoder and adapters (``audio_dtype``) spelled out."""
     import diffa
     from diffa.scoring.report import git_hash, package_versions
 
+    dtype = resolve_device(args.device, args.dtype)[1]
     settings = {"model": os.path.normpath(args.model_dir)}
     settings.update({k: v for k, v in config.to_dict().items() if k not in ("batch_size", "max_tokens")
                      and v is not None and v != {}})
-    settings.update({"dtype": dtype, "git": git_hash(os.path.dirname(diffa.__file__)), "versions": package_versions()})
+    dtypes = {"dtype": dtype, "audio_dtype": resolve_audio_dtype(args.audio_dtype, dtype)}
+    settings.update({key: str(value).replace("torch.", "") for key, value in dtypes.items()})
+    settings.update({"git": git_hash(os.path.dirname(diffa.__file__)), "versions": package_versions()})
     return settings
 
 
@@ -120,8 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results = ResultsFile(args.out)
         decoded_files = results.decoded_files()  # before settings.json is read (check_settings)
         earlier = results.read()
-        dtype = str(resolve_device(args.device, args.dtype)[1]).replace("torch.", "")
-        settings = decode_settings(args, config, dtype)
+        settings = decode_settings(args, config)
         settings_path = os.path.join(os.path.dirname(os.path.abspath(args.out)), "settings.json")
         check_settings(settings_path, settings, decoded_files)
         done = {i: row for i, row in earlier.items() if not row.get("failed")}  # failed rows are retried
@@ -132,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         decoding = len(missing) < len(todo)
         # nothing is written before the model is checked (and loaded, when there is something to decode)
         if decoding:
-            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype)
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype, args.audio_dtype)
         else:
             check_model_dir(args.model_dir, args.tokenizer)
         write_settings(settings_path, settings)

@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args, args.config)
-        model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype)
+        model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype, args.audio_dtype)
         out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
     except (ValueError, OSError) as err:  # diffa.data.audio.AudioError is a ValueError
         print(f"ERROR: {err}", file=sys.stderr)

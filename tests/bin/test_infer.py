@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from diffa.bin.infer import main
 from diffa.decode.config import DecodeConfig
@@ -88,3 +89,21 @@ def test_the_same_answer_as_decode_on_the_same_example(toy, stereo_wav, tmp_path
                  task="open_qa")
     row = json.loads(out.read_text())
     assert (row["hypothesis"], row["nfe"]) == (got.text, got.nfe) and got.text
+
+
+@pytest.mark.parametrize("flags, audio", [([], torch.float32), (["--audio_dtype", "same"], torch.bfloat16)])
+def test_audio_dtype(toy, stereo_wav, monkeypatch, capsys, flags, audio):
+    """The LLM in --dtype, the encoder and the adapters in --audio_dtype (float32 by default)."""
+    import diffa.bin.infer as infer
+
+    loaded = []
+
+    def load(*arguments):
+        loaded.append(load_for_decoding(*arguments))
+        return loaded[-1]
+
+    monkeypatch.setattr(infer, "load_for_decoding", load)
+    assert main(["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--dtype", "bfloat16",
+                 *flags, *FLAGS]) == 0
+    model, _ = loaded[0]
+    assert model.llm.dtype == torch.bfloat16 and {p.dtype for p in model.acoustic.parameters()} == {audio}

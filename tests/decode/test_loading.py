@@ -104,3 +104,61 @@ def test_experiment_directory_with_final_and_training_tokenizer(toy, tmp_path):
     (exp / "config.yaml").write_text("stage: sft\n")
     with pytest.raises(FileNotFoundError, match=r"final is not a complete DIFFA model directory: missing a tokenizer"):
         load_for_decoding(exp, device="cpu")
+
+
+def parts_dtypes(model):
+    """{part: set of parameter dtypes} for the LLM and the audio side."""
+    return {name: {p.dtype for p in getattr(model, name).parameters()}
+            for name in ("llm", "encoder", "semantic", "acoustic", "prompts")}
+
+
+def captured_llm_inputs(model, monkeypatch):
+    """The embeddings every forward of ``model.llm`` gets (appended as the model runs)."""
+    seen, forward_hidden = [], model.llm.forward_hidden
+
+    def spy(inputs_embeds, **kwargs):
+        seen.append(inputs_embeds)
+        return forward_hidden(inputs_embeds=inputs_embeds, **kwargs)
+
+    monkeypatch.setattr(model.llm, "forward_hidden", spy)
+    return seen
+
+
+def test_audio_side_in_float32_by_default(toy, monkeypatch):
+    """As in the authors' inference: LLaDA in bfloat16, the encoder and the adapters in float32,
+    and the LLM gets exactly the float32 audio embeddings cast to bfloat16."""
+    from diffa.model.splice import splice_audio
+
+    model, _ = load_for_decoding(toy.model_dir, device="cpu", dtype="bfloat16")
+    assert parts_dtypes(model) == {"llm": {torch.bfloat16}, "encoder": {torch.float32}, "semantic": {torch.float32},
+                                   "acoustic": {torch.float32}, "prompts": {torch.float32}}
+    feats, feat_lens, pos = torch.randn(2, 50, 16), torch.tensor([50, 23]), torch.tensor([2, 3])
+    ids = torch.randint(0, 90, (2, 7))
+    seen = captured_llm_inputs(model, monkeypatch)
+    with torch.no_grad():
+        logits = model.denoiser(feats, feat_lens, pos)(ids)
+        reference, _ = load_for_decoding(toy.model_dir, device="cpu", dtype="float32")
+        audio, audio_lens = reference.encode_audio(feats, feat_lens)
+        expected = splice_audio(model.llm.get_input_embeddings()(ids), audio.to(torch.bfloat16), audio_lens, pos)
+    assert logits.shape == (2, 7, model.llm.config.vocab_size) and bool(logits.isfinite().all())
+    assert audio.dtype == torch.float32 and seen[0].dtype == torch.bfloat16
+    assert torch.equal(seen[0], expected.embeds)
+
+
+@pytest.mark.parametrize("audio_dtype", ["bfloat16", "same"])
+def test_audio_side_in_the_llm_dtype(toy, monkeypatch, audio_dtype):
+    """``--audio_dtype bfloat16`` (or ``same``): the whole model in bfloat16, as before the option."""
+    model, _ = load_for_decoding(toy.model_dir, device="cpu", dtype="bfloat16", audio_dtype=audio_dtype)
+    assert set.union(*parts_dtypes(model).values()) == {torch.bfloat16}
+    feats, feat_lens, pos = torch.randn(1, 40, 16), torch.tensor([40]), torch.tensor([2])
+    with torch.no_grad():
+        audio, _ = model.encode_audio(feats, feat_lens)
+        logits = model.denoiser(feats, feat_lens, pos)(torch.randint(0, 90, (1, 6)))
+    assert audio.dtype == torch.bfloat16 and logits.shape == (1, 6, model.llm.config.vocab_size)
+
+
+def test_float32_decoding_is_all_float32(toy):
+    model, _ = load_for_decoding(toy.model_dir, device="cpu")
+    assert set.union(*parts_dtypes(model).values()) == {torch.float32}
+    with pytest.raises(ValueError, match="unknown audio dtype 'half'; use one of float32, .* or same"):
+        load_for_decoding(toy.model_dir, device="cpu", audio_dtype="half")
