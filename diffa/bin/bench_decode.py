@@ -40,7 +40,7 @@ from diffa.data.dataset import Example
 from diffa.decode.batching import plan_batches
 from diffa.decode.config import DecodeConfig
 from diffa.decode.decoder import decode_batch
-from diffa.decode.loading import add_model_arguments, load_for_decoding, resolve_device
+from diffa.decode.loading import add_model_arguments, load_for_decoding, resolve_audio_dtype, resolve_device
 from diffa.bin.bench_model import build_model, model_config
 from diffa.text.template import encode_example
 from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
@@ -50,11 +50,13 @@ QUESTIONS = ["What is said?", "Transcribe the audio.", "Is the speaker a man or 
              "Listen to the clip and describe the speaker's pitch, rate and the background noise in detail."]
 
 
-def random_model(config: str, logit_std: float, device: torch.device, dtype: torch.dtype, seed: int):
-    """A random DIFFA of a benchmark shape and a small SentencePiece tokenizer."""
+def random_model(config: str, logit_std: float, device: torch.device, dtype: torch.dtype, seed: int,
+                 audio_dtype: torch.dtype):
+    """A random DIFFA of a benchmark shape (the encoder and adapters in ``audio_dtype``) and a
+    small SentencePiece tokenizer."""
     folder = tempfile.mkdtemp(prefix="bench_decode_")
     tok = SentencePieceTokenizer(train_sentencepiece(QUESTIONS * 4, os.path.join(folder, "spm.model"), vocab_size=300))
-    model = build_model(model_config(config), device, dtype, seed)
+    model = build_model(model_config(config), device, dtype, seed, audio_dtype)
     head = model.llm.transformer["ff_out"].weight
     with torch.no_grad():  # final hidden states have unit RMS: logit std = weight std * sqrt(d_model)
         head.normal_(0.0, logit_std / head.shape[1] ** 0.5, generator=torch.Generator(device).manual_seed(seed))
@@ -136,11 +138,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                  (f"factor {args.factor:g}", DecodeConfig(**common, factor=args.factor)),
                  (f"threshold {args.threshold:g}", DecodeConfig(**common, threshold=args.threshold))]
         if args.model_dir:
-            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype)
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype, args.audio_dtype)
             name = args.model_dir
         else:
             device, dtype = resolve_device(args.device, args.dtype)
-            model, tokenizer = random_model(args.config, args.logit_std, device, dtype, args.seed)
+            model, tokenizer = random_model(args.config, args.logit_std, device, dtype, args.seed,
+                                            resolve_audio_dtype(args.audio_dtype, dtype))
             llm = model.llm.config
             name = (f"random DIFFA '{args.config}' (LLM d_model {llm.d_model}, {llm.n_layers} layers, logit std "
                     f"{args.logit_std:g}; tokenizer vocab {tokenizer.vocab_size})")
@@ -148,7 +151,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     examples = synthetic_examples(model, tokenizer, args.n_items, args.min_seconds, args.max_seconds, args.seed)
-    print(f"{name} on {model.llm.device} {str(model.llm.dtype).replace('torch.', '')}; {args.n_items} items "
+    audio_dtype = next(model.encoder.parameters()).dtype
+    print(f"{name} on {model.llm.device} {str(model.llm.dtype).replace('torch.', '')} (encoder and adapters "
+          f"{str(audio_dtype).replace('torch.', '')}); {args.n_items} items "
           f"({args.min_seconds:g}-{args.max_seconds:g} s), gen_length {args.gen_length}, block_length "
           f"{args.block_length}, quota steps {args.steps}, batch_size {args.batch_size}")
     print(f"{'rule':<22}{'batched it/s':>13}{'single it/s':>12}{'speed-up':>9}{'mean NFE':>10}{'same hyps':>11}")

@@ -79,18 +79,23 @@ def model_config(name: str) -> DIFFAConfig:
 
 
 @torch.no_grad()
-def build_model(config: DIFFAConfig, device: torch.device, dtype: torch.dtype, seed: int = 0) -> DIFFA:
-    """A random DIFFA materialised directly on ``device`` in ``dtype`` (no full-size CPU copy).
+def build_model(config: DIFFAConfig, device: torch.device, dtype: torch.dtype, seed: int = 0,
+                audio_dtype: Optional[torch.dtype] = None) -> DIFFA:
+    """A random DIFFA materialised directly on ``device`` in ``dtype`` (no full-size CPU copy);
+    the encoder and the adapters in ``audio_dtype`` when given (:meth:`DIFFA.set_dtypes`).
 
     Example
     -------
     >>> m = build_model(tiny_config(), torch.device("cpu"), torch.float32)
     >>> m.llm.dtype, bool(m.llm.get_input_embeddings().weight.std() > 0)
     (torch.float32, True)
+    >>> m = build_model(tiny_config(), torch.device("cpu"), torch.bfloat16, audio_dtype=torch.float32)
+    >>> m.llm.dtype, m.semantic.conv1.weight.dtype
+    (torch.bfloat16, torch.float32)
     """
     with torch.device("meta"):
         model = DIFFA(config)
-    model = model.to(dtype=dtype).to_empty(device=device).eval().requires_grad_(False)
+    model = model.set_dtypes(dtype, audio_dtype).to_empty(device=device).eval().requires_grad_(False)
     generator = torch.Generator(device).manual_seed(seed)
     for name, param in model.named_parameters():
         if param.dim() >= 2:

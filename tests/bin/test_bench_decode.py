@@ -9,6 +9,7 @@ def test_tiny_run(capsys):
     assert main(["--n_items", "4", "--single_items", "2", "--batch_size", "4", "--gen_length", "8",
                  "--block_length", "8", "--steps", "8", "--max_seconds", "2", "--threads", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    assert "on cpu float32 (encoder and adapters float32);" in out
     rows = re.findall(r"^(quota low-confidence|quota random|factor 1|threshold 0.9)\s+\S+\s+\S+\s+\S+x\s+(\S+)\s+(\d+)/(\d+)$",
                       out, re.M)
     assert [r[0] for r in rows] == ["quota low-confidence", "quota random", "factor 1", "threshold 0.9"]
