@@ -12,6 +12,10 @@ it to :func:`write_data_dir`, which
   and ``tasks.jsonl`` (:mod:`diffa.data.tasks`, validated), sorted by id in
   C-locale byte order, into a temporary directory that replaces ``out_dir``
   only when complete.
+
+:func:`link_data_dir` makes a set a relative link to another set of the same
+folder instead (one index serving two training stages); either replaces a
+link or a directory that was there, never what a link points to.
 """
 import logging
 import os
@@ -273,6 +277,32 @@ def write_data_dir(out_dir: Union[str, Path], entries: Iterable[Entry]) -> PrepS
     return summary
 
 
+def link_data_dir(out_dir: Union[str, Path], target: str) -> None:
+    """Make a data dir a relative link to another data dir beside it.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        ``data/<set>``; a directory or link there is replaced.
+    target : str
+        The name of the set it stands for (``data/<target>``).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "train_qa"))
+    >>> link_data_dir(os.path.join(d, "train_qa_stage2"), "train_qa")
+    >>> os.readlink(os.path.join(d, "train_qa_stage2"))
+    'train_qa'
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    _remove(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.symlink_to(target, target_is_directory=True)
+    _swap_in(tmp, out_dir)
+
+
 def _check_unique_ids(entries: List[Entry]) -> None:
     seen: Dict[str, str] = {}
     for e in entries:
@@ -301,8 +331,7 @@ def _group_utterances(entries: List[Entry]) -> Dict[str, List[Entry]]:
 
 def _write_dir(out_dir: Path, utts: Dict[str, Entry], durations: Dict[str, float], rows: List[Entry]) -> None:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _remove(tmp)
     utt2spk = {u: e.spk or u for u, e in utts.items()}
     try:
         write_map(str(tmp / "wav.scp"), {u: e.path for u, e in utts.items()})
@@ -319,10 +348,16 @@ def _write_dir(out_dir: Path, utts: Dict[str, Entry], durations: Dict[str, float
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:
     old = out_dir.with_name(out_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
+    _remove(old)
+    if out_dir.is_symlink() or out_dir.exists():
         out_dir.rename(old)
     tmp.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a data dir, or a link to one (not the directory it points to)."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

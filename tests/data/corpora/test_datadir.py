@@ -1,9 +1,12 @@
 """Tests for diffa.data.corpora.datadir: writing a prepared set as a Kaldi data dir."""
+import os
+
 import numpy as np
 import pytest
 import soundfile
 
-from diffa.data.corpora.datadir import NOSPEECH, Entry, audio_duration, resolve_audio, write_data_dir
+from diffa.data.corpora.datadir import (NOSPEECH, Entry, audio_duration, link_data_dir, resolve_audio,
+                                        write_data_dir)
 from diffa.data.corpora.records import CorpusError
 from diffa.data.kaldi import read_map
 from diffa.data.tasks import read_tasks
@@ -91,6 +94,24 @@ def test_rewriting_replaces_the_whole_dir(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["spk2utt", "tasks.jsonl", "text", "utt2dur", "utt2spk", "wav.scp"]
     assert list(read_map(out / "wav.scp")) == ["u3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "set"]
+
+
+def test_a_set_becomes_a_link_to_another_and_back(tmp_path):
+    a = wav(tmp_path / "a.wav", 0.1)
+    data = tmp_path / "data"
+    write_data_dir(data / "shared", [entry("u1", a)])
+    write_data_dir(data / "own", [entry("u2", a)])
+    link_data_dir(data / "own", "shared")
+    assert os.readlink(data / "own") == "shared"
+    assert list(read_map(data / "own" / "wav.scp")) == ["u1"]
+    # Writing the set again replaces the link, never the set it points to.
+    write_data_dir(data / "own", [entry("u3", a)])
+    assert not (data / "own").is_symlink()
+    assert [list(read_map(data / s / "wav.scp")) for s in ("own", "shared")] == [["u3"], ["u1"]]
+    link_data_dir(data / "own", "shared")
+    link_data_dir(data / "own", "shared")
+    assert sorted(p.name for p in data.iterdir()) == ["own", "shared"]
+    assert list(read_map(data / "own" / "wav.scp")) == ["u1"]
 
 
 def test_invalid_rows_are_rejected_by_the_task_schema(tmp_path):
