@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # DIFFA-2: Whisper-large-v3 encoder + LLaDA-8B-Instruct, four-stage curriculum (semantic alignment
 # on ASR, acoustic alignment and SFT on audio QA with ASR replay, VRPO on preference pairs).
+# Stages 2 and 3 train on data/train_qa_stage2 and data/train_qa_stage3: the authors' two indices,
+# or links to data/train_qa when local/data.sh gets one QA index for both (local/README.md).
 # Options go to diffa.sh (./run.sh --help lists them), e.g.
 #   ./run.sh --local_data_opts "--corpora_root /corpora" --stop_stage 2 --nj 32
 #   ./run.sh --stage 3 --ngpu 8                      # training stages on 8 GPUs (torchrun)
@@ -9,8 +11,8 @@ set -euo pipefail
 
 ./diffa.sh \
   --semantic_train_sets train_asr \
-  --acoustic_train_sets "train_qa train_asr" \
-  --sft_train_sets "train_qa train_asr" \
+  --acoustic_train_sets "train_qa_stage2 train_asr" \
+  --sft_train_sets "train_qa_stage3 train_asr" \
   --vrpo_train_sets train_pref \
   --pairs_opts "--modes external" \
   --dev_set dev_clean \

@@ -12,16 +12,23 @@ supplies the command line and runs the stages:
 Every corpus folder defaults to ``<corpora_root>/<name>`` and can be set on
 its own; the value ``none`` skips that corpus. A folder that is missing stops
 the run with a message naming the option to set and where to download it.
+
+An index file defaults to ``<authors_json_dir>/<set>.json``. An optional index
+(see :class:`IndexSet`) whose default file is absent is left out: an index
+named ``train_asr`` (the authors' stage-1 ASR data), when present, *replaces*
+LibriSpeech's ``train-*`` parts as ``data/train_asr``; an index with a fallback
+(e.g. the stage-2 QA index) becomes a link to the fallback's data dir. A file
+given on the command line that is missing is always an error.
 """
 import argparse
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from diffa.data.corpora.authors_json import KINDS, prepare_authors_json
-from diffa.data.corpora.datadir import PrepSummary
+from diffa.data.corpora.datadir import PrepSummary, link_data_dir
 from diffa.data.corpora.download import DownloadError
 from diffa.data.corpora.librispeech import LIBRISPEECH_MD5, OPENSLR_URL, download_librispeech, prepare_librispeech
 from diffa.data.corpora.mmar import MMAR_META, prepare_mmar
@@ -33,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 SKIP = "none"
 """Value of a corpus option that skips the corpus."""
+
+TRAIN_ASR = "train_asr"
+"""The stage-1 ASR set: LibriSpeech's ``train-*`` parts, or the authors' index of that name."""
 
 
 class CorpusNotFound(FileNotFoundError):
@@ -98,11 +108,19 @@ class IndexSet:
         ``"asr"``, ``"qa"`` or ``"pref"`` (see :mod:`diffa.data.corpora.authors_json`).
     help : str
         What the index holds, for ``--help``.
+    optional : bool
+        Its default file may be absent, leaving no ``data/<name>``; not while
+        another index, having no file of its own, falls back on it.
+    fallback : str, optional
+        Another index set of the recipe: without a file of its own, ``data/<name>``
+        is a link to ``data/<fallback>``. Such an index is optional.
     """
 
     name: str
     kind: str
     help: str
+    optional: bool = False
+    fallback: Optional[str] = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -159,8 +177,12 @@ def get_parser(description: str, default_parts: Sequence[str],
         parser.add_argument(f"--{source.option}",
                             help=f"{source.name} folder (default: <corpora_root>/{source.subdir}; '{SKIP}' skips it)")
     for index in index_sets:
-        parser.add_argument(f"--{index.option}", help=f"{index.help} (default: <authors_json_dir>/{index.name}.json; "
-                                                      f"'{SKIP}' skips it)")
+        default = f"<authors_json_dir>/{index.name}.json"
+        if index.fallback:
+            default += f" if there, else data/{index.name} is a link to data/{index.fallback}"
+        elif index.optional:
+            default += " if there"
+        parser.add_argument(f"--{index.option}", help=f"{index.help} (default: {default}; '{SKIP}' skips it)")
     parser.add_argument("--authors_audio_root", help="where relative audio_filepath values of the indices start "
                                                      "(default: the index's folder)")
     return parser
@@ -215,6 +237,64 @@ def corpus_dir(args: argparse.Namespace, source: CorpusSource) -> Optional[Path]
         f"(or --corpora_root to the folder holding {source.subdir}/), or '--{source.option} {SKIP}' "
         f"to skip it. Download: {source.url}"
     )
+
+
+def index_file(args: argparse.Namespace, index: IndexSet, required: bool) -> Optional[Path]:
+    """The file of one authors' index from the options, checked.
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        Parsed options.
+    index : IndexSet
+        The index.
+    required : bool
+        Whether its default file must exist.
+
+    Returns
+    -------
+    Path or None
+        The file; None when its option is ``none``, or when its default file is
+        absent (or there is no authors' folder) and it is not required.
+
+    Raises
+    ------
+    CorpusNotFound
+        A file given on the command line is missing, or a required default is absent.
+
+    Example
+    -------
+    >>> a = argparse.Namespace(corpora_root="/nowhere", authors_json_dir=None, train_asr_json=None)
+    >>> index_file(a, IndexSet("train_asr", "asr", "ASR index", optional=True), required=False) is None
+    True
+    >>> a.train_asr_json = "/nowhere/asr.json"
+    >>> index_file(a, IndexSet("train_asr", "asr", "ASR index", optional=True), required=False)
+    Traceback (most recent call last):
+    ...
+    diffa.data.corpora.recipe.CorpusNotFound: ASR index: /nowhere/asr.json not found; set --train_asr_json ...
+    """
+    value = getattr(args, index.option)
+    if value == SKIP:
+        return None
+    if value is None:
+        try:
+            folder = corpus_dir(args, AUTHORS)
+        except CorpusNotFound:
+            if required:
+                raise
+            return None
+        if folder is None:
+            return None
+        value = folder / f"{index.name}.json"
+        if not (required or value.is_file()):
+            return None
+    if not Path(value).is_file():
+        raise CorpusNotFound(
+            f"{index.help}: {value} not found; set --{index.option} to the file (or put it in "
+            f"--{AUTHORS.option} as {index.name}.json), or '--{index.option} {SKIP}' to skip it. "
+            f"Download: {AUTHORS.url}"
+        )
+    return Path(value)
 
 
 def run(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
@@ -323,6 +403,13 @@ def _stage_librispeech(args: argparse.Namespace, index_sets: Sequence[IndexSet])
     """LibriSpeech -> data/train_asr (train-* parts) and data/<part> for the others"""
     folder = corpus_dir(args, LIBRISPEECH)
     parts = _parts(args)
+    train = [p for p in parts if p.startswith("train-")]
+    asr_index = next((i for i in index_sets if i.name == TRAIN_ASR), None)
+    asr_file = index_file(args, asr_index, required=False) if asr_index and train else None
+    if asr_file is not None:
+        logger.info("data/%s comes from %s (stage 3): LibriSpeech %s not read", TRAIN_ASR, asr_file, " ".join(train))
+        parts = [p for p in parts if p not in train]
+        train = []
     if folder is None or not parts:
         return []
     missing = [p for p in parts if not (folder / p).is_dir()]
@@ -330,32 +417,37 @@ def _stage_librispeech(args: argparse.Namespace, index_sets: Sequence[IndexSet])
         raise CorpusNotFound(f"LibriSpeech part(s) {missing} not found in {folder}; download them "
                              f"({LIBRISPEECH.url}), or drop them from --librispeech_parts")
     datadir = Path(args.datadir)
-    train = [p for p in parts if p.startswith("train-")]
-    summaries = [prepare_librispeech(folder, train, datadir / "train_asr")] if train else []
+    summaries = [prepare_librispeech(folder, train, datadir / TRAIN_ASR)] if train else []
     summaries += [prepare_librispeech(folder, [p], datadir / p.replace("-", "_")) for p in parts if p not in train]
     return summaries
 
 
+def _index_files(args: argparse.Namespace,
+                 index_sets: Sequence[IndexSet]) -> Tuple[Dict[str, Optional[Path]], Dict[str, str]]:
+    """Each index's file (None: skipped, or optional and absent) and the links to make: set -> its
+    fallback, for each set not skipped that has no file. A fallback is required while a set needs it."""
+    files = {i.name: index_file(args, i, required=False) for i in index_sets if i.optional or i.fallback}
+    links = {i.name: i.fallback for i in index_sets
+             if i.fallback and files[i.name] is None and getattr(args, i.option) != SKIP}
+    for index in index_sets:
+        if index.name in links.values() or not (index.optional or index.fallback):
+            files[index.name] = index_file(args, index, required=True)
+    return files, {name: target for name, target in links.items() if files[target] is not None}
+
+
 def _stage_authors(args: argparse.Namespace, index_sets: Sequence[IndexSet]) -> List[PrepSummary]:
     """the authors' JSON indices -> data/<set>"""
+    files, links = _index_files(args, index_sets)
+    datadir = Path(args.datadir)
     summaries = []
     for index in index_sets:
-        value = getattr(args, index.option)
-        if value == SKIP:
-            continue
-        if value is None:
-            folder = corpus_dir(args, AUTHORS)
-            if folder is None:
-                continue
-            value = folder / f"{index.name}.json"
-        if not Path(value).is_file():
-            raise CorpusNotFound(
-                f"{index.help}: {value} not found; set --{index.option} to the file (or put it in "
-                f"--{AUTHORS.option} as {index.name}.json), or '--{index.option} {SKIP}' to skip it. "
-                f"Download: {AUTHORS.url}"
-            )
-        summaries.append(prepare_authors_json(value, Path(args.datadir) / index.name, index.kind,
-                                              args.authors_audio_root))
+        if files[index.name] is not None:
+            summaries.append(prepare_authors_json(files[index.name], datadir / index.name, index.kind,
+                                                  args.authors_audio_root))
+        elif index.name in links:
+            link_data_dir(datadir / index.name, links[index.name])
+            logger.info("%s -> %s: no --%s, so %s serves here too", datadir / index.name, links[index.name],
+                        index.option, files[links[index.name]])
     return summaries
 
 

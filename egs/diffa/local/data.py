@@ -7,7 +7,8 @@ Usage:
     local/data.sh --corpora_root /corpora --stage 4           # only the benchmark test sets
 
 Writes Kaldi data dirs with tasks.jsonl (format: diffa/data/tasks.py):
-    data/train_asr                    stage 1 (semantic alignment): LibriSpeech train-* (960 h)
+    data/train_asr                    stage 1 (semantic alignment): LibriSpeech train-* (960 h); or, when
+                                      given, the authors' stage-1 index (train_asr.json) instead
     data/dev_clean data/dev_other     LibriSpeech validation sets
     data/train_qa                     stage 2: the authors' synthetic instruction index
                                       (127 h from VCTK, AccentDB, IEMOCAP, DailyTalk, VoxCeleb1;
@@ -23,7 +24,11 @@ from diffa.data.corpora import recipe
 
 LIBRISPEECH_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other")
 INDEX_SETS = (
-    recipe.IndexSet("train_qa", "qa", "the authors' stage-2 instruction index (127 h synthetic QA)"),
+    recipe.IndexSet("train_asr", "asr", "the authors' stage-1 ASR index (their "
+                    "data/librispeech_train_960/train.json), used instead of LibriSpeech's train-* parts",
+                    optional=True),
+    recipe.IndexSet("train_qa", "qa", "the authors' stage-2 instruction index (127 h synthetic QA; their "
+                    "data/qwen3_ans/final_train.json)"),
 )
 
 

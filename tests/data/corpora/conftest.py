@@ -119,6 +119,37 @@ def authors_json(corpora, speech):
     return root
 
 
+AUTHORS_ASR = [
+    {"audio_id": "POD0000000004_S0000017", "audio_filepath": "POD0000000004_S0000017.flac",
+     "transcription": "AS THEY WALKED HOME", "input": "Please write down what the speaker says.",
+     "target": "AS THEY WALKED HOME", "dataset": "GigaSpeech", "duration": 1.2, "seed_transcript": ""},
+]
+
+
+@pytest.fixture
+def authors_stage_files(corpora, speech):
+    """``corpora/DIFFA-data`` laid out as the authors' DIFFA-2 scripts read it, with absolute
+    ``audio_filepath`` values as released: ``stage1/data.json`` (ASR), ``sft/merged_data.json``
+    (stage 2: the first two QA items), ``stage3/merged_data.json`` (stage 3: the third) and
+    ``vrpo/data.json`` (preference pairs)."""
+    root = corpora / "DIFFA-data"
+
+    def index(path, items):
+        placed = []
+        for item in items:
+            audio = root / "audio" / Path(item["audio_filepath"]).name
+            if not audio.exists():
+                speech(item["seed_transcript"] or item["transcription"], audio)
+            placed.append(dict(item, audio_filepath=str(audio)))
+        _write_json(root / path, placed)
+
+    index("stage1/data.json", AUTHORS_ASR)
+    index("sft/merged_data.json", AUTHORS_QA[:2])
+    index("stage3/merged_data.json", AUTHORS_QA[2:])
+    index("vrpo/data.json", AUTHORS_PREF)
+    return root
+
+
 MMSU_ITEMS = [
     {"id": "syllable_counting_0001", "task_name": "syllable_counting", "audio_path": "audio/syl_0001.wav",
      "question": "How many syllables does the word have?", "choice_a": "one", "choice_b": "two",
