@@ -357,14 +357,34 @@ if in_range 1; then
   fi
 fi
 
+# Stage 2 for one set. A set that local/data.sh made as a link to a set beside it (data/<set> ->
+# <other>: e.g. one QA index serving two curriculum stages) gets dump/<set> -> <other>, so that its
+# features are extracted once.
+extracted=" "
+stage2_set() {
+  local set=$1 other=""
+  case "$extracted" in *" $set "*) return ;; esac
+  extracted+="$set "
+  [ ! -L "$datadir/$set" ] || other=$(readlink "$datadir/$set")
+  if [ -n "$other" ] && [[ $other != */* ]]; then
+    stage2_set "$other"
+    log "Stage 2: ${stage_names[2]}: $dumpdir/$set -> $other ($datadir/$set links to $other)"
+    [ "$(readlink "$dumpdir/$set" 2>/dev/null)" = "$other" ] && return
+    rm -rf "$dumpdir/$set"
+    ln -s "$other" "$dumpdir/$set" || die "cannot link $dumpdir/$set to $other"
+    return
+  fi
+  log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
+  [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
+  skip_done "$dumpdir/$set/.done" && return
+  need "$datadir/$set/wav.scp" 1
+  extract_feats "$datadir/$set" "$dumpdir/$set"
+  touch "$dumpdir/$set/.done"
+}
+
 if in_range 2; then
-  for set in $all_sets; do
-    log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
-    skip_done "$dumpdir/$set/.done" && continue
-    need "$datadir/$set/wav.scp" 1
-    extract_feats "$datadir/$set" "$dumpdir/$set"
-    touch "$dumpdir/$set/.done"
-  done
+  mkdir -p "$dumpdir"
+  for set in $all_sets; do stage2_set "$set"; done
 fi
 
 if in_range 3; then

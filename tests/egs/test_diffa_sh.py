@@ -328,6 +328,27 @@ def rerun_stage2_after_its_jobs(rec, *args):
     return result
 
 
+def test_a_linked_set_shares_the_features_of_its_target(recipe):
+    """data/<set> -> <other> (one index serving two stages): dump/<set> -> <other>, extracted once;
+    once data/<set> is a directory of its own, it gets features of its own."""
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "1").returncode == 0
+    os.symlink("train", rec / "data" / "train_b")
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--train_sets", "train train_b")
+    assert result.returncode == 0, result.stderr
+    assert "Stage 2: feature extraction: dump/train_b -> train (data/train_b links to train)" in result.stdout
+    assert os.readlink(rec / "dump" / "train_b") == "train"
+    extracted = [c[c.index("--data_dir") + 1].split("/")[1] for c in calls(rec) if c[0] == "extract_feats"]
+    assert sorted(extracted) == ["dev", "dev", "test", "test", "train", "train"]  # 2 jobs a set
+    (rec / "data" / "train_b").unlink()
+    shutil.copytree(rec / "data" / "train", rec / "data" / "train_b", ignore=shutil.ignore_patterns("split*"))
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--train_sets", "train train_b")
+    assert result.returncode == 0, result.stderr
+    assert (rec / "dump" / "train_b").is_dir() and not (rec / "dump" / "train_b").is_symlink()
+    assert (rec / "dump" / "train_b" / "feats.scp").read_text().count("train_b/") == 4
+    assert (rec / "dump" / "train" / ".done").exists()
+
+
 def test_changed_nj_starts_the_jobs_over(recipe):
     rec = recipe()
     rerun_stage2_after_its_jobs(rec, "--nj", "1")
