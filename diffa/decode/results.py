@@ -252,7 +252,9 @@ def check_settings(path: str, settings: Mapping[str, Any], decoded: Sequence[str
     """Refuse to mix settings in one results folder: raise ValueError naming the differing keys
     when ``path`` records other settings and results decoded with them exist.
 
-    ``git`` and ``versions`` are informational; every other key is compared. With no results
+    ``git`` and ``versions`` are informational; every other key is compared. A ``settings.json``
+    without ``audio_dtype`` (written before that setting existed, when the whole model ran in
+    ``dtype``) counts as ``audio_dtype = dtype``. With no results
     beside it (none yet, or removed to decode again) an old ``settings.json`` is simply replaced
     by :func:`write_settings`. ``decoded`` must be listed before this reads ``path``: the jobs of a
     sharded run write ``settings.json`` before their first row, so a job that sees another's rows
@@ -288,6 +290,8 @@ def check_settings(path: str, settings: Mapping[str, Any], decoded: Sequence[str
             return
     if not isinstance(old, dict):
         return
+    if "dtype" in old:
+        old.setdefault("audio_dtype", old["dtype"])
     keys = sorted((set(old) | set(settings)) - {"git", "versions"})
     changed = [f"{k}: {old.get(k)} -> {settings.get(k)}" for k in keys if old.get(k) != settings.get(k)]
     if changed:

@@ -89,3 +89,15 @@ def test_settings_guard(tmp_path):
     write_settings(path, {"model": "m", "git": "b"})
     assert json.load(open(path)) == {"model": "m", "git": "b"}
     assert os.listdir(tmp_path) == ["settings.json"]
+
+
+def test_settings_from_before_audio_dtype_mean_the_whole_model_in_dtype(tmp_path):
+    """A settings.json written before --audio_dtype existed decoded everything in ``dtype``: it
+    resumes when the audio side is in that dtype too, and is refused otherwise."""
+    path = str(tmp_path / "settings.json")
+    write_settings(path, {"model": "m", "dtype": "float32", "git": "a"})
+    check_settings(path, {"model": "m", "dtype": "float32", "audio_dtype": "float32", "git": "b"}, ["results.1.jsonl"])
+    write_settings(path, {"model": "m", "dtype": "bfloat16", "git": "a"})
+    with pytest.raises(ValueError, match=r"other settings \(audio_dtype: bfloat16 -> float32\)"):
+        check_settings(path, {"model": "m", "dtype": "bfloat16", "audio_dtype": "float32", "git": "b"},
+                       ["results.1.jsonl"])
