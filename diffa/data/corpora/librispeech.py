@@ -8,9 +8,10 @@ NAME``). Each utterance becomes one ``asr`` example whose answer is the
 transcript exactly as released, upper case. (The authors' code does not show
 the case of their stage-1 targets, which come ready-made in their index's
 ``transcription`` field; their WER, WeNet's ``compute-wer.py``, upper-cases
-reference and hypothesis, so case never counts as an error.) A training part's instruction is one of :data:`ASR_INSTRUCTIONS` (DIFFA-2
-used 25 ASR templates), picked from the utterance id with CRC-32 so that the
-choice is the same on every machine and run; every other part (dev, test) gets
+reference and hypothesis, so case never counts as an error.) A training part's
+instruction is one of :data:`ASR_INSTRUCTIONS` (DIFFA-2 used 25 ASR
+templates), picked from the utterance id with CRC-32 so that the choice is the
+same on every machine and run; every other part (dev, test) gets
 :data:`ASR_EVAL_INSTRUCTION`, the one the authors' ASR evaluation prompts with.
 Speakers are the reader ids; labels carry the subset and, when ``SPEAKERS.TXT``
 is present, the reader's gender.
