@@ -33,9 +33,12 @@ error; :func:`write_pairs` validates, sorts by id and writes atomically. The pai
 
 Batches (:func:`collate_pairs`) put the B chosen sequences first and the B rejected ones after
 them: rows ``b`` and ``B + b`` are the two answers to pair ``b``, each ``[prompt ; answer ; eot]``
-right-padded with eos exactly like an SFT batch (:func:`diffa.data.collate.collate_train`: the eos
-padding is part of the answer), so both answers of a pair are scored on canvases of the same
-length. The audio is stored once per pair; ``audio_index`` maps each of the 2B rows to it.
+right-padded with eos like an SFT batch (:func:`diffa.data.collate.collate_train`: the eos padding
+is part of the answer). As in the authors' VRPO collator, which tokenizes the chosen and the
+rejected sequences as two batches, each side is padded to its own longest sequence: ``widths``
+gives every row's canvas, and the columns past it (when the other side is longer) are outside
+``answer_mask`` and never seen by the model (:class:`diffa.train.vrpo.PairELBO`). The audio is
+stored once per pair; ``audio_index`` maps each of the 2B rows to it.
 
 Example
 -------
@@ -253,17 +256,20 @@ def collate_pairs(examples: Sequence[PairExample], pad_id: int) -> Dict[str, obj
     """Batch B pairs as 2B right-padded sequences (chosen rows first), audio stored once.
 
     Returns a dict with ``ids`` (B pair ids), ``feats`` (B, T, n_mels), ``feat_lens`` (B,),
-    ``input_ids`` (2B, L), ``prompt_lens`` (2B,), ``audio_pos`` (2B,), ``answer_mask`` (2B, L)
-    bool (eos padding included, as in SFT) and ``audio_index`` (2B,): the pair (row of ``feats``)
-    each sequence belongs to.
+    ``input_ids`` (2B, L), ``prompt_lens`` (2B,), ``audio_pos`` (2B,), ``widths`` (2B,): each
+    row's canvas, its side's longest sequence (L is the longer side's), ``answer_mask`` (2B, L)
+    bool (the answer and its side's eos padding, as in SFT) and ``audio_index`` (2B,): the pair
+    (row of ``feats``) each sequence belongs to.
 
     Example
     -------
     >>> ex = PairExample("p", torch.zeros(5, 2), torch.tensor([1, 2]), torch.tensor([7, 9]),
     ...                  torch.tensor([8, 8, 9]), 1, {})
     >>> b = collate_pairs([ex], pad_id=0)
-    >>> b["input_ids"].tolist(), b["answer_mask"].int().tolist(), b["audio_index"].tolist()
-    ([[1, 2, 7, 9, 0], [1, 2, 8, 8, 9]], [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]], [0, 0])
+    >>> b["input_ids"].tolist(), b["widths"].tolist()
+    ([[1, 2, 7, 9, 0], [1, 2, 8, 8, 9]], [4, 5])
+    >>> b["answer_mask"].int().tolist(), b["audio_index"].tolist()
+    ([[0, 0, 1, 1, 0], [0, 0, 1, 1, 1]], [0, 0])
     >>> b["feats"].shape
     torch.Size([1, 5, 2])
     """
@@ -273,6 +279,9 @@ def collate_pairs(examples: Sequence[PairExample], pad_id: int) -> Dict[str, obj
     sequences = [sequence(ex, ex.chosen_ids) for ex in examples] + [sequence(ex, ex.rejected_ids) for ex in examples]
     batch = collate_train(sequences, pad_id)
     n = len(examples)
+    sizes = torch.tensor([ex.input_ids.shape[0] for ex in sequences])
+    batch["widths"] = torch.cat([sizes[:n].max().expand(n), sizes[n:].max().expand(n)])
+    batch["answer_mask"] &= torch.arange(batch["input_ids"].shape[1])[None] < batch["widths"][:, None]
     batch["ids"] = batch["ids"][:n]
     batch["feats"], batch["feat_lens"] = batch["feats"][:n].clone(), batch["feat_lens"][:n]
     batch["audio_index"] = torch.arange(n).repeat(2)

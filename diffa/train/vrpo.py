@@ -8,11 +8,13 @@ where each ELBO ``B`` averages ``n`` Monte-Carlo draws; a draw picks ``k ~ U{1..
 exactly ``k`` of the ``L`` answer positions (:func:`~diffa.diffusion.noise.mask_exactly_k`) and
 scores ``(L / k) sum_masked log p``. How this module does it:
 
-* **one forward per model.** The n draws of the B chosen and B rejected sequences form one
-  ``(n * 2B, L)`` batch (draw-major), scored by :class:`PairELBO`; the audio of a pair is encoded
-  once and shared by its 2n rows; logits are computed only at the masked positions (as in SFT,
-  :class:`~diffa.train.sft.MaskedPredictor`), which is what keeps a VRPO step as light as an SFT
-  step with the same number of rows.
+* **one forward per model and side.** The n draws of the B chosen sequences form one
+  ``(n * B, L_w)`` batch (draw-major) and those of the B rejected ones another, each as wide as its
+  side's longest sequence, as the authors' collator pads them (the eos padding is answer, so the
+  width is part of the ELBO); pairs whose sides are as wide share one forward. :class:`PairELBO`
+  scores them; the audio of a pair is encoded once and shared by its 2n rows; logits are
+  computed only at the masked positions (as in SFT, :class:`~diffa.train.sft.MaskedPredictor`),
+  which is what keeps a VRPO step as light as an SFT step with the same number of rows.
 * **antithetic draws.** The policy and the reference score the very same masked sequences
   (one set of masks per step).
 * **no dropout.** The policy is scored with dropout off (eval mode, gradients on;
@@ -109,10 +111,11 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class PairELBO(torch.nn.Module):
-    """Per-draw ELBO estimates of the sequences of a pair batch, in one forward.
+    """Per-draw ELBO estimates of the sequences of a pair batch, one forward per canvas width.
 
-    Row ``d * R + r`` of the forward is draw d of sequence r; the audio of each pair is encoded
-    once and gathered for its rows; only the masked positions go through the LM head. Each draw's
+    Row ``d * R' + r`` of a forward is draw d of its r-th sequence (the R' rows of one width); the
+    audio of each pair is encoded once and gathered for its rows; only the masked positions go
+    through the LM head. Each draw's
     estimate is ``(L_r / k) sum_masked log p`` (float32), as
     :func:`diffa.diffusion.loss.mc_elbo` computes from full logits.
 
@@ -140,7 +143,7 @@ class PairELBO(torch.nn.Module):
         self.model = model
         self.mask_id = mask_id
 
-    def forward(self, feats, feat_lens, input_ids, audio_pos, audio_index, masks, lengths) -> torch.Tensor:
+    def forward(self, feats, feat_lens, input_ids, audio_pos, audio_index, masks, lengths, widths=None) -> torch.Tensor:
         """(n, R) ELBO draws.
 
         Arguments
@@ -154,20 +157,30 @@ class PairELBO(torch.nn.Module):
         audio_index : torch.Tensor
             (R,) which pair's audio each sequence uses.
         masks : torch.Tensor
-            (n, R, L) bool, the masked positions of each draw (at least one per draw).
+            (n, R, L) bool, the masked positions of each draw (at least one per draw, none past
+            the row's width).
         lengths : torch.Tensor
             (R,) answer length L_r of each sequence.
+        widths : torch.Tensor, optional
+            (R,) each row's canvas: the model sees ``input_ids[r, :widths[r]]`` only (rows of one
+            width share a forward). Default: every row is L wide.
         """
         n, rows, length = masks.shape
         audio, audio_lens = self.model.encode_audio(feats, feat_lens)
-        source = audio_index.repeat(n)
-        flat = masks.reshape(n * rows, length)
-        targets = input_ids.repeat(n, 1)
-        hidden = self.model.text_hidden(audio[source], audio_lens[source], targets.masked_fill(flat, self.mask_id), audio_pos.repeat(n))
-        logits = self.model.llm.lm_head(hidden[flat])
-        log_p = -F.cross_entropy(logits.float(), targets[flat], reduction="none")
-        sums = log_p.new_zeros(n * rows).index_add(0, flat.nonzero(as_tuple=True)[0], log_p)
-        return (sums * lengths.repeat(n).to(sums.dtype) / flat.sum(-1).to(sums.dtype)).view(n, rows)
+        widths = torch.full((rows,), length, device=masks.device) if widths is None else widths
+        elbo = audio.new_zeros(n, rows, dtype=torch.float32)
+        for width in widths.unique().tolist():
+            group = (widths == width).nonzero(as_tuple=True)[0]
+            flat = masks[:, group, :width].reshape(n * len(group), width)
+            targets = input_ids[group, :width].repeat(n, 1)
+            source = audio_index[group].repeat(n)
+            hidden = self.model.text_hidden(audio[source], audio_lens[source], targets.masked_fill(flat, self.mask_id),
+                                            audio_pos[group].repeat(n))
+            logits = self.model.llm.lm_head(hidden[flat])
+            log_p = -F.cross_entropy(logits.float(), targets[flat], reduction="none")
+            sums = log_p.new_zeros(n * len(group)).index_add(0, flat.nonzero(as_tuple=True)[0], log_p)
+            elbo[:, group] = (sums * lengths[group].repeat(n).to(sums.dtype) / flat.sum(-1).to(sums.dtype)).view(n, len(group))
+        return elbo
 
 
 class VRPOObjective:
@@ -198,7 +211,8 @@ class VRPOObjective:
         ``policy_scorer`` is a :class:`PairELBO` of the policy (possibly DDP-wrapped).
         """
         masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator)
-        args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths)
+        args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths,
+                batch.get("widths"))
         with self.reference.active():
             reference = self.reference_scorer(*args).mean(0)
         with dropout_off(policy_scorer):

@@ -78,6 +78,32 @@ def test_pair_elbo_equals_mc_elbo_on_full_logits(tok):
     torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-5)
 
 
+def test_each_side_is_scored_on_its_own_canvas_as_the_authors_collator_pads_it(tok):
+    # the authors tokenize the chosen and the rejected sequences as two batches ("longest"
+    # padding with eos, which counts as answer): a side's canvas is its own longest sequence
+    model = make_policy(tok).eval()
+    pairs = make_pairs(tok, 6, seed=2, chosen=("very high", "low"))[::2]  # the chosen answer is the longer one
+    n = len(pairs)
+    batch = collate_pairs(pairs, tok.pad_id)
+    for rows, answers in ((slice(0, n), [p.chosen_ids for p in pairs]), (slice(n, 2 * n), [p.rejected_ids for p in pairs])):
+        alone = torch.nn.utils.rnn.pad_sequence([torch.cat([p.prompt_ids, a]) for p, a in zip(pairs, answers)],
+                                                batch_first=True, padding_value=tok.pad_id)
+        assert batch["widths"][rows].tolist() == [alone.shape[1]] * n
+        assert torch.equal(batch["input_ids"][rows, : alone.shape[1]], alone)
+        assert batch["answer_mask"][rows].sum(-1).tolist() == [alone.shape[1] - len(p.prompt_ids) for p in pairs]
+    assert batch["widths"][0] > batch["widths"][n]
+    masks, _, lengths = mask_exactly_k(batch["answer_mask"], 4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = PairELBO(model, tok.mask_id)(batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"],
+                                             batch["audio_index"], masks, lengths, batch["widths"])
+        for rows in (slice(0, n), slice(n, 2 * n)):
+            width = int(batch["widths"][rows][0])
+            denoise = model.denoiser(batch["feats"], batch["feat_lens"], batch["audio_pos"][rows])
+            side = mc_elbo(lambda x, mask, r: denoise(x, mask, batch["audio_index"][rows][r]),
+                           batch["input_ids"][rows, :width], masks[:, rows, :width], lengths[rows], tok.mask_id)
+            torch.testing.assert_close(ours[:, rows], side, rtol=1e-5, atol=1e-5)
+
+
 def test_policy_and_reference_score_the_same_masked_sequences(tok, monkeypatch):
     policy = make_policy(tok).train()
     reference = SharedReference(policy)
