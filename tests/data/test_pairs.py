@@ -130,10 +130,13 @@ def test_collate_puts_chosen_first_and_shares_the_audio():
     assert b["audio_index"].tolist() == [0, 1, 0, 1]
     assert b["input_ids"].tolist() == [[1, 2, 3, 7, 9, 0], [1, 2, 6, 9, 0, 0], [1, 2, 3, 8, 8, 9], [1, 2, 9, 0, 0, 0]]
     assert b["prompt_lens"].tolist() == [3, 2, 3, 2]
-    # exactly the SFT convention: every position after the prompt (eos padding included) is answer
-    sft = collate_train([Example("p", torch.ones(3, 2), torch.tensor([1, 2, 3, 7, 9]), 3, 1, {}),
-                         Example("q", torch.ones(5, 2), torch.tensor([1, 2, 6, 9]), 2, 1, {}),
-                         Example("p", torch.ones(3, 2), torch.tensor([1, 2, 3, 8, 8, 9]), 3, 1, {}),
-                         Example("q", torch.ones(5, 2), torch.tensor([1, 2, 9]), 2, 1, {})], pad_id=0)
-    assert torch.equal(b["answer_mask"], sft["answer_mask"])
+    # each side is an SFT batch of its own (the authors collate them apart): every position after
+    # the prompt up to the side's longest sequence (eos padding included) is answer
+    assert b["widths"].tolist() == [5, 5, 6, 6]
+    chosen = collate_train([Example("p", torch.ones(3, 2), torch.tensor([1, 2, 3, 7, 9]), 3, 1, {}),
+                            Example("q", torch.ones(5, 2), torch.tensor([1, 2, 6, 9]), 2, 1, {})], pad_id=0)
+    rejected = collate_train([Example("p", torch.ones(3, 2), torch.tensor([1, 2, 3, 8, 8, 9]), 3, 1, {}),
+                              Example("q", torch.ones(5, 2), torch.tensor([1, 2, 9]), 2, 1, {})], pad_id=0)
+    assert torch.equal(b["answer_mask"][:2, :5], chosen["answer_mask"]) and not b["answer_mask"][:2, 5:].any()
+    assert torch.equal(b["answer_mask"][2:], rejected["answer_mask"])
     assert b["audio_pos"].tolist() == [1, 1, 1, 1]
