@@ -37,7 +37,7 @@ from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import ADAPTER_PREFIXES, DIFFA
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
 from diffa.files import load_safetensors, read_json_object
-from diffa.nnet.llada import read_weight_map
+from diffa.nnet.llada import read_shards
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
 
 logger = logging.getLogger(__name__)
@@ -89,14 +89,8 @@ def _read_checkpoint(src: Path) -> Dict[str, torch.Tensor]:
         )
     if not path.name.endswith(".index.json"):
         return _read_tensors(path)
-    keys_of: Dict[str, set] = {}
-    for key, name in read_weight_map(path, REDOWNLOAD).items():
-        keys_of.setdefault(name, set()).add(key)
     state: Dict[str, torch.Tensor] = {}
-    for name, keys in keys_of.items():
-        shard = src / name
-        if not shard.is_file():
-            raise FileNotFoundError(f"{path} lists {name}, but {shard} does not exist: {REDOWNLOAD}")
+    for shard, keys in read_shards(path, REDOWNLOAD).items():
         tensors = _read_tensors(shard)
         lacking, unlisted = keys - set(tensors), set(tensors) - keys
         if lacking:

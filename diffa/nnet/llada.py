@@ -41,7 +41,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -822,6 +822,35 @@ def read_weight_map(index: Path, remedy: str = READ_ERROR_REMEDY) -> Dict[str, s
     return weight_map
 
 
+def read_shards(index: Path, remedy: str = READ_ERROR_REMEDY) -> Dict[Path, Set[str]]:
+    """Shard file -> the tensor names the index file ``index`` maps to it (shards in index
+    order, beside the index); a shard that is not there is a FileNotFoundError naming both and
+    ending with ``remedy``. Used by every reader of sharded checkpoints (LLaDA, Whisper, the
+    authors' DIFFA).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> index = Path(tempfile.mkdtemp()) / INDEX_NAME
+    >>> _ = index.write_text('{"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"}}')
+    >>> _ = (index.parent / "s1.safetensors").write_bytes(b"")
+    >>> read_shards(index)
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: .../model.safetensors.index.json lists s2.safetensors, but .../s2.safetensors does not exist; download ...
+    >>> _ = (index.parent / "s2.safetensors").write_bytes(b"")
+    >>> {shard.name: sorted(keys) for shard, keys in read_shards(index).items()}
+    {'s1.safetensors': ['a', 'c'], 's2.safetensors': ['b']}
+    """
+    shards: Dict[Path, Set[str]] = {}
+    for key, name in read_weight_map(index, remedy).items():
+        shards.setdefault(index.parent / name, set()).add(key)
+    for shard in shards:
+        if not shard.is_file():
+            raise FileNotFoundError(f"{index} lists {shard.name}, but {shard} does not exist; {remedy}")
+    return shards
+
+
 def _weight_files(directory: Path) -> Tuple[List[Path], Optional[Path]]:
     """The weight files to read (single file first, as transformers does) and the index used."""
     single, index = directory / WEIGHTS_NAME, directory / INDEX_NAME
@@ -832,15 +861,7 @@ def _weight_files(directory: Path) -> Tuple[List[Path], Optional[Path]]:
             f"{directory}: neither {WEIGHTS_NAME} nor {INDEX_NAME} found; "
             "is this a LLaDA checkpoint directory?"
         )
-    files = []
-    for name in dict.fromkeys(read_weight_map(index).values()):
-        path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is listed in {index} but does not exist; download the checkpoint again"
-            )
-        files.append(path)
-    return files, index
+    return list(read_shards(index)), index
 
 
 def _previous_weight_files(directory: Path) -> set:

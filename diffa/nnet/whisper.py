@@ -53,7 +53,7 @@ from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
 from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object
-from diffa.nnet.llada import READ_ERROR_REMEDY, read_weight_map
+from diffa.nnet.llada import READ_ERROR_REMEDY, read_shards
 
 logger = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ def read_encoder_tensors(
         with open_safetensors(single, READ_ERROR_REMEDY) as f:
             where = {k: single for k in f.keys()}
     elif index.is_file():
-        where = {k: path / v for k, v in read_weight_map(index).items()}
+        where = {k: shard for shard, keys in read_shards(index).items() for k in keys}
     else:
         raise FileNotFoundError(
             f"{path}: neither model.safetensors nor model.safetensors.index.json found; "
@@ -427,8 +427,6 @@ def read_encoder_tensors(
         )
     state: Dict[str, torch.Tensor] = {}
     for file in sorted(set(where[prefix + k] for k in expected)):
-        if not file.is_file():
-            raise FileNotFoundError(f"{source}: lists shard {file.name} for encoder tensors, but {file} does not exist")
         with open_safetensors(file, READ_ERROR_REMEDY, device) as f:
             for key in expected:
                 if where[prefix + key] != file:

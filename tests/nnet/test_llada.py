@@ -392,7 +392,7 @@ def test_error_wrong_model_type_names_config_file(tmp_path):
 def test_error_missing_shard_names_shard_and_index(tmp_path):
     make_model().save_pretrained(tmp_path, max_shard_size="40KB")
     (tmp_path / "model-00002-of-00003.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match=r"model-00002-of-00003.safetensors is listed in .*index.json"):
+    with pytest.raises(FileNotFoundError, match=r"index.json lists model-00002-of-00003.safetensors, but .* does not exist"):
         LLaDAModel.from_pretrained(tmp_path)
 
 

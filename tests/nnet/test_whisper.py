@@ -179,6 +179,10 @@ def test_loads_sharded_and_bare_whisper_model_layouts(checkpoint, tmp_path):
     a = WhisperEncoder.from_pretrained(sharded, dtype=torch.float64)
     assert a.encoder.conv1.weight.dtype == torch.float64
     torch.testing.assert_close(a.encoder.layers[2].fc1.weight, ref.layers[2].fc1.weight.double())
+    (sharded / "model-00002-of-00002.safetensors").rename(sharded / "elsewhere")
+    with pytest.raises(FileNotFoundError, match=r"sharded/model.safetensors.index.json lists model-00002-of-00002.safetensors, "
+                                                r"but .*sharded/model-00002-of-00002.safetensors does not exist; download"):
+        WhisperEncoder.from_pretrained(sharded)
 
     bare = tmp_path / "bare"
     WhisperModel(tiny_config()).save_pretrained(bare)  # keys "encoder.*", no "model." prefix
