@@ -115,8 +115,7 @@ class PairELBO(torch.nn.Module):
 
     Row ``d * R' + r`` of a forward is draw d of its r-th sequence (the R' rows of one width); the
     audio of each pair is encoded once and gathered for its rows; only the masked positions go
-    through the LM head. Each draw's
-    estimate is ``(L_r / k) sum_masked log p`` (float32), as
+    through the LM head. Each draw's estimate is ``(L_r / k) sum_masked log p`` (float32), as
     :func:`diffa.diffusion.loss.mc_elbo` computes from full logits.
 
     Arguments
