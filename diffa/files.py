@@ -1,7 +1,8 @@
-"""Reading and writing model files safely: JSON objects and safetensors that fail with the file's
-name and what to do, and atomic writes (a temporary name, then a rename): :func:`atomic_write`
-for files written through a file object (manifests, maps, results), :func:`atomic_save` for
-libraries that write to a file name (safetensors, transformers).
+"""Reading and writing model files safely: JSON objects, safetensors and the shard indexes of
+sharded checkpoints (``*.safetensors.index.json``) that fail with the file's name and what to do,
+and atomic writes (a temporary name, then a rename): :func:`atomic_write` for files written
+through a file object (manifests, maps, results), :func:`atomic_save` for libraries that write to
+a file name (safetensors, transformers).
 
 Every loader and saver of the library goes through these, so an interrupted save never leaves a half file that a later
 stage trusts, and a truncated download is named rather than reported as a parser's traceback.
@@ -22,7 +23,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, Set, Union
 
 from safetensors import SafetensorError, safe_open
 
@@ -114,6 +115,58 @@ def load_safetensors(path: Path, remedy: str) -> Dict[str, torch.Tensor]:
     """
     with open_safetensors(path, remedy) as f:
         return {key: f.get_tensor(key) for key in f.keys()}
+
+
+def read_weight_map(index: Path, remedy: str) -> Dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of the index file ``index``, checked;
+    a malformed one is a ValueError naming it and ending with ``remedy``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> index = Path(tempfile.mkdtemp()) / "model.safetensors.index.json"
+    >>> _ = index.write_text('{"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": 2}}')
+    >>> read_weight_map(index, "download it again")
+    Traceback (most recent call last):
+     ...
+    ValueError: .../model.safetensors.index.json: 'weight_map' maps 'b.weight' to 2, not to a file name; download it again
+    """
+    weight_map = read_json_object(index, remedy).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index}: 'weight_map' is missing or empty; {remedy}")
+    for key, name in weight_map.items():
+        if not isinstance(name, str):
+            raise ValueError(f"{index}: 'weight_map' maps {key!r} to {name!r}, not to a file name; {remedy}")
+    return weight_map
+
+
+def read_shards(index: Path, remedy: str) -> Dict[Path, Set[str]]:
+    """Shard file -> the tensor names the index file ``index`` maps to it (shards in index
+    order, beside the index); a shard that is not there is a FileNotFoundError naming both and
+    ending with ``remedy``. Used by every reader of sharded checkpoints (LLaDA, Whisper, the
+    authors' DIFFA).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> index = Path(tempfile.mkdtemp()) / "model.safetensors.index.json"
+    >>> _ = index.write_text('{"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"}}')
+    >>> _ = (index.parent / "s1.safetensors").write_bytes(b"")
+    >>> read_shards(index, "download it again")
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: .../model.safetensors.index.json lists s2.safetensors, but .../s2.safetensors does not exist; download it again
+    >>> _ = (index.parent / "s2.safetensors").write_bytes(b"")
+    >>> {shard.name: sorted(keys) for shard, keys in read_shards(index, "download it again").items()}
+    {'s1.safetensors': ['a', 'c'], 's2.safetensors': ['b']}
+    """
+    shards: Dict[Path, Set[str]] = {}
+    for key, name in read_weight_map(index, remedy).items():
+        shards.setdefault(index.parent / name, set()).add(key)
+    for shard in shards:
+        if not shard.is_file():
+            raise FileNotFoundError(f"{index} lists {shard.name}, but {shard} does not exist; {remedy}")
+    return shards
 
 
 def default_mode(directory: bool = False) -> int:

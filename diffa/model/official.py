@@ -33,11 +33,10 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 
+from diffa.files import load_safetensors, read_json_object, read_shards
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import ADAPTER_PREFIXES, DIFFA
 from diffa.nnet.adapters import AcousticAdapter, SemanticAdapter
-from diffa.files import load_safetensors, read_json_object
-from diffa.nnet.llada import read_shards
 from diffa.nnet.lora import LLADA_LORA_TARGETS, LoRAConfig, load_lora_state_dict
 
 logger = logging.getLogger(__name__)

@@ -41,14 +41,21 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object
+from diffa.files import (
+    atomic_save,
+    atomic_save_text,
+    open_safetensors,
+    read_json_object,
+    read_shards,
+    read_weight_map,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -719,7 +726,7 @@ class LLaDAModel(nn.Module):
         if missing:
             where = ""
             if index is not None:
-                file = read_weight_map(index).get(missing[0])
+                file = read_weight_map(index, READ_ERROR_REMEDY).get(missing[0])
                 listed = f"maps the first one to {file}" if file else f"does not list {missing[0]!r}"
                 where = f" ({index} {listed})"
             raise ValueError(
@@ -799,58 +806,6 @@ def _resolve_dtype(dtype: Optional[Union[torch.dtype, str]]) -> Optional[torch.d
     return resolved
 
 
-def read_weight_map(index: Path, remedy: str = READ_ERROR_REMEDY) -> Dict[str, str]:
-    """The ``weight_map`` (tensor name -> shard file name) of the index file ``index``, checked;
-    a malformed one is a ValueError naming it and ending with ``remedy``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> index = Path(tempfile.mkdtemp()) / INDEX_NAME
-    >>> _ = index.write_text('{"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": 2}}')
-    >>> read_weight_map(index)
-    Traceback (most recent call last):
-     ...
-    ValueError: .../model.safetensors.index.json: 'weight_map' maps 'b.weight' to 2, not to a file name; download ...
-    """
-    weight_map = read_json_object(index, remedy).get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{index}: 'weight_map' is missing or empty; {remedy}")
-    for key, name in weight_map.items():
-        if not isinstance(name, str):
-            raise ValueError(f"{index}: 'weight_map' maps {key!r} to {name!r}, not to a file name; {remedy}")
-    return weight_map
-
-
-def read_shards(index: Path, remedy: str = READ_ERROR_REMEDY) -> Dict[Path, Set[str]]:
-    """Shard file -> the tensor names the index file ``index`` maps to it (shards in index
-    order, beside the index); a shard that is not there is a FileNotFoundError naming both and
-    ending with ``remedy``. Used by every reader of sharded checkpoints (LLaDA, Whisper, the
-    authors' DIFFA).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> index = Path(tempfile.mkdtemp()) / INDEX_NAME
-    >>> _ = index.write_text('{"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"}}')
-    >>> _ = (index.parent / "s1.safetensors").write_bytes(b"")
-    >>> read_shards(index)
-    Traceback (most recent call last):
-     ...
-    FileNotFoundError: .../model.safetensors.index.json lists s2.safetensors, but .../s2.safetensors does not exist; download ...
-    >>> _ = (index.parent / "s2.safetensors").write_bytes(b"")
-    >>> {shard.name: sorted(keys) for shard, keys in read_shards(index).items()}
-    {'s1.safetensors': ['a', 'c'], 's2.safetensors': ['b']}
-    """
-    shards: Dict[Path, Set[str]] = {}
-    for key, name in read_weight_map(index, remedy).items():
-        shards.setdefault(index.parent / name, set()).add(key)
-    for shard in shards:
-        if not shard.is_file():
-            raise FileNotFoundError(f"{index} lists {shard.name}, but {shard} does not exist; {remedy}")
-    return shards
-
-
 def _weight_files(directory: Path) -> Tuple[List[Path], Optional[Path]]:
     """The weight files to read (single file first, as transformers does) and the index used."""
     single, index = directory / WEIGHTS_NAME, directory / INDEX_NAME
@@ -861,14 +816,15 @@ def _weight_files(directory: Path) -> Tuple[List[Path], Optional[Path]]:
             f"{directory}: neither {WEIGHTS_NAME} nor {INDEX_NAME} found; "
             "is this a LLaDA checkpoint directory?"
         )
-    return list(read_shards(index)), index
+    return list(read_shards(index, READ_ERROR_REMEDY)), index
 
 
 def _previous_weight_files(directory: Path) -> set:
     """Weight-file names (relative) that an earlier save left in ``directory``."""
     found = {name for name in (WEIGHTS_NAME, INDEX_NAME) if (directory / name).is_file()}
     if INDEX_NAME in found:
-        found |= {n for n in read_weight_map(directory / INDEX_NAME).values() if (directory / n).is_file()}
+        listed = read_weight_map(directory / INDEX_NAME, READ_ERROR_REMEDY).values()
+        found |= {n for n in listed if (directory / n).is_file()}
     return found
 
 

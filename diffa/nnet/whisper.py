@@ -52,8 +52,8 @@ from safetensors.torch import save_file
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
-from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object
-from diffa.nnet.llada import READ_ERROR_REMEDY, read_shards
+from diffa.files import atomic_save, atomic_save_text, open_safetensors, read_json_object, read_shards
+from diffa.nnet.llada import READ_ERROR_REMEDY
 
 logger = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ def read_encoder_tensors(
         with open_safetensors(single, READ_ERROR_REMEDY) as f:
             where = {k: single for k in f.keys()}
     elif index.is_file():
-        where = {k: shard for shard, keys in read_shards(index).items() for k in keys}
+        where = {k: shard for shard, keys in read_shards(index, READ_ERROR_REMEDY).items() for k in keys}
     else:
         raise FileNotFoundError(
             f"{path}: neither model.safetensors nor model.safetensors.index.json found; "
