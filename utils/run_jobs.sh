@@ -135,7 +135,10 @@ done
 
 case "$backend" in
   local)
-    [ "$max_parallel" -gt 0 ] || max_parallel=$(nproc)
+    # The usable CPUs, whatever OMP_NUM_THREADS says: GNU nproc reports OMP_NUM_THREADS when it
+    # is set, and recipes set it to 1 for their single-threaded jobs (egs/mini does), which made
+    # every local job of theirs wait for the one before.
+    [ "$max_parallel" -gt 0 ] || max_parallel=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # Each job runs in a process group of its own (setsid), so that an interrupted run stops the
     # jobs' commands too, not only their wrapper shells: an orphan would still be writing its
     # outputs while a rerun writes them again.

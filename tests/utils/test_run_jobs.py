@@ -28,6 +28,17 @@ def test_jobs_run_in_parallel_with_a_log_each(tmp_path):
         assert lines[-1].startswith("# Ended (code 0) at ")
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_default_parallelism_ignores_omp_num_threads(tmp_path):
+    # GNU nproc answers OMP_NUM_THREADS when it is set; recipes set it to 1 for their jobs, and the
+    # runner took that for the number of CPUs, so their jobs ran one at a time.
+    barrier = ("touch started.JOB; for i in $(seq 200); do "
+               "[ $(ls started.* | wc -l) -ge 2 ] && exit 0; sleep 0.1; done; exit 1")
+    result = run_jobs("JOB=1:2", "log/wait.JOB.log", "bash", "-c", barrier, cwd=tmp_path,
+                      env={"OMP_NUM_THREADS": "1", "OMP_THREAD_LIMIT": "1"})
+    assert result.returncode == 0, result.stderr
+
+
 def test_terminating_the_runner_stops_the_jobs_commands(tmp_path):
     # Each job's command writes its pid, then would run for a minute.
     command = "echo $$ > pid.JOB; exec sleep 60"
