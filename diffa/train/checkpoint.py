@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from speechbrain.utils.checkpoints import (
     METAFNAME,
     PARAMFILE_EXT,
@@ -53,6 +52,8 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
+
+from diffa.files import load_safetensors, open_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class TrainableWeights:
                 "--output_folder (starting from this one's model with --init_from), or run with the "
                 "configuration it was written with."
             )
-        self.load_state_dict(load_file(str(path)), where=str(path))
+        self.load_state_dict(load_safetensors(Path(path), _remedy(path)), where=str(path))
 
     def load_state_dict(self, state: Dict[str, torch.Tensor], where: str) -> None:
         """Copy ``state`` into the trainable parameters (names and shapes must match)."""
@@ -156,11 +157,16 @@ def read_record(path: str) -> dict:
     >>> read_record(path)
     {'stage': 'sft'}
     """
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(Path(path), _remedy(path)) as f:
         meta = f.metadata() or {}
     if "record" not in meta:
         raise ValueError(f"{path} is not a diffa training checkpoint (no record in its metadata)")
     return json.loads(meta["record"])
+
+
+def _remedy(path) -> str:
+    """What to do about an unreadable checkpoint file: drop its checkpoint, resume from the one before."""
+    return f"delete {Path(path).parent} and run again (training resumes from the checkpoint before it)"
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -247,10 +253,10 @@ def average_trainable(checkpoints: Iterable[Checkpoint], name: str = "model") ->
     checkpoints = list(checkpoints)
     if not checkpoints:
         raise ValueError("no checkpoint to average")
-    first = load_file(str(checkpoints[0].paramfiles[name]))
+    first = load_safetensors(checkpoints[0].paramfiles[name], _remedy(checkpoints[0].paramfiles[name]))
     total = {k: v.double() for k, v in first.items()}
     for ckpt in checkpoints[1:]:
-        state = load_file(str(ckpt.paramfiles[name]))
+        state = load_safetensors(ckpt.paramfiles[name], _remedy(ckpt.paramfiles[name]))
         if set(state) != set(total):
             raise ValueError(f"{ckpt.path}: its trainable weights are not those of {checkpoints[0].path}; cannot average")
         for k, v in state.items():

@@ -16,7 +16,6 @@ needs it and sets the trainable flags. Frozen weights take ``frozen_dtype``; the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -24,8 +23,10 @@ from typing import Any, Dict, List, Tuple
 
 import torch
 
+from diffa.files import read_json_object
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA, holds_tokenizer
+from diffa.nnet.llada import READ_ERROR_REMEDY
 from diffa.nnet.lora import LoRAConfig
 from diffa.train.stages import TrainableSummary, prepare_stage
 
@@ -54,7 +55,7 @@ def resolve_model_dir(path: str) -> Path:
 def _fresh_config(section: Dict[str, Any], whisper_dir: str) -> DIFFAConfig:
     section = dict(section or {})
     if "taps" not in section:
-        whisper = json.loads((Path(whisper_dir) / "config.json").read_text())
+        whisper = read_json_object(Path(whisper_dir) / "config.json", READ_ERROR_REMEDY)
         key = (whisper.get("encoder_layers"), whisper.get("d_model"))
         if key not in OFFICIAL_TAPS:
             raise ValueError(f"{whisper_dir}: no official acoustic taps for a Whisper with (layers, d_model) = {key}; set model.taps")

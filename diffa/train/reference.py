@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import torch
-from safetensors.torch import load_file
 
+from diffa.files import load_safetensors, read_json_object
 from diffa.model.config import DIFFAConfig
+from diffa.model.diffa import REWRITE
 from diffa.nnet.lora import LoRAConfig, add_lora, has_lora, load_lora_state_dict, lora_state_dict, set_active_adapter
 from diffa.train.checkpoint import config_diff
 
@@ -131,7 +132,7 @@ class SharedReference:
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path}/{name} not found: the VRPO reference must be a DIFFA directory with LoRA (stage 3's model)")
         where = str(path / "config.json")
-        config = DIFFAConfig.from_dict(json.loads((path / "config.json").read_text()), where=where)
+        config = DIFFAConfig.from_dict(read_json_object(path / "config.json", REWRITE), where=where)
         plain = lambda c: {k: v for k, v in json.loads(json.dumps(c.to_dict())).items() if k != "layout"}  # noqa: E731
         differ = config_diff(plain(config), plain(policy.config))
         if differ:
@@ -140,9 +141,9 @@ class SharedReference:
                 "'in the checkpoint' = the reference); start the policy from this model (--init_from)"
             )
         ref = cls(policy)
-        ref.model.load_adapters(load_file(str(path / "adapters.safetensors")), where=str(path / "adapters.safetensors"))
-        load_lora_state_dict(policy.llm, load_file(str(path / "lora.safetensors")), adapter_name=REFERENCE_ADAPTER,
-                             where=str(path / "lora.safetensors"))
+        adapters, lora = path / "adapters.safetensors", path / "lora.safetensors"
+        ref.model.load_adapters(load_safetensors(adapters, REWRITE), where=str(adapters))
+        load_lora_state_dict(policy.llm, load_safetensors(lora, REWRITE), adapter_name=REFERENCE_ADAPTER, where=str(lora))
         logger.info("VRPO reference: adapters and LoRA of %s (encoder and LLaDA base shared with the policy)", path)
         return ref
 

@@ -1,5 +1,7 @@
 """Tests of diffa.train.checkpoint: atomic saves, trainable-only weights, compatibility, averaging."""
 
+import re
+
 import pytest
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
@@ -94,6 +96,18 @@ def test_average_of_the_newest_checkpoints(tmp_path):
     assert average_trainable(latest_checkpoints(ckpt))["weight"].tolist() == [[5.0, 5.0]]
     with pytest.raises(ValueError, match="no checkpoint"):
         average_trainable([])
+
+
+def test_an_unreadable_checkpoint_file_names_it_and_what_to_do(tmp_path):
+    net = _net()
+    ckpt = AtomicCheckpointer(tmp_path, {"model": TrainableWeights(net, {})})
+    older, newest = ckpt.save_checkpoint(name="a"), ckpt.save_checkpoint(name="b")
+    newest.paramfiles["model"].write_bytes(b"\x10\x00")  # e.g. a copy cut short
+    expected = rf"{re.escape(str(newest.paramfiles['model']))}: not a readable safetensors file .*delete {re.escape(str(newest.path))} and run again"
+    with pytest.raises(ValueError, match=expected):
+        AtomicCheckpointer(tmp_path, {"model": TrainableWeights(_net(), {})}).recover_if_possible()
+    with pytest.raises(ValueError, match=expected):
+        average_trainable([older, newest])
 
 
 def test_config_diff_ignores_software_versions():

@@ -54,3 +54,12 @@ def test_a_model_without_lora_gets_the_configs(saved):
     assert model.config.lora == {**SCHEMA["lora"], "r": 4} and summary.counts["lora"] > 0
     model, _ = init_model(_config(init_from=saved(None), stage="acoustic"))
     assert model.config.lora is None
+
+
+def test_a_malformed_whisper_config_is_named(tmp_path):
+    for name in ("whisper", "llada"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "whisper" / "config.json").write_text('{"d_model": ')
+    config = _config(stage="semantic", init={"whisper_dir": str(tmp_path / "whisper"), "llada_dir": str(tmp_path / "llada")})
+    with pytest.raises(ValueError, match=r"whisper/config.json: line 1: not valid JSON .*download the checkpoint again"):
+        init_model(config)

@@ -250,6 +250,12 @@ def test_reference_from_a_directory(tok, tmp_path):
         SharedReference.from_pretrained(make_policy(tok), tmp_path / "no_lora")
     with pytest.raises(ValueError, match="needs a LoRA adapter"):
         SharedReference(DIFFA(tiny_config()))
+    (tmp_path / "stage3" / "lora.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(ValueError, match=r"stage3/lora.safetensors: not a readable safetensors file .*export the model again"):
+        SharedReference.from_pretrained(make_policy(tok), tmp_path / "stage3")
+    (tmp_path / "stage3" / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=r"stage3/config.json: line 1: not valid JSON"):
+        SharedReference.from_pretrained(make_policy(tok), tmp_path / "stage3")
 
 
 def test_settings_and_the_diffa2_config(monkeypatch):
