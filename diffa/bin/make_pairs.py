@@ -16,6 +16,11 @@ the set; ASR: one word swapped), ``external`` (the row's ``labels["rejected"]``,
 authors' preference index) and ``sampled`` (the worst wrong answer of ``--n_samples`` sampled
 from ``--model``).
 
+Sampling (a reverse process per row and sample) is the slow part: under ``--max_pairs`` mode
+``sampled`` visits the rows in a random order and stops once it has made that many pairs (the
+held-out side likewise under ``--max_valid_pairs``; with ``--valid_fraction`` both caps are needed,
+as one sampling feeds both sides); rows never sampled are counted in ``unvisited:sampled``.
+
 Held-out pairs come from ``--valid_data`` (dump directories, built the same way), else from a
 random ``--valid_fraction`` of the training utterances (no utterance on both sides). Task ids must
 be unique across the dumps of each side (pair ids are ``<task id>-<mode>``).
@@ -75,9 +80,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid_fraction", type=float, default=0.05,
                         help="without --valid_data: fraction of training utterances held out (0: none)")
     parser.add_argument("--max_pairs", type=int, default=0,
-                        help="keep a random subset of this many training pairs (0: all; DIFFA-2 used about 3,000)")
+                        help="keep a random subset of this many training pairs (0: all; DIFFA-2 used about 3,000); "
+                             "mode 'sampled' then samples random rows only until it has made this many pairs")
     parser.add_argument("--max_valid_pairs", type=int, default=0,
-                        help="keep a random subset of this many held-out pairs (0: all)")
+                        help="keep a random subset of this many held-out pairs (0: all); bounds their sampling likewise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the swaps, the held-out split and the sampling")
     sampled = parser.add_argument_group("mode 'sampled'")
     sampled.add_argument("--model", help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
@@ -215,6 +221,28 @@ def _subsample(pairs: list, limit: int, rng: random.Random, stats: dict, key: st
     return pairs
 
 
+def _sampling_budget(args) -> Optional[int]:
+    """How many 'sampled' training pairs are worth sampling for (None: sample every row).
+
+    A side never keeps more pairs than its cap, so sampling beyond it would only make pairs that
+    the final random draw drops; with --valid_fraction the held-out pairs come out of the same
+    sampling, so both caps must be set for a bound.
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["--train_data", "d", "--out_dir", "o", "--max_pairs", "300"])
+    >>> _sampling_budget(args), _sampling_budget(get_parser().parse_args(["--train_data", "d", "--out_dir", "o"]))
+    (None, None)
+    >>> args.max_valid_pairs = 30; _sampling_budget(args)
+    330
+    >>> args.valid_data = "dev"; _sampling_budget(args)
+    300
+    """
+    if args.valid_data or args.valid_fraction == 0:
+        return args.max_pairs or None
+    return args.max_pairs + args.max_valid_pairs if args.max_pairs and args.max_valid_pairs else None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Build and write the pairs (see the module docstring)."""
     parser = get_parser()
@@ -228,9 +256,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         valid_rows, valid_feats, valid_frames = read_dumps(split(args.valid_data)) if args.valid_data else ([], {}, {})
         train_sampler, valid_sampler = _samplers(args, scps(split(args.train_data)), scps(split(args.valid_data)))
         rng = random.Random(args.seed)
-        pairs, stats = build_pairs(rows, modes, rng, train_sampler)
+        pairs, stats = build_pairs(rows, modes, rng, train_sampler, _sampling_budget(args))
         if args.valid_data:
-            held_out, valid_stats = build_pairs(valid_rows, modes, rng, valid_sampler)
+            held_out, valid_stats = build_pairs(valid_rows, modes, rng, valid_sampler, args.max_valid_pairs or None)
             stats.update({f"valid:{k}": v for k, v in valid_stats.items()})
         else:
             pairs, held_out = split_by_utterance(pairs, args.valid_fraction, rng)

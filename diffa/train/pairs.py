@@ -54,6 +54,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from diffa.data.collate import collate_prompts
 from diffa.data.corpora.datadir import NOSPEECH
@@ -267,6 +268,7 @@ def build_pairs(
     modes: Sequence[str] = ("swap", "external"),
     rng: Optional[random.Random] = None,
     sampler: Optional[Sampler] = None,
+    max_sampled: Optional[int] = None,
 ) -> Tuple[List[dict], Counter]:
     """Preference pairs of a set of task rows (see the module docstring).
 
@@ -281,6 +283,10 @@ def build_pairs(
         Draws the swaps (default: seeded with 0).
     sampler : callable, optional
         Needed by ``"sampled"``: ``sampler(rows) -> [[answer, ...] per row]``.
+    max_sampled : int, optional
+        Stop sampling once this many ``"sampled"`` pairs are made: the rows are then visited in a
+        random order (drawn from ``rng``), and those never sampled are counted in
+        ``unvisited:sampled``. Sampling is the slow part (a model run per row); default: every row.
 
     Returns
     -------
@@ -289,6 +295,18 @@ def build_pairs(
     stats : Counter
         Pairs made per ``source``, rows without a pair per ``skipped:<mode>`` and, with mode
         ``"swap"``, the empty label values left out (``ignored:empty_label``, with a warning).
+
+    Example
+    -------
+    >>> rows = [{"id": f"{u}-0", "utt": u, "task": "mcq", "instruction": "Which?", "answer": "pink",
+    ...          "choices": ["white", "pink"], "gold": 1} for u in "abcdef"]
+    >>> calls = []
+    >>> def sampler(batch):
+    ...     calls.append(len(batch))
+    ...     return [["pink", "white"] if r["utt"] in "abc" else ["pink"] for r in batch]
+    >>> pairs, stats = build_pairs(rows, ("sampled",), random.Random(0), sampler, max_sampled=2)
+    >>> len(pairs), stats["skipped:sampled"] + stats["unvisited:sampled"], sum(calls) < len(rows)
+    (2, 4, True)
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown or not modes:
@@ -331,11 +349,22 @@ def build_pairs(
                        "no external pair for them (counted in skipped:external); check the preference data",
                        len(unusable), unusable[0])
     if "sampled" in modes:
-        samples = sampler(rows)
-        if len(samples) != len(rows):
-            raise ValueError(f"the sampler returned answers for {len(samples)} of {len(rows)} rows")
-        for row, answers in zip(rows, samples):
-            add(row, "sampled", rank_samples(row, answers), "sampled")
+        todo, made = list(rows), 0
+        if max_sampled:
+            rng.shuffle(todo)  # a random part of the set, not its first rows
+        while todo and not (max_sampled and made >= max_sampled):
+            # each row gives at most one pair: sample only as many rows as pairs are still missing
+            take = max_sampled - made if max_sampled else len(todo)
+            batch, todo = todo[:take], todo[take:]
+            samples = sampler(batch)
+            if len(samples) != len(batch):
+                raise ValueError(f"the sampler returned answers for {len(samples)} of {len(batch)} rows")
+            for row, answers in zip(batch, samples):
+                rejected = rank_samples(row, answers)
+                add(row, "sampled", rejected, "sampled")
+                made += rejected is not None
+        if todo:
+            stats["unvisited:sampled"] = len(todo)
     logger.info("built %d pairs from %d rows: %s", len(pairs), len(rows), dict(sorted(stats.items())))
     return pairs, stats
 
@@ -460,6 +489,7 @@ class ModelSampler:
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(self.seed)
         out: List[List[str]] = []
+        bar = tqdm(total=len(rows), desc="sampling", unit="row")
         try:
             for start in range(0, len(rows), self.batch_size):
                 batch = collate_prompts(self._examples(rows[start:start + self.batch_size]), self.tokenizer.pad_id)
@@ -477,6 +507,8 @@ class ModelSampler:
                 )
                 texts = answer_texts(self.tokenizer, gen.sequences[:, prompts.shape[1]:].cpu())
                 out.extend([texts[d * n + b] for d in range(self.n_samples)] for b in range(n))
+                bar.update(n)
         finally:
+            bar.close()
             self.model.train(was_training)
         return out

@@ -161,11 +161,12 @@ def test_a_failed_rerun_leaves_the_earlier_output_as_it_was(tmp_path, dumps, mon
     assert len(read_pairs(str(out / "pairs.jsonl"))) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["dump", "pairs"]
 
 
-def test_sampled_mode_with_a_saved_model(tmp_path):
+def sample_pairs(tmp_path, n_examples, *options):
+    """Run mode 'sampled' with a saved toy stage-3 model on a toy dump of ``n_examples`` rows."""
     from diffa.train.model_init import init_model
     from diffa.train.toy import make_toy_setup
 
-    setup = make_toy_setup(tmp_path / "toy", n_examples=3)
+    setup = make_toy_setup(tmp_path / "toy", n_examples=n_examples)
     config = {"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
               "model": setup["model"], "lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"]},
               "frozen_dtype": "float32"}
@@ -174,10 +175,22 @@ def test_sampled_mode_with_a_saved_model(tmp_path):
     out = tmp_path / "pairs"
     make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model",
                      str(tmp_path / "stage3"), "--tokenizer_dir", setup["tokenizer_dir"], "--n_samples", "2",
-                     "--gen_length", "4", "--valid_fraction", "0"])
+                     "--gen_length", "4", "--valid_fraction", "0", *options])
+    return out
+
+
+def test_sampled_mode_with_a_saved_model(tmp_path):
+    out = sample_pairs(tmp_path, 3)
     stats = json.loads((out / "stats.json").read_text())
     assert stats.get("sampled", 0) + stats.get("skipped:sampled", 0) == 3
     assert all(p["source"] == "sampled" for p in read_pairs(str(out / "pairs.jsonl")))
+
+
+def test_sampled_mode_samples_only_up_to_max_pairs(tmp_path):
+    out = sample_pairs(tmp_path, 8, "--max_pairs", "1")
+    stats = json.loads((out / "stats.json").read_text())
+    assert len(read_pairs(str(out / "pairs.jsonl"))) == 1 and stats["unvisited:sampled"] > 0
+    assert stats["sampled"] + stats.get("skipped:sampled", 0) + stats["unvisited:sampled"] == 8
 
 
 def test_help(capsys):

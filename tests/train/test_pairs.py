@@ -166,6 +166,29 @@ def test_sampled_mode_ranks_a_fake_sampler():
         build_pairs(rows, modes=("swapped",))
 
 
+def test_sampled_mode_stops_at_its_budget():
+    rows = [{"id": f"u{i}-0", "utt": f"u{i}", "task": "mcq", "instruction": "Which?", "answer": "pink",
+             "choices": ["white", "pink"], "gold": 1} for i in range(40)]
+    wrong = {f"u{i}" for i in range(0, 40, 4)}  # a quarter of the rows has a wrong sample
+    calls = []
+
+    def sampler(batch):
+        calls.append([r["utt"] for r in batch])
+        return [["pink", "white"] if r["utt"] in wrong else ["pink"] for r in batch]
+
+    pairs, stats = build_pairs(rows, modes=("sampled",), rng=random.Random(0), sampler=sampler, max_sampled=5)
+    sampled = [u for call in calls for u in call]
+    assert len(pairs) == 5 and len(set(sampled)) == len(sampled) < 40
+    assert calls[0] != [f"u{i}" for i in range(5)]  # a random part of the set, not its first rows
+    assert len(calls[0]) == 5  # no more rows than pairs are missing
+    assert stats["sampled"] + stats["skipped:sampled"] + stats["unvisited:sampled"] == 40
+    # a budget larger than the set can give: every row is sampled once, nothing is left unvisited
+    calls.clear()
+    pairs, stats = build_pairs(rows, modes=("sampled",), rng=random.Random(0), sampler=sampler, max_sampled=100)
+    assert len(pairs) == 10 and sorted(u for call in calls for u in call) == sorted(r["utt"] for r in rows)
+    assert "unvisited:sampled" not in stats
+
+
 def test_model_sampler_runs_a_tiny_model(tmp_path):
     from diffa.model.diffa import DIFFA, tiny_config
     from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
