@@ -34,6 +34,8 @@ VRPO training reads with --pairs):
   valid/              the same three files for the held-out pairs (absent when there are none;
                       utterance ids may repeat across sets, hence a directory of its own)
   stats.json          pairs made per source and rows skipped per mode
+  sampling/           only while mode 'sampled' runs: the samples so far, batch by batch, which a
+                      re-run with the same model and settings reuses (an interrupted run resumes)
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
+
+SAMPLING_DIR = "sampling"
 
 logger = logging.getLogger("diffa.bin.make_pairs")
 
@@ -151,14 +155,57 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     from diffa.text.tokenizer import load_tokenizer
     from diffa.train.model_init import resolve_model_dir
 
-    model = DIFFA.from_pretrained(resolve_model_dir(args.model), dtype=getattr(torch, args.dtype), device=args.device)
+    model_dir = resolve_model_dir(args.model)
+    model = DIFFA.from_pretrained(model_dir, dtype=getattr(torch, args.dtype), device=args.device)
     tokenizer = load_tokenizer(args.tokenizer_dir)
+    cache = _sampling_cache(args, model_dir)
     opts = dict(n_samples=args.n_samples, temperature=args.temperature, gen_length=args.gen_length,
                 batch_size=args.batch_size, system=args.system_prompt, seed=args.seed)
     return tuple(
-        ModelSampler(model, tokenizer, collections.ChainMap(*(load_feats(scp) for scp in scps)), **opts) if scps else None
-        for scps in (train_scps, valid_scps)
+        ModelSampler(model, tokenizer, collections.ChainMap(*(load_feats(scp) for scp in scps)),
+                     cache=os.path.join(cache, f"{side}.jsonl"), **opts) if scps else None
+        for side, scps in (("train", train_scps), ("valid", valid_scps))
     )
+
+
+def _sampling_cache(args, model_dir) -> str:
+    """``<out_dir>/sampling``, where the samplers keep what they sampled so far; emptied first
+    when an earlier run wrote it with another model (files changed since) or other settings.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "m"))
+    >>> args = get_parser().parse_args(["--train_data", "t", "--out_dir", d, "--tokenizer_dir", "tok"])
+    >>> folder = _sampling_cache(args, os.path.join(d, "m"))
+    >>> _ = open(os.path.join(folder, "train.jsonl.partial"), "w").write('{"id": "a", "samples": []}\\n')
+    >>> sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"))))  # same settings: kept
+    ['settings.json', 'train.jsonl.partial']
+    >>> args.temperature = 0.5; sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"))))
+    ['settings.json']
+    """
+    folder = os.path.join(args.out_dir, SAMPLING_DIR)
+    files = {name: [os.path.getsize(os.path.join(model_dir, name)), os.path.getmtime(os.path.join(model_dir, name))]
+             for name in sorted(os.listdir(model_dir)) if os.path.isfile(os.path.join(model_dir, name))}
+    settings = {"model": os.path.realpath(model_dir), "model_files": files,
+                "tokenizer_dir": os.path.realpath(args.tokenizer_dir), "train_data": args.train_data,
+                "valid_data": args.valid_data, "dtype": args.dtype, "seed": args.seed,
+                **{k: getattr(args, k) for k in ("n_samples", "temperature", "gen_length", "system_prompt")}}
+    path = os.path.join(folder, "settings.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = None
+    if old != settings and os.path.isdir(folder):
+        if isinstance(old, dict):
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            logger.warning("%s: samples of an earlier run with other settings (%s) are discarded", folder, ", ".join(changed))
+        shutil.rmtree(folder)
+    os.makedirs(folder, exist_ok=True)
+    with atomic_write(path) as f:
+        json.dump(settings, f, indent=2)
+    return folder
 
 
 def write_pair_dir(out_dir: str, pairs: Sequence[dict], feats: Dict[str, str], frames: Dict[str, int]) -> None:
@@ -279,6 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 f.write("\n")
 
         write_outputs(args.out_dir, stage)
+        shutil.rmtree(os.path.join(args.out_dir, SAMPLING_DIR), ignore_errors=True)  # complete: samples no longer needed
     except ValueError as err:
         parser.error(str(err))
     print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs -> {args.out_dir} "

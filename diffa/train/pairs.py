@@ -59,6 +59,7 @@ from tqdm import tqdm
 from diffa.data.collate import collate_prompts
 from diffa.data.corpora.datadir import NOSPEECH
 from diffa.data.dataset import Example
+from diffa.decode.results import ResultsFile
 from diffa.diffusion.sampler import generate
 from diffa.scoring.mcq import judge
 from diffa.scoring.text import tokenize
@@ -433,6 +434,11 @@ class ModelSampler:
         System prompt of the template.
     seed : int
         Seed of the sampling noise.
+    cache : str, optional
+        A JSONL file (``{"id": task id, "samples": [...]}`` lines,
+        :class:`diffa.decode.results.ResultsFile`) that every batch's samples are appended to,
+        flushed: rows found there are not sampled again, so a killed run resumes where it stopped.
+        Whoever passes it makes sure it was written with the same model and settings.
 
     Example
     -------
@@ -461,6 +467,7 @@ class ModelSampler:
         batch_size: int = 8,
         system: Optional[str] = None,
         seed: int = 0,
+        cache: Optional[str] = None,
     ):
         if n_samples < 1 or batch_size < 1:
             raise ValueError(f"n_samples and batch_size must be >= 1, got {n_samples} and {batch_size}")
@@ -470,6 +477,17 @@ class ModelSampler:
         self.block_length = block_length or gen_length
         self.steps = steps or gen_length
         self.seed = seed
+        self.cache = ResultsFile(cache) if cache else None
+        self._stored: Optional[Dict[str, dict]] = None  # the cache's rows, read at the first call
+
+    def _cached(self) -> Dict[str, dict]:
+        """The rows of the cache (read once; a line cut short by a kill is dropped and rewritten)."""
+        if self._stored is None:
+            self._stored = self.cache.read() if self.cache else {}
+            if self._stored:
+                logger.info("%s: %d rows sampled by an earlier run are reused", self.cache.partial, len(self._stored))
+                self.cache.restart(self._stored.values())
+        return self._stored
 
     def _examples(self, rows: Sequence[dict]) -> List[Example]:
         out = []
@@ -484,15 +502,17 @@ class ModelSampler:
     @torch.no_grad()
     def __call__(self, rows: Sequence[dict]) -> List[List[str]]:
         """``n_samples`` answers for each row, in row order."""
+        stored = self._cached() if self.cache else {}
+        todo = [row for row in rows if row["id"] not in stored]
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        out: List[List[str]] = []
-        bar = tqdm(total=len(rows), desc="sampling", unit="row")
+        bar = tqdm(total=len(todo), desc="sampling", unit="row")
         try:
-            for start in range(0, len(rows), self.batch_size):
-                batch = collate_prompts(self._examples(rows[start:start + self.batch_size]), self.tokenizer.pad_id)
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start:start + self.batch_size]
+                batch = collate_prompts(self._examples(chunk), self.tokenizer.pad_id)
                 n = len(batch["ids"])
                 feats = batch["feats"].to(device=device, dtype=next(self.model.parameters()).dtype)
                 denoise = self.model.denoiser(feats, batch["feat_lens"].to(device), batch["audio_pos"].to(device))
@@ -506,9 +526,13 @@ class ModelSampler:
                     attention_mask=mask, generator=generator,
                 )
                 texts = answer_texts(self.tokenizer, gen.sequences[:, prompts.shape[1]:].cpu())
-                out.extend([texts[d * n + b] for d in range(self.n_samples)] for b in range(n))
+                sampled = [{"id": row["id"], "samples": [texts[d * n + b] for d in range(self.n_samples)]}
+                           for b, row in enumerate(chunk)]
+                if self.cache:
+                    self.cache.append(sampled)
+                stored.update((r["id"], r) for r in sampled)
                 bar.update(n)
         finally:
             bar.close()
             self.model.train(was_training)
-        return out
+        return [stored[row["id"]]["samples"] for row in rows]

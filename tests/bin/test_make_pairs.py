@@ -162,16 +162,18 @@ def test_a_failed_rerun_leaves_the_earlier_output_as_it_was(tmp_path, dumps, mon
 
 
 def sample_pairs(tmp_path, n_examples, *options):
-    """Run mode 'sampled' with a saved toy stage-3 model on a toy dump of ``n_examples`` rows."""
+    """Run mode 'sampled' with a saved toy stage-3 model on a toy dump of ``n_examples`` rows
+    (both made once per ``tmp_path``)."""
     from diffa.train.model_init import init_model
     from diffa.train.toy import make_toy_setup
 
     setup = make_toy_setup(tmp_path / "toy", n_examples=n_examples)
-    config = {"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
-              "model": setup["model"], "lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"]},
-              "frozen_dtype": "float32"}
-    model, _ = init_model(config)
-    model.save_pretrained(tmp_path / "stage3")
+    if not (tmp_path / "stage3").exists():
+        config = {"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
+                  "model": setup["model"], "lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"]},
+                  "frozen_dtype": "float32"}
+        model, _ = init_model(config)
+        model.save_pretrained(tmp_path / "stage3")
     out = tmp_path / "pairs"
     make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model",
                      str(tmp_path / "stage3"), "--tokenizer_dir", setup["tokenizer_dir"], "--n_samples", "2",
@@ -191,6 +193,32 @@ def test_sampled_mode_samples_only_up_to_max_pairs(tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert len(read_pairs(str(out / "pairs.jsonl"))) == 1 and stats["unvisited:sampled"] > 0
     assert stats["sampled"] + stats.get("skipped:sampled", 0) + stats["unvisited:sampled"] == 8
+
+
+def test_sampled_mode_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    from diffa.train.pairs import ModelSampler
+
+    real, sampled = ModelSampler._examples, []
+
+    def dies_at_the_third_batch(self, rows):
+        if len(sampled) == 2:
+            raise KeyboardInterrupt
+        sampled.extend(r["id"] for r in rows)
+        return real(self, rows)
+
+    monkeypatch.setattr(ModelSampler, "_examples", dies_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        sample_pairs(tmp_path, 6, "--batch_size", "1")
+    cache = tmp_path / "pairs" / "sampling" / "train.jsonl.partial"
+    assert [json.loads(line)["id"] for line in cache.read_text().splitlines()] == sampled
+    first = list(sampled)
+    sampled.clear()
+    monkeypatch.setattr(ModelSampler, "_examples", lambda self, rows: sampled.extend(r["id"] for r in rows) or real(self, rows))
+    out = sample_pairs(tmp_path, 6, "--batch_size", "1")
+    assert len(sampled) == 4 and not set(sampled) & set(first)  # only the rows the first run had not sampled
+    assert not (out / "sampling").exists()  # the run is complete: its samples are removed
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats.get("sampled", 0) + stats.get("skipped:sampled", 0) == 6
 
 
 def test_help(capsys):

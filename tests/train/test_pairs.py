@@ -210,6 +210,31 @@ def test_model_sampler_runs_a_tiny_model(tmp_path):
         sampler([dict(rows[0], utt="zz")])
 
 
+def test_model_sampler_resumes_from_its_cache(tmp_path):
+    from diffa.model.diffa import DIFFA, tiny_config
+    from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+    tok = SentencePieceTokenizer(train_sentencepiece(["male female who speaks"] * 4, tmp_path / "spm.model",
+                                                     vocab_size=60, byte_fallback=False))
+    torch.manual_seed(0)
+    model = DIFFA(tiny_config(vocab=tok.vocab_size))
+    feats = {u: np.zeros((30, 16), np.float32) for u in "abc"}
+    rows = [{"id": f"{u}-0", "utt": u, "task": "open_qa", "instruction": "who speaks", "answer": "male"} for u in "abc"]
+    cache = tmp_path / "sampling" / "train.jsonl"
+    cache.parent.mkdir()
+    # an earlier run sampled a, then was killed while writing b
+    Path(str(cache) + ".partial").write_text('{"id": "a-0", "samples": ["from the cache"]}\n{"id": "b-0", "sam')
+    sampler = ModelSampler(model, tok, feats, n_samples=2, gen_length=4, batch_size=1, cache=str(cache))
+    sampled = []
+    real = sampler._examples
+    sampler._examples = lambda batch: sampled.extend(r["id"] for r in batch) or real(batch)
+    answers = sampler(rows)
+    assert answers[0] == ["from the cache"] and sampled == ["b-0", "c-0"] and len(answers[2]) == 2
+    stored = [json.loads(line) for line in Path(str(cache) + ".partial").read_text().splitlines()]
+    assert [r["id"] for r in stored] == ["a-0", "b-0", "c-0"] and stored[2]["samples"] == answers[2]
+    assert ModelSampler(model, tok, {}, cache=str(cache))(rows) == answers  # all from the cache: no features read
+
+
 def test_split_by_utterance_is_disjoint_and_reproducible():
     pairs = [{"id": f"{u}-{k}", "utt": u} for u in "abcdefghij" for k in range(3)]
     train, held = split_by_utterance(pairs, 0.2, random.Random(3))
