@@ -84,8 +84,9 @@ def decode_batch(
     sampling: Mapping[str, Any],
     stop_at_eos: bool = True,
     generator: Optional[torch.Generator] = None,
+    copies: int = 1,
 ) -> Tuple[List[str], List[int]]:
-    """Decode one left-padded batch.
+    """Decode one left-padded batch (each row ``copies`` times, e.g. to sample several answers).
 
     Arguments
     ---------
@@ -102,19 +103,28 @@ def decode_batch(
         Stop a row at its first eos (DIFFA-2); hypotheses are the same either way.
     generator : torch.Generator, optional
         Randomness for temperature sampling and random remasking (on the model's device).
+    copies : int
+        Decode every row this many times in one reverse process, its audio encoded once (with
+        ``temperature`` > 0 the copies differ).
 
     Returns
     -------
     (list of str, list of int)
-        Hypotheses and NFE per row.
+        Hypotheses and NFE per decoded row, copy-major: ``[copy 0 of every row, copy 1, ...]``.
     """
     device = model.llm.device
-    prompt = batch["input_ids"].to(device)
-    denoiser = model.denoiser(batch["feats"].to(device), batch["feat_lens"].to(device),
-                              batch["audio_pos"].to(device))
+    n = batch["input_ids"].shape[0]
+    prompt = batch["input_ids"].to(device).repeat(copies, 1)
+    denoise = model.denoiser(batch["feats"].to(device), batch["feat_lens"].to(device),
+                             batch["audio_pos"].to(device))
+
+    def denoiser(x, attention_mask=None, rows=None):  # decoded row r holds the audio of example r % n
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        return denoise(x, attention_mask, rows % n)
+
     out = generate(denoiser, prompt, **sampling, mask_id=tokenizer.mask_id,
                    eos_id=tokenizer.eos_id if stop_at_eos else None,
-                   attention_mask=batch["attention_mask"].to(device), generator=generator,
+                   attention_mask=batch["attention_mask"].to(device).repeat(copies, 1), generator=generator,
                    vocab_size=model.llm.config.vocab_size)
     answers = out.sequences[:, prompt.shape[1]:].tolist()
     return [answer_text(tokenizer, a) for a in answers], out.nfe.tolist()

@@ -59,8 +59,8 @@ from tqdm import tqdm
 from diffa.data.collate import collate_prompts
 from diffa.data.corpora.datadir import NOSPEECH
 from diffa.data.dataset import Example
+from diffa.decode.decoder import decode_batch
 from diffa.decode.results import ResultsFile
-from diffa.diffusion.sampler import generate
 from diffa.scoring.mcq import judge
 from diffa.scoring.text import tokenize
 from diffa.scoring.wer import ErrorCounts, align
@@ -391,28 +391,12 @@ def split_by_utterance(pairs: Sequence[dict], fraction: float, rng: random.Rando
     return [p for p in pairs if p["utt"] not in held], [p for p in pairs if p["utt"] in held]
 
 
-def answer_texts(tokenizer, answer_ids: torch.Tensor) -> List[str]:
-    """Decode generated answer ids (B, L), each cut at its first eos or eot.
-
-    Example
-    -------
-    >>> class Tok:
-    ...     eos_id, eot_id = 0, 1
-    ...     def decode(self, ids, skip_special_tokens=True): return " ".join(map(str, ids))
-    >>> answer_texts(Tok(), torch.tensor([[5, 6, 1, 7], [8, 0, 0, 0]]))
-    ['5 6', '8']
-    """
-    stop = (answer_ids == tokenizer.eos_id) | (answer_ids == tokenizer.eot_id)
-    keep = (stop.long().cumsum(-1) == 0).sum(-1).tolist()
-    return [tokenizer.decode(ids[:n].tolist()).strip() for ids, n in zip(answer_ids, keep)]
-
-
 class ModelSampler:
     """Sample answers to task rows from a DIFFA model (the ``"sampled"`` mode's sampler).
 
     Each row is answered ``n_samples`` times by the LLaDA reverse process at ``temperature``
-    (:func:`diffa.diffusion.sampler.generate`); the audio of a batch is encoded once and shared by
-    its samples.
+    (:func:`diffa.decode.decoder.decode_batch` with ``copies=n_samples``: the audio of a batch is
+    encoded once and shared by its samples; answers end at the first eos/eot, as decoded ones).
 
     Arguments
     ---------
@@ -506,26 +490,18 @@ class ModelSampler:
         todo = [row for row in rows if row["id"] not in stored]
         was_training = self.model.training
         self.model.eval()
-        device = next(self.model.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        generator = torch.Generator(device=self.model.llm.device).manual_seed(self.seed)
+        sampling = dict(gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
+                        temperature=self.temperature, remasking="low_confidence", factor=None, threshold=None,
+                        cfg_scale=0.0)
         bar = tqdm(total=len(todo), desc="sampling", unit="row")
         try:
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start:start + self.batch_size]
                 batch = collate_prompts(self._examples(chunk), self.tokenizer.pad_id)
-                n = len(batch["ids"])
-                feats = batch["feats"].to(device=device, dtype=next(self.model.parameters()).dtype)
-                denoise = self.model.denoiser(feats, batch["feat_lens"].to(device), batch["audio_pos"].to(device))
-                # draw-major copies: prompt row d * n + b is sample d of row b, whose audio is row b
-                prompts = batch["input_ids"].to(device).repeat(self.n_samples, 1)
-                mask = batch["attention_mask"].to(device).repeat(self.n_samples, 1)
-                gen = generate(
-                    lambda x, attention_mask, rows: denoise(x, attention_mask, rows % n), prompts,
-                    gen_length=self.gen_length, block_length=self.block_length, steps=self.steps,
-                    temperature=self.temperature, mask_id=self.tokenizer.mask_id, eos_id=self.tokenizer.eos_id,
-                    attention_mask=mask, generator=generator,
-                )
-                texts = answer_texts(self.tokenizer, gen.sequences[:, prompts.shape[1]:].cpu())
+                texts, _ = decode_batch(self.model, self.tokenizer, batch, sampling, generator=generator,
+                                        copies=self.n_samples)
+                n = len(chunk)
                 sampled = [{"id": row["id"], "samples": [texts[d * n + b] for d in range(self.n_samples)]}
                            for b, row in enumerate(chunk)]
                 if self.cache:

@@ -47,6 +47,22 @@ def test_batch_of_16_equals_one_at_a_time(loaded, toy, tmp_path, mode):
     assert len({h for h, _ in batched.values()}) > 1  # not a degenerate constant answer
 
 
+def test_copies_equal_repeated_rows(loaded, toy, tmp_path):
+    """copies=k decodes like a batch holding each row k times (copy-major), audio encoded once."""
+    from diffa.data.collate import collate_prompts
+
+    model, tokenizer = loaded
+    dataset = one_type_dataset(toy, tokenizer, tmp_path, n=3)
+    examples = [dataset[i] for i in range(3)]
+    sampling = DecodeConfig(gen_length=6, block_length=6, steps=6, temperature=1.0).sampling("open_qa")
+    texts, nfe = decoder.decode_batch(model, tokenizer, collate_prompts(examples, tokenizer.pad_id), sampling,
+                                      generator=torch.Generator().manual_seed(0), copies=2)
+    repeated, repeated_nfe = decoder.decode_batch(model, tokenizer, collate_prompts(examples * 2, tokenizer.pad_id),
+                                                  sampling, generator=torch.Generator().manual_seed(0))
+    assert (texts, nfe) == (repeated, repeated_nfe) and len(texts) == 6
+    assert texts[:3] != texts[3:]  # at temperature 1 the copies differ
+
+
 def test_resumed_batches_draw_the_same_noise(loaded, toy, tmp_path):
     """Skipping a finished batch leaves the other batches, and their random seeds, unchanged."""
     model, tokenizer = loaded
