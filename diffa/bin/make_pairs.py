@@ -6,8 +6,7 @@ Usage:
 
   # answers sampled from the stage-3 model and ranked against the reference
   python -m diffa.bin.make_pairs --train_data dump/train --out_dir exp/pairs --modes swap,sampled \\
-      --model exp/stage3_sft --tokenizer_dir exp/tokenizer --n_samples 4 --temperature 1.0 \\
-      --gen_length 32 --device cuda --dtype bfloat16
+      --model exp/stage3_sft --n_samples 4 --temperature 1.0 --gen_length 32 [--device cuda --dtype bfloat16]
 
 Each ``--train_data`` directory is a dump directory (``tasks.jsonl`` + ``feats.scp``, written by
 the feature stage). Every task row whose utterance has features gives at most one pair per mode
@@ -51,13 +50,12 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
-
 from diffa.bin._cli import entry_point_parser
 from diffa.data.kaldi import load_feats, read_map, write_map
 from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
+from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
 
 SAMPLING_DIR = "sampling"
@@ -91,14 +89,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the swaps, the held-out split and the sampling")
     sampled = parser.add_argument_group("mode 'sampled'")
     sampled.add_argument("--model", help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
-    sampled.add_argument("--tokenizer_dir", help="its tokenizer directory (tokenizer.json or spm.model)")
     sampled.add_argument("--n_samples", type=int, default=4, help="answers sampled per row")
     sampled.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     sampled.add_argument("--gen_length", type=int, default=32, help="answer canvas length (block length = steps = this)")
     sampled.add_argument("--batch_size", type=int, default=8, help="rows per model call")
     sampled.add_argument("--system_prompt", help="system prompt of the template (default: the template's)")
-    sampled.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    sampled.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="model dtype")
+    add_model_arguments(sampled)
     return parser
 
 
@@ -149,16 +145,11 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     """
     if "sampled" not in args.modes.split(","):
         return None, None
-    if not args.model or not args.tokenizer_dir:
-        raise ValueError("--modes sampled needs --model (the stage-3 model) and --tokenizer_dir")
-    from diffa.model.diffa import DIFFA
-    from diffa.text.tokenizer import load_tokenizer
-    from diffa.train.model_init import resolve_model_dir
-
-    model_dir = resolve_model_dir(args.model)
-    model = DIFFA.from_pretrained(model_dir, dtype=getattr(torch, args.dtype), device=args.device)
-    tokenizer = load_tokenizer(args.tokenizer_dir)
-    cache = _sampling_cache(args, model_dir)
+    if not args.model:
+        raise ValueError("--modes sampled needs --model (the stage-3 model)")
+    model_dir, tokenizer_dir = check_model_dir(args.model, args.tokenizer)
+    model, tokenizer = load_for_decoding(model_dir, tokenizer_dir, args.device, args.dtype, args.audio_dtype)
+    cache = _sampling_cache(args, model_dir, tokenizer_dir)
     opts = dict(n_samples=args.n_samples, temperature=args.temperature, gen_length=args.gen_length,
                 batch_size=args.batch_size, system=args.system_prompt, seed=args.seed)
     return tuple(
@@ -168,7 +159,7 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     )
 
 
-def _sampling_cache(args, model_dir) -> str:
+def _sampling_cache(args, model_dir, tokenizer_dir) -> str:
     """``<out_dir>/sampling``, where the samplers keep what they sampled so far; emptied first
     when an earlier run wrote it with another model (files changed since) or other settings.
 
@@ -176,20 +167,20 @@ def _sampling_cache(args, model_dir) -> str:
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "m"))
-    >>> args = get_parser().parse_args(["--train_data", "t", "--out_dir", d, "--tokenizer_dir", "tok"])
-    >>> folder = _sampling_cache(args, os.path.join(d, "m"))
+    >>> args = get_parser().parse_args(["--train_data", "t", "--out_dir", d])
+    >>> folder = _sampling_cache(args, os.path.join(d, "m"), "tok")
     >>> _ = open(os.path.join(folder, "train.jsonl.partial"), "w").write('{"id": "a", "samples": []}\\n')
-    >>> sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"))))  # same settings: kept
+    >>> sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"), "tok")))  # same settings: kept
     ['settings.json', 'train.jsonl.partial']
-    >>> args.temperature = 0.5; sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"))))
+    >>> args.temperature = 0.5; sorted(os.listdir(_sampling_cache(args, os.path.join(d, "m"), "tok")))
     ['settings.json']
     """
     folder = os.path.join(args.out_dir, SAMPLING_DIR)
     files = {name: [os.path.getsize(os.path.join(model_dir, name)), os.path.getmtime(os.path.join(model_dir, name))]
              for name in sorted(os.listdir(model_dir)) if os.path.isfile(os.path.join(model_dir, name))}
     settings = {"model": os.path.realpath(model_dir), "model_files": files,
-                "tokenizer_dir": os.path.realpath(args.tokenizer_dir), "train_data": args.train_data,
-                "valid_data": args.valid_data, "dtype": args.dtype, "seed": args.seed,
+                "tokenizer": os.path.realpath(tokenizer_dir), "train_data": args.train_data,
+                "valid_data": args.valid_data, "dtype": args.dtype, "audio_dtype": args.audio_dtype, "seed": args.seed,
                 **{k: getattr(args, k) for k in ("n_samples", "temperature", "gen_length", "system_prompt")}}
     path = os.path.join(folder, "settings.json")
     try:

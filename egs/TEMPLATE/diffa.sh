@@ -9,7 +9,7 @@
 #   3 semantic alignment      curriculum stage 1: dump/<train> -> exp/stage1_semantic
 #   4 acoustic alignment      curriculum stage 2: + the previous model -> exp/stage2_acoustic
 #   5 SFT                     curriculum stage 3: + the previous model -> exp/stage3_sft
-#   6 preference pairs        dump/<train> -> exp/pairs
+#   6 preference pairs        dump/<train> (+ the previous model, --pairs_modes sampled) -> exp/pairs
 #   7 preference optimisation curriculum stage 4 (VRPO): the previous model + exp/pairs
 #                             -> exp/stage4_vrpo (the previous model is also the reference)
 #   8 decoding                model + dump/<test> -> exp/<model>/decode_<tag>/<test>/results.jsonl
@@ -61,6 +61,7 @@ acoustic_config=""       # stage 4 training config (empty: skip the stage)
 sft_config=""            # stage 5 training config (empty: skip the stage)
 vrpo_config=""           # stage 7 training config (empty: skip stages 6 and 7)
 train_opts=""            # extra options for every training stage (e.g. config overrides)
+pairs_modes=swap,external # stage 6 (make_pairs --modes); 'sampled': from the model VRPO starts from, a GPU job
 pairs_opts=""            # extra options for diffa.bin.make_pairs (stage 6)
 decode_config=""         # stage 8 decoding config (needed by stages 8 and 9)
 decode_opts=""           # extra options for diffa.bin.decode
@@ -407,14 +408,26 @@ if in_range 5; then
 fi
 
 if in_range 6; then
-  log "Stage 6: ${stage_names[6]}: $(train_dumps 6) -> $pairs_dir"
+  # Mode 'sampled' answers the rows with the model VRPO starts from, in a job that gets a GPU
+  # as decoding jobs do.
+  sampling=false sample_stage="" sample_opts=()
+  [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
+  [ -z "$sample_stage" ] || sample_opts=(--model "${model_dir[$sample_stage]}")
+  log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${model_dir[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
   elif ! skip_done "$pairs_dir/.done"; then
     for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
+    gpu=0
+    if $sampling; then
+      [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"
+      need "${model_dir[$sample_stage]}/.done" "$sample_stage"
+      gpu=$((ngpu > 0 ? 1 : 0))
+    fi
     # shellcheck disable=SC2086
-    $decode_cmd "$pairs_dir/log/make_pairs.log" $python -m diffa.bin.make_pairs \
-      --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" $pairs_opts ||
+    $decode_cmd --gpu "$gpu" "$pairs_dir/log/make_pairs.log" \
+      $python -m diffa.bin.make_pairs --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" \
+      --modes "$pairs_modes" "${sample_opts[@]}" $pairs_opts ||
       die "stage 6 (${stage_names[6]}) failed: see $pairs_dir/log/make_pairs.log"
     touch "$pairs_dir/.done"
   fi

@@ -14,7 +14,7 @@ set -euo pipefail
   --acoustic_train_sets "train_qa_stage2 train_asr" \
   --sft_train_sets "train_qa_stage3 train_asr" \
   --vrpo_train_sets train_pref \
-  --pairs_opts "--modes external" \
+  --pairs_modes external \
   --dev_set dev_clean \
   --test_sets "mmsu mmau_test_mini mmar" \
   --n_mels 128 \

@@ -20,6 +20,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   --sft_config conf/stage3_sft.yaml \
   --vrpo_config conf/stage4_vrpo.yaml \
   --decode_config conf/decode.yaml \
-  --pairs_opts "--modes swap --max_pairs 2000 --valid_data dump/dev --max_valid_pairs 300" \
+  --pairs_modes swap \
+  --pairs_opts "--max_pairs 2000 --valid_data dump/dev --max_valid_pairs 300" \
   --score_opts "--group_by asks" \
   "$@"

@@ -176,7 +176,7 @@ def sample_pairs(tmp_path, n_examples, *options):
         model.save_pretrained(tmp_path / "stage3")
     out = tmp_path / "pairs"
     make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model",
-                     str(tmp_path / "stage3"), "--tokenizer_dir", setup["tokenizer_dir"], "--n_samples", "2",
+                     str(tmp_path / "stage3"), "--tokenizer", setup["tokenizer_dir"], "--n_samples", "2",
                      "--gen_length", "4", "--valid_fraction", "0", *options])
     return out
 

@@ -158,6 +158,22 @@ def test_help_lists_stages_and_options():
     assert re.search(r"--n_mels +\(128\)", result.stdout)  # the recipe's value
 
 
+def test_sampled_pairs_come_from_the_model_vrpo_starts_from(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    args = ["--stage", "6", "--stop_stage", "6", "--pairs_modes", "swap,sampled", *configs("sft", "vrpo")]
+    result = engine(rec, *args)
+    assert result.returncode == 1 and calls(rec)[-1][0] == "extract_feats"
+    assert "missing exp/stage3_sft/.done: run stage 5 (SFT) first" in result.stderr
+    (rec / "exp" / "stage3_sft").mkdir(parents=True)
+    (rec / "exp" / "stage3_sft" / ".done").touch()
+    result = engine(rec, *args, "--pairs_opts", "--max_pairs 3")
+    assert result.returncode == 0, result.stderr
+    assert "Stage 6: preference pairs: dump/train + exp/stage3_sft -> exp/pairs" in result.stdout
+    assert calls(rec)[-1] == ["make_pairs", "--train_data", "dump/train", "--out_dir", "exp/pairs",
+                              "--modes", "swap,sampled", "--model", "exp/stage3_sft", "--max_pairs", "3"]
+
+
 def test_stage2_without_stage1_names_stage1(recipe):
     rec = recipe()
     result = engine(rec, "--stage", "2", "--stop_stage", "2")
@@ -227,7 +243,7 @@ def test_all_stages_with_fake_entry_points(recipe):
     assert train[1][-2:] == ["--init_from", "exp/stage1_semantic"]
     assert train[3][-6:] == ["--init_from", "exp/stage3_sft", "--ref_model", "exp/stage3_sft",
                              "--pairs", "exp/pairs"]
-    assert made[9] == ["make_pairs", "--train_data", "dump/train", "--out_dir", "exp/pairs"]
+    assert made[9] == ["make_pairs", "--train_data", "dump/train", "--out_dir", "exp/pairs", "--modes", "swap,external"]
     assert made[11][:4] == ["decode", "conf/decode.yaml", "--model_dir", "exp/stage4_vrpo"]
     assert made[13] == ["score", "--results", "exp/stage4_vrpo/decode_decode/test/results.jsonl",
                         "--data_dir", "data/test", "--out_dir", "exp/stage4_vrpo/decode_decode/test/score"]
