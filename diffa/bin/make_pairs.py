@@ -110,11 +110,18 @@ def read_dumps(dirs: Sequence[str]) -> Tuple[List[dict], Dict[str, str], Dict[st
     Traceback (most recent call last):
      ...
     ValueError: /nonexistent/tasks.jsonl is missing: run stage 2 (feature extraction) for this set first
+    >>> read_dumps(["dump/dev", "dump/dev/"])
+    Traceback (most recent call last):
+     ...
+    ValueError: dump/dev is listed twice; list each dump directory once
     """
     rows: List[dict] = []
     feats: Dict[str, str] = {}
     frames: Dict[str, int] = {}
     task_dump: Dict[str, str] = {}  # task id -> the dump it is in
+    twice = sorted({d for d in dirs if sum(os.path.realpath(e) == os.path.realpath(d) for e in dirs) > 1})
+    if twice:
+        raise ValueError(f"{twice[0]} is listed twice; list each dump directory once")
     for d in dirs:
         for name in ("tasks.jsonl", "feats.scp"):
             if not os.path.isfile(os.path.join(d, name)):

@@ -133,15 +133,16 @@ def _snapshot(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_a_failed_rerun_leaves_the_earlier_output_as_it_was(tmp_path, dumps, monkeypatch):
+def test_a_failed_rerun_leaves_the_earlier_output_as_it_was(tmp_path, dumps, monkeypatch, capsys):
     out = tmp_path / "pairs"
     make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_fraction", "0.25"])
     before = _snapshot(out)
     assert {"pairs.jsonl", "feats.scp", "valid/pairs.jsonl", "stats.json"} <= set(before)
-    # the held-out sets share task ids: refused before anything is written
-    with pytest.raises(SystemExit):
+    # a held-out set given twice: refused before anything is written
+    with pytest.raises(SystemExit) as err:
         make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_data", f"{dumps[1]},{dumps[1]}",
                          "--max_pairs", "3"])
+    assert err.value.code == 2 and f"{dumps[1]} is listed twice" in capsys.readouterr().err
     assert _snapshot(out) == before
     # writing fails midway (the held-out features): nothing of the new run reaches --out_dir
     real = make_pairs.write_map

@@ -99,7 +99,8 @@ def test_dataset_drops_pairs_without_features_and_truncates(tmp_path, tok, caplo
     ds = PairDataset(pairs, feats, tok, max_answer_tokens=3)
     assert len(ds) == 1 and "1 pairs left out" in caplog.text
     assert len(ds[0].chosen_ids) == 3 and ds[0].chosen_ids[-1] == tok.eot_id
-    assert ds.truncated_answers >= 1
+    assert ds.truncated_answers == 2  # both sides of the pair: "a woman" is 3 tokens + eot
+    assert len(ds[0].rejected_ids) == 3 and ds[0].rejected_ids[-1] == tok.eot_id
     (tmp_path / "none").mkdir()
     pairs, feats = _dataset_dir(tmp_path / "none", [dict(ROW, utt="v9")], utts=("u1",))
     with pytest.raises(ValueError, match="no pair has features in .*diffa.bin.make_pairs"):

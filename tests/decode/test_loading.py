@@ -89,7 +89,9 @@ def test_not_a_directory(tmp_path):
 
 def test_device_defaults():
     assert resolve_device("cpu", "float64") == (torch.device("cpu"), torch.float64)
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():
+        assert resolve_device() == (torch.device("cuda"), torch.bfloat16)
+    else:
         assert resolve_device() == (torch.device("cpu"), torch.float32)
 
 

@@ -24,10 +24,11 @@ def test_sample_t_reproducible_and_device():
     assert not torch.equal(a, sample_t(5, generator=_gen(4)))
 
 
-@pytest.mark.parametrize("kwargs", [dict(batch_size=0), dict(batch_size=2, eps=1.0),
-                                    dict(batch_size=2, eps=-0.1)])
-def test_sample_t_bad_args(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [(dict(batch_size=0), "batch_size must be >= 1, got 0"),
+                                             (dict(batch_size=2, eps=1.0), r"eps must be in \[0, 1\), got 1.0"),
+                                             (dict(batch_size=2, eps=-0.1), r"eps must be in \[0, 1\), got -0.1")])
+def test_sample_t_bad_args(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         sample_t(**kwargs)
 
 

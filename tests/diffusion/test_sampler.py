@@ -263,7 +263,11 @@ def test_rows_route_per_example_conditioning(kwargs):
 
     prompts, ids, mask = make_prompts(lengths=(5, 1, 3, 6))
     out = generate(conditioned, ids, attention_mask=mask, mask_id=MASK, **kwargs)
-    assert any(len(r) < 4 for r in seen) or kwargs.get("cfg_scale")  # rows really were dropped or doubled
+    if kwargs.get("cfg_scale"):  # each call holds the conditional and the unconditional copy of its rows
+        assert all(len(r) % 2 == 0 and r[: len(r) // 2] == r[len(r) // 2:] for r in seen)
+        assert any(len(r) < 8 for r in seen)  # and finished rows dropped out
+    else:
+        assert any(len(r) < 4 for r in seen)  # finished rows dropped out
     for i, row in enumerate(prompts):
         alone = generate(lambda x, m, rows, i=i: model(x, m) + bias[i], row[None], mask_id=MASK, **kwargs)
         assert torch.equal(out.sequences[i, ids.shape[1] - len(row):], alone.sequences[0])

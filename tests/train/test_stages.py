@@ -96,4 +96,7 @@ def test_summary_text_lists_groups_and_share():
     model = DIFFA(tiny_config())
     text = str(prepare_stage(model, "acoustic"))
     assert text.splitlines()[0] == "trainable parameters:"
-    assert "acoustic" in text and "semantic" in text and "%)" in text
+    size = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    total, everything = size["acoustic"] + size["semantic"], sum(size.values())
+    assert text.splitlines()[1:] == [f"  acoustic    {size['acoustic']:>12,}", f"  semantic    {size['semantic']:>12,}",
+                                     f"  total       {total:>12,} of {everything:,} ({100 * total / everything:.2f}%)"]

@@ -91,8 +91,8 @@ def asr_instruction(utt: str) -> str:
 
     Example
     -------
-    >>> asr_instruction("1272-128104-0000") == asr_instruction("1272-128104-0000")
-    True
+    >>> asr_instruction("1272-128104-0000")   # in every run and process (hash() would not be)
+    'Generate an accurate transcript of the speech.'
     >>> len({asr_instruction(f"u{i}") for i in range(500)})
     25
     """
