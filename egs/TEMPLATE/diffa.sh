@@ -17,7 +17,8 @@
 #  10 export                  model -> exp/export/<model>
 # Recipe hooks, run when the recipe has them: local/prepare_models.sh before stage 3 (makes the
 # pretrained models when there is nothing to download, as in egs/mini) and local/score.sh after
-# the last stage when stage 9 ran (summarises the scores, e.g. into RESULTS.md).
+# the last stage when stage 9 ran (--decode_dir, --model_dir, --stage: the first stage of this run,
+# --elapsed; summarises the scores, e.g. into RESULTS.md).
 # A training stage whose config option is empty is skipped, and the next one starts from the last
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
@@ -443,7 +444,9 @@ if in_range 8; then
     log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
     skip_done "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
-    need "$dumpdir/$set/.done" 2
+    # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
+    [ -e "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) for it:" \
+      "./run.sh --stage 2 --stop_stage 2 --test_sets $set (sets already extracted are skipped)"
     njobs=$(jobs_for "$datadir/$set")
     fresh_jobs "$dir" "$njobs" 'results.*.jsonl' 'results.*.jsonl.partial'
     $python utils/split_data.py "$datadir/$set" "$njobs"
@@ -488,7 +491,7 @@ fi
 if in_range 9 && [ -x local/score.sh ]; then
   # Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md.
   local/score.sh --decode_dir "$expdir/$(basename "$final_model")/$decode_tag" --model_dir "$final_model" \
-    --elapsed "$SECONDS" || die "local/score.sh failed"
+    --stage "$stage" --elapsed "$SECONDS" || die "local/score.sh failed"
 fi
 
 log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"

@@ -174,6 +174,16 @@ def test_sampled_pairs_come_from_the_model_vrpo_starts_from(recipe):
                               "--modes", "swap,sampled", "--model", "exp/stage3_sft", "--max_pairs", "3"]
 
 
+def test_decoding_a_set_without_features_says_how_to_extract_them(recipe):
+    rec = recipe()
+    (rec / "model").mkdir()
+    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--test_sets", "extra", "--decode_model", "model",
+                    *configs("decode"))
+    assert result.returncode == 1
+    assert ("missing dump/extra/.done: run stage 2 (feature extraction) for it: ./run.sh --stage 2 "
+            "--stop_stage 2 --test_sets extra (sets already extracted are skipped)") in result.stderr
+
+
 def test_stage2_without_stage1_names_stage1(recipe):
     rec = recipe()
     result = engine(rec, "--stage", "2", "--stop_stage", "2")
