@@ -28,7 +28,8 @@ and writes:
 
 An example whose utterance has no features (missing or unreadable audio, listed in
 ``<feats_dir>/bad_utts``) or whose features cannot be read gets a row with ``"failed": true``
-and the reason; decoding continues, and the summary line counts them. A re-run decodes failed
+and the reason; decoding continues, and the summary line counts them (when every example failed,
+or there was none, the exit status is 1: nothing was decoded). A re-run decodes failed
 rows again (once the features are there). Nothing is written before the model directory and
 the settings are checked. The recipe's stage 8 (``egs/TEMPLATE/diffa.sh``) runs one job per
 shard and concatenates ``results.<job>.jsonl``.
@@ -164,6 +165,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         line += (f"; this run decoded {stats.decoded} in {stats.seconds:.1f} s "
                  f"({stats.decoded / max(stats.seconds, 1e-9):.2f} items/s), mean NFE {stats.nfe / stats.decoded:.1f}")
     print(line)
+    if n_failed == len(rows):
+        why = f"every one of its {len(rows)} examples failed (first: {rows[0]['id']}: {rows[0]['error']})" if rows else "no examples"
+        print(f"ERROR: decoding {tasks_path}: {why}; nothing was decoded", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -153,8 +153,18 @@ def test_a_bad_model_directory_writes_nothing(toy, tmp_path, with_features):
     out = tmp_path / "out" / "results.jsonl"
     assert main(args(toy, out, "--data_dir", str(data), "--model_dir", str(tmp_path / "modle"))) == 1
     assert not out.parent.exists()
-    assert main(args(toy, out, "--data_dir", str(data))) == 0
+    assert main(args(toy, out, "--data_dir", str(data))) == (0 if with_features else 1)  # 1: nothing decoded
     assert [r.get("failed", False) for r in rows_of(out)] == [False, True][not with_features:]
+
+
+def test_nothing_decoded_is_an_error(toy, tmp_path, capsys):
+    data = few_tasks(toy, tmp_path, with_features=False)
+    assert main(args(toy, tmp_path / "out" / "results.jsonl", "--data_dir", str(data))) == 1
+    err = capsys.readouterr().err
+    assert f"every one of its 1 examples failed (first: {toy.missing_id}: no features:" in err
+    (data / "tasks.jsonl").write_text("")
+    assert main(args(toy, tmp_path / "out2" / "results.jsonl", "--data_dir", str(data))) == 1
+    assert "tasks.jsonl: no examples; nothing was decoded" in capsys.readouterr().err
 
 
 def test_shard_jobs_with_other_settings_are_refused(toy, tmp_path, capsys):
