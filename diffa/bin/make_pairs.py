@@ -50,7 +50,7 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from diffa.bin._cli import entry_point_parser
+from diffa.bin._cli import entry_point_parser, error_status
 from diffa.data.kaldi import load_feats, read_map, write_map
 from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
@@ -151,6 +151,9 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     sets).
     """
     if "sampled" not in args.modes.split(","):
+        if args.model:
+            logger.warning("--model %s is ignored: only mode 'sampled' uses it (and the options of its group), "
+                           "and --modes is %s", args.model, args.modes)
         return None, None
     if not args.model:
         raise ValueError("--modes sampled needs --model (the stage-3 model)")
@@ -288,48 +291,50 @@ def _sampling_budget(args) -> Optional[int]:
     return args.max_pairs + args.max_valid_pairs if args.max_pairs and args.max_valid_pairs else None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Build and write the pairs (see the module docstring)."""
-    parser = get_parser()
-    args = parser.parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Build and write the pairs (see the module docstring); returns the exit status (1 after an
+    error in the data or the files, printed as one ``ERROR:`` line)."""
+    args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return error_status(lambda: make_pairs(args))
+
+
+def make_pairs(args: argparse.Namespace) -> None:
+    """The work of :func:`main`: read the dumps, build, subsample and write the pairs."""
     modes = [m for m in args.modes.split(",") if m]
     split = lambda value: [d for d in (value or "").split(",") if d]  # noqa: E731
     scps = lambda dirs: [os.path.join(d, FEATS_FILE) for d in dirs]  # noqa: E731
-    try:
-        rows, feats, frames = read_dumps(split(args.train_data))
-        valid_rows, valid_feats, valid_frames = read_dumps(split(args.valid_data)) if args.valid_data else ([], {}, {})
-        train_sampler, valid_sampler = _samplers(args, scps(split(args.train_data)), scps(split(args.valid_data)))
-        rng = random.Random(args.seed)
-        pairs, stats = build_pairs(rows, modes, rng, train_sampler, _sampling_budget(args))
-        if args.valid_data:
-            held_out, valid_stats = build_pairs(valid_rows, modes, rng, valid_sampler, args.max_valid_pairs or None)
-            stats.update({f"valid:{k}": v for k, v in valid_stats.items()})
-        else:
-            pairs, held_out = split_by_utterance(pairs, args.valid_fraction, rng)
-            valid_feats, valid_frames = feats, frames
-        pairs = _subsample(pairs, args.max_pairs, rng, stats, "dropped:max_pairs")
-        held_out = _subsample(held_out, args.max_valid_pairs, rng, stats, "dropped:max_valid_pairs")
-        if not pairs:
-            raise ValueError(f"no training pair could be made with modes {modes} from {args.train_data}; "
-                             "check the labels of tasks.jsonl or choose other --modes")
-        stats.update(train_pairs=len(pairs), valid_pairs=len(held_out))
+    rows, feats, frames = read_dumps(split(args.train_data))
+    valid_rows, valid_feats, valid_frames = read_dumps(split(args.valid_data)) if args.valid_data else ([], {}, {})
+    train_sampler, valid_sampler = _samplers(args, scps(split(args.train_data)), scps(split(args.valid_data)))
+    rng = random.Random(args.seed)
+    pairs, stats = build_pairs(rows, modes, rng, train_sampler, _sampling_budget(args))
+    if args.valid_data:
+        held_out, valid_stats = build_pairs(valid_rows, modes, rng, valid_sampler, args.max_valid_pairs or None)
+        stats.update({f"valid:{k}": v for k, v in valid_stats.items()})
+    else:
+        pairs, held_out = split_by_utterance(pairs, args.valid_fraction, rng)
+        valid_feats, valid_frames = feats, frames
+    pairs = _subsample(pairs, args.max_pairs, rng, stats, "dropped:max_pairs")
+    held_out = _subsample(held_out, args.max_valid_pairs, rng, stats, "dropped:max_valid_pairs")
+    if not pairs:
+        raise ValueError(f"no training pair could be made with modes {modes} from {args.train_data}; "
+                         "check the labels of tasks.jsonl or choose other --modes")
+    stats.update(train_pairs=len(pairs), valid_pairs=len(held_out))
 
-        def stage(folder: str) -> None:
-            write_pair_dir(folder, pairs, feats, frames)
-            if held_out:
-                write_pair_dir(os.path.join(folder, VALID_DIR), held_out, valid_feats, valid_frames)
-            with atomic_write(os.path.join(folder, STATS_FILE)) as f:
-                json.dump(dict(sorted(stats.items())), f, indent=2)
-                f.write("\n")
+    def stage(folder: str) -> None:
+        write_pair_dir(folder, pairs, feats, frames)
+        if held_out:
+            write_pair_dir(os.path.join(folder, VALID_DIR), held_out, valid_feats, valid_frames)
+        with atomic_write(os.path.join(folder, STATS_FILE)) as f:
+            json.dump(dict(sorted(stats.items())), f, indent=2)
+            f.write("\n")
 
-        write_outputs(args.out_dir, stage)
-        shutil.rmtree(os.path.join(args.out_dir, SAMPLING_DIR), ignore_errors=True)  # complete: samples no longer needed
-    except ValueError as err:
-        parser.error(str(err))
+    write_outputs(args.out_dir, stage)
+    shutil.rmtree(os.path.join(args.out_dir, SAMPLING_DIR), ignore_errors=True)  # complete: samples no longer needed
     print(f"{len(pairs)} training pairs, {len(held_out)} held-out pairs -> {args.out_dir} "
           f"({', '.join(f'{k}: {v}' for k, v in sorted(stats.items()) if ':' in k)})")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

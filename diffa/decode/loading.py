@@ -128,8 +128,22 @@ def resolve_device(device: Optional[str] = None, dtype: Optional[str] = None) ->
     Traceback (most recent call last):
      ...
     ValueError: unknown dtype 'half'; use one of float32, bfloat16, float16, float64
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+     ...
+    ValueError: --device 'gpu' is not a device; use cpu, cuda or cuda:N
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(f"--device {device}: no CUDA device is usable here (torch.cuda.is_available() "
+                             "is False); use --device cpu")
+        if (dev.index or 0) >= count:
+            raise ValueError(f"--device {device}: there are {count} CUDA devices, cuda:0 to cuda:{count - 1}")
     if dtype is None:
         return dev, torch.bfloat16 if dev.type == "cuda" else torch.float32
     if dtype not in DTYPES:

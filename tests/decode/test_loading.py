@@ -91,8 +91,14 @@ def test_device_defaults():
     assert resolve_device("cpu", "float64") == (torch.device("cpu"), torch.float64)
     if torch.cuda.is_available():
         assert resolve_device() == (torch.device("cuda"), torch.bfloat16)
+        with pytest.raises(ValueError, match=r"there are \d+ CUDA devices, cuda:0 to"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
     else:
         assert resolve_device() == (torch.device("cpu"), torch.float32)
+        with pytest.raises(ValueError, match=r"--device cuda: no CUDA device is usable here .*; use --device cpu"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="--device 'gpu' is not a device; use cpu, cuda or cuda:N"):
+        resolve_device("gpu")
 
 
 def test_experiment_directory_with_final_and_training_tokenizer(toy, tmp_path):
