@@ -11,7 +11,10 @@
 # Exits 0 when every job succeeded, 1 after naming the failed jobs and their logs.
 #
 # Backends (a recipe's cmd.sh chooses one, e.g. feats_cmd="utils/run_jobs.sh --backend local"):
-#   local  background processes on this machine, at most --max_parallel at once.
+#   local  background processes on this machine, at most --max_parallel at once. With --gpu N,
+#          the visible GPUs (CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists) are dealt out
+#          N to a job: a job runs with CUDA_VISIBLE_DEVICES set to its own, and at most as many
+#          jobs run at once as there are such groups (fewer with --max_parallel).
 #   slurm  one `sbatch --wait --array=...` call; job N runs as array task N, in this directory,
 #          with this environment (sbatch's default --export=ALL). Slurm's own messages go to
 #          <log dir>/q/<name>.<task>.out.
@@ -24,8 +27,8 @@
 #            python -m diffa.bin.decode --data_dir data/test/split8/JOB ...
 
 backend=local       # local or slurm
-max_parallel=0      # most jobs at once (0: nproc for local, no limit for slurm)
-gpu=0               # GPUs per job (slurm: --gres=gpu:N, per node; local: not used)
+max_parallel=0      # most jobs at once (0: nproc for local, GPU groups with --gpu; no limit for slurm)
+gpu=0               # GPUs per job (slurm: --gres=gpu:N, per node; local: dealt out, see above)
 num_nodes=1         # nodes of the job (> 1: slurm only, one job run once per node through srun)
 slurm_opts=""       # extra sbatch options, e.g. "--partition=gpu --time=24:00:00"
 skip_if_exists=""   # skip a job whose file exists (JOB is replaced), e.g. out/.done.JOB
@@ -106,11 +109,26 @@ script=$qdir/$name.sh
     echo "log=\${log//$jobvar/\$job}"
     echo "args=(\"\${args[@]//$jobvar/\$job}\")"
   fi
+  if [ "$backend" = local ] && [ "$gpu" -gt 0 ]; then
+    # The runner starts no more jobs than GPU groups, so a free group is always there to take
+    # (mkdir is atomic); a group is given back when the job's script exits.
+    printf 'locks=%q\n' "$qdir/$name.gpus"
+    cat <<'EOF'
+for group in $GPU_GROUPS; do
+  if mkdir "$locks/$group" 2>/dev/null; then
+    export CUDA_VISIBLE_DEVICES=$group
+    trap 'rmdir "$locks/$CUDA_VISIBLE_DEVICES"' EXIT
+    break
+  fi
+done
+[ -n "${CUDA_VISIBLE_DEVICES:-}" ] || { echo "job $job: no free GPU group of: $GPU_GROUPS" >"$log"; exit 1; }
+EOF
+  fi
   cat <<'EOF'
 mkdir -p "$(dirname "$log")" || exit 1
 {
   echo "# ${args[*]@Q}"
-  echo "# Started at $(date '+%Y-%m-%dT%H:%M:%S') on ${HOSTNAME:-$(uname -n)} (job $job)"
+  echo "# Started at $(date '+%Y-%m-%dT%H:%M:%S') on ${HOSTNAME:-$(uname -n)} (job $job)${GPU_GROUPS:+ on GPUs $CUDA_VISIBLE_DEVICES}"
 } >"$log"
 "${args[@]}" >>"$log" 2>&1
 rc=$?
@@ -138,7 +156,25 @@ case "$backend" in
     # The usable CPUs, whatever OMP_NUM_THREADS says: GNU nproc reports OMP_NUM_THREADS when it
     # is set, and recipes set it to 1 for their single-threaded jobs (egs/mini does), which made
     # every local job of theirs wait for the one before.
-    [ "$max_parallel" -gt 0 ] || max_parallel=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+    if [ "$gpu" -eq 0 ]; then
+      [ "$max_parallel" -gt 0 ] || max_parallel=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+    else
+      if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+        IFS=, read -r -a gpus <<<"$CUDA_VISIBLE_DEVICES"
+      else
+        mapfile -t gpus < <(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null)
+      fi
+      groups=$((${#gpus[@]} / gpu))
+      [ "$groups" -gt 0 ] || die "--gpu $gpu: the jobs need $gpu GPU(s) each, but ${#gpus[@]} are visible" \
+        "(CUDA_VISIBLE_DEVICES='${CUDA_VISIBLE_DEVICES:-}'; otherwise nvidia-smi's list)"
+      GPU_GROUPS=""
+      for ((g = 0; g < groups; g++)); do
+        GPU_GROUPS+="${GPU_GROUPS:+ }$(IFS=,; echo "${gpus[*]:g * gpu:gpu}")"
+      done
+      export GPU_GROUPS
+      [ "$max_parallel" -gt 0 ] && [ "$max_parallel" -le "$groups" ] || max_parallel=$groups
+      rm -rf "$qdir/$name.gpus" && mkdir -p "$qdir/$name.gpus" || die "cannot create $qdir/$name.gpus"
+    fi
     # Each job runs in a process group of its own (setsid), so that an interrupted run stops the
     # jobs' commands too, not only their wrapper shells: an orphan would still be writing its
     # outputs while a rerun writes them again.

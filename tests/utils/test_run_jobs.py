@@ -60,6 +60,28 @@ def test_terminating_the_runner_stops_the_jobs_commands(tmp_path):
             raise AssertionError(f"job command {pid} outlived the runner")
 
 
+@pytest.mark.parametrize("visible, per_job, groups", [("3,5,7", 1, {"3", "5", "7"}), ("0,1,2,3,4", 2, {"0,1", "2,3"})])
+def test_local_jobs_get_gpus_of_their_own(tmp_path, visible, per_job, groups):
+    # Jobs wait at a barrier until as many run as there are GPU groups; each holds its group
+    # (mkdir fails if another running job has it) and says which it got.
+    n = len(groups)
+    job = (f'mkdir "held.$CUDA_VISIBLE_DEVICES" || touch clash.JOB; echo "$CUDA_VISIBLE_DEVICES" > got.JOB; '
+           f'touch started.JOB; for i in $(seq 100); do [ $(ls started.* | wc -l) -ge {n} ] && break; sleep 0.1; done; '
+           f'sleep 0.2; rmdir "held.$CUDA_VISIBLE_DEVICES"')
+    result = run_jobs("--gpu", per_job, f"JOB=1:{2 * n}", "log/g.JOB.log", "bash", "-c", job, cwd=tmp_path,
+                      env={"CUDA_VISIBLE_DEVICES": visible})
+    assert result.returncode == 0, result.stderr
+    got = [(tmp_path / f"got.{j}").read_text().strip() for j in range(1, 2 * n + 1)]
+    assert set(got) == groups and not list(tmp_path.glob("clash.*"))
+    assert (tmp_path / "log" / "g.1.log").read_text().splitlines()[1].endswith(f"(job 1) on GPUs {got[0]}")
+
+
+def test_too_few_gpus_is_an_error(tmp_path):
+    result = run_jobs("--gpu", 2, "JOB=1:2", "log/g.JOB.log", "true", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert result.returncode == 1
+    assert "--gpu 2: the jobs need 2 GPU(s) each, but 1 are visible (CUDA_VISIBLE_DEVICES='0'" in result.stderr
+
+
 def test_max_parallel_is_respected(tmp_path):
     count = 'touch running.JOB; ls running.* | wc -l > seen.JOB; sleep 0.3; rm running.JOB'
     result = run_jobs("--max_parallel", 2, "JOB=1:5", "log/c.JOB.log", "bash", "-c", count, cwd=tmp_path)
