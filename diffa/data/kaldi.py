@@ -170,6 +170,10 @@ def read_map(
     fill it in (non-speech audio: <nospeech>) or remove the line
     >>> read_map(path, allow_empty=True)
     {'u1': 'HELLO  WORLD', 'u2': ''}
+    >>> os.rename(path, path + ".scp"); read_map(path + ".scp")
+    Traceback (most recent call last):
+    ...
+    ValueError: /...text.scp:2: key 'u2' has an empty value; fill it in or remove the line
     """
     mapping: Dict[str, V] = {}
     order = KeyOrder(path)
@@ -180,10 +184,9 @@ def read_map(
         key = parts[0]
         value = parts[1] if len(parts) == 2 else ""
         if not value and not allow_empty:
-            raise ValueError(
-                f"{path}:{number}: key '{key}' has an empty value (an empty transcript?); fill it "
-                "in (non-speech audio: <nospeech>) or remove the line"
-            )
+            hint = (" (an empty transcript?); fill it in (non-speech audio: <nospeech>) or remove the line"
+                    if os.path.basename(path) == "text" else "; fill it in or remove the line")
+            raise ValueError(f"{path}:{number}: key '{key}' has an empty value{hint}")
         order.add(key, number)
         try:
             mapping[key] = value_type(value)
@@ -281,4 +284,8 @@ def load_feats(scp: str) -> Mapping:
         raise FileNotFoundError(
             f"{scp} not found; it is written by the feature stage (diffa.bin.extract_feats)"
         )
-    return kaldiio.load_scp(scp)
+    try:
+        return kaldiio.load_scp(scp)
+    except (ValueError, UnicodeDecodeError) as err:  # kaldiio names the line, not the file
+        found = " ".join(str(err).split())  # e.g. "Invalid line is found: > u00"
+        raise ValueError(f"{scp}: {found}; each line must be '<utt> <ark>:<offset>' (rerun the feature stage)") from None

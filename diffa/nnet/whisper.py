@@ -188,7 +188,9 @@ class WhisperEncoder(torch.nn.Module):
             ``(time - 1) // 2 + 1``; ``taps``; ``lens = (feat_lens - 1) // 2 + 1``.
         """
         if feats.dim() != 3 or feats.shape[-1] != self.n_mels:
-            raise ValueError(f"Whisper encoder: feats must be (batch, time, {self.n_mels}), got {tuple(feats.shape)}")
+            raise ValueError(f"Whisper encoder: feats must be (batch, time, {self.n_mels}), got {tuple(feats.shape)}; "
+                             f"this encoder takes {self.n_mels} log-mel bins: extract the features with --n_mels "
+                             f"{self.n_mels} (recipe stage 2)")
         if feat_lens.shape != feats.shape[:1]:
             raise ValueError(f"Whisper encoder: feat_lens must be ({feats.shape[0]},), got {tuple(feat_lens.shape)}")
         if bool((feat_lens < 1).any()):

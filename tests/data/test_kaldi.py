@@ -129,3 +129,6 @@ def test_load_feats_reads_scp_lazily(tmp_path):
     np.testing.assert_array_equal(feats["u1"], mats["u1"])
     with pytest.raises(FileNotFoundError, match="extract_feats"):
         load_feats(str(tmp_path / "missing.scp"))
+    (tmp_path / "bad.scp").write_text(f"u1 {tmp_path}/feats.ark:9\nu2\n")  # a line without its ark
+    with pytest.raises(ValueError, match=r"bad\.scp: Invalid line is found: > u2; each line must be '<utt> <ark>:<offset>'"):
+        load_feats(str(tmp_path / "bad.scp"))

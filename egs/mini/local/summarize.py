@@ -1,8 +1,8 @@
 """Summarise an egs/mini run: RESULTS.md and exp/results.json, printed at the end of run.sh.
 
 Usage:
-  python local/summarize.py --scores exp/stage4_vrpo/decode_decode/test/score/scores.json \
-      --vrpo_log exp/stage4_vrpo/train_log.txt --wall_seconds 512 \
+  python local/summarize.py --scores exp/stage4_vrpo/decode_decode/test/score/scores.json \\
+      --vrpo_log exp/stage4_vrpo/train_log.txt --wall_seconds 512 \\
       --results_md RESULTS.md --results_json exp/results.json
 
 Reads the test set's ``scores.json`` (``diffa.bin.score``: ASR WER, MCQ accuracy per question
