@@ -46,6 +46,8 @@ set -euo pipefail
 . ./path.sh
 [[ $stage =~ ^(8|9)$ && $stop_stage =~ ^(8|9)$ && $stage -le $stop_stage ]] ||
   die "--stage/--stop_stage must be 8 (decode) or 9 (score), stage first; got $stage/$stop_stage"
+[ -z "$model_dir" ] || [ -d "$model_dir" ] ||
+  die "--model_dir $model_dir is not a directory: give a trained model (exp/<stage>) or an exported / imported one"
 
 # config -> its sets, in the order the configs first appear
 declare -A sets_of=()

@@ -88,6 +88,7 @@ def test_decode_score_and_results_md(recipe):
     (["--test_sets", "dev"], "no decoding config for set 'dev' (not in --groups \"conf/decode.yaml=test\"): pass --decode_config"),
     (["--test_sets", "test", "--decode_config", "conf/nope.yaml"], "decoding config conf/nope.yaml not found"),
     (["--stage", "9", "--stop_stage", "8"], "--stage/--stop_stage must be 8 (decode) or 9 (score)"),
+    (["--model_dir", "nomodel"], "--model_dir nomodel is not a directory"),
 ])
 def test_bad_options(recipe, args, message):
     result = decode_sh(recipe[0], *args)
