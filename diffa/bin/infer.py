@@ -50,6 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args, args.config)
+        if config.task_overrides and args.task is None:
+            logging.getLogger("diffa.bin.infer").warning(
+                "the config's settings for task types %s are not used: pass --task to apply them",
+                ", ".join(sorted(config.task_overrides)))
         model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype, args.audio_dtype)
         out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
     except (ValueError, OSError) as err:  # diffa.data.audio.AudioError is a ValueError

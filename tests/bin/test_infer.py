@@ -32,15 +32,17 @@ def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
     assert f"# nfe {expected.nfe}," in captured.err
 
 
-def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys):
+def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog):
     config = tmp_path / "decode.yaml"
     config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\ntask_overrides: {asr: {gen_length: 8, block_length: 8, steps: 8}}\n")
     common = ["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "Transcribe.", "--config", str(config),
               "--device", "cpu", "--verbose", "true", "--stop_at_eos", "false"]
     assert main(common) == 0
     assert "# nfe 4," in capsys.readouterr().err
+    assert "settings for task types asr are not used: pass --task to apply them" in caplog.text
+    caplog.clear()
     assert main(common + ["--task", "asr"]) == 0
-    assert "# nfe 8," in capsys.readouterr().err
+    assert "# nfe 8," in capsys.readouterr().err and "pass --task" not in caplog.text
 
 
 @pytest.mark.parametrize("what, message", [("audio", "does not exist"), ("model", "no such model directory")])
