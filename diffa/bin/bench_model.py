@@ -11,7 +11,7 @@ about 17 GB in bfloat16) and a random batch of clips of ``--min_seconds``..``--m
 prompts of ``--min_text``..``--max_text`` tokens, then times one forward pass (logits over the
 text positions) in four ways:
 
-  ours            variable-length audio, the audio spliced in by one gather for the whole batch,
+  ours            variable-length audio, the audio spliced in by two scatters for the whole batch,
                   a key-padding mask in the LLM (``DIFFA.forward``)
   loop splice     the same encoder output, spliced per example in a Python loop (concatenate,
                   right-pad) and run without a padding mask, as the authors'

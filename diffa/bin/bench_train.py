@@ -12,7 +12,7 @@ corrupted answers (clips of ``--min_seconds``..``--max_seconds``, prompts of
 right-padded with eos, which count as answer tokens):
 
   ours      variable-length Whisper input, Q-Former and LLM with padding masks, the audio
-            spliced in by one gather, logits only at the masked positions
+            spliced in by two scatters, logits only at the masked positions
             (``diffa.train.sft.MaskedPredictor`` + ``masked_sft_loss``)
   authors   Whisper input padded to 30 s, an unmasked Q-Former, the audio spliced per example in
             a Python loop with no padding mask, and logits over every text position before the

@@ -3,11 +3,12 @@
 Usage:
   python -m diffa.bin.decode conf/decode_mcq.yaml \\
       --model_dir exp/stage4_vrpo --data_dir data/mmsu/split8/3 --feats_dir dump/mmsu \\
-      --out exp/stage4_vrpo/decode_mcq/mmsu/results.3.jsonl [--batch_size 32] [--factor none] ...
+      --out exp/stage4_vrpo/decode_decode_mcq/mmsu/results.3.jsonl [--batch_size 32] [--factor none] ...
 
   # a manifest outside a data directory, one output file
   python -m diffa.bin.decode --model_dir exp/m --tasks my_tasks.jsonl \\
-      --feats_scp dump/test/feats.scp --out exp/m/decode_custom/test/results.jsonl --gen_length 64
+      --feats_scp dump/test/feats.scp --out exp/m/decode_custom/test/results.jsonl \\
+      --gen_length 64 --block_length 64 --steps 64
 
 Reads the examples of ``tasks.jsonl`` (``--data_dir``'s, or ``--tasks``) and their log-mel
 features (``--feats_dir``'s ``feats.scp``, or ``--feats_scp``), decodes them in length-sorted,

@@ -3,7 +3,8 @@
 Usage:
   python -m diffa.bin.infer --model exp/stage4_vrpo --audio clip.wav --question "What is the speaker's gender?"
   python -m diffa.bin.infer --model exp/m --audio talk.flac --question "Transcribe the audio." \\
-      --config conf/decode_asr.yaml [--tokenizer DIR] [--device cuda] [--gen_length 64] ...
+      --config conf/decode_asr.yaml --task asr [--tokenizer DIR] [--device cuda] \\
+      [--gen_length 64 --block_length 64 --steps 64] ...
 
 The audio may be any format libsndfile reads, at any sample rate and with any number of channels
 (it is averaged to mono and resampled to 16 kHz; only the first 30 s are used). Decoding settings

@@ -34,7 +34,7 @@
 
 stage=1                  # first stage to run (1-10)
 stop_stage=10            # last stage to run (1-10)
-nj=4                     # parallel jobs for data preparation, feature extraction and decoding
+nj=4                     # parallel jobs for feature extraction, decoding and local/prepare_models.sh
 ngpu=0                   # GPUs per node for training (0: CPU); decoding jobs get one GPU if > 0
 num_nodes=1              # nodes for training; > 1: one Slurm job, one torchrun per node (train_cmd: slurm)
 nproc_per_node=0         # training processes per node (0: ngpu, at least 1); > 1: torchrun
@@ -52,7 +52,7 @@ sft_train_sets=""        # stage 5 training sets (default: --train_sets)
 vrpo_train_sets=""       # stages 6-7 training sets (default: --train_sets)
 dev_set=""               # validation set (optional)
 test_sets=""             # sets to decode and score, space-separated
-local_data_opts=""       # options for local/data.sh besides --datadir (e.g. "--nj 8")
+local_data_opts=""       # options for local/data.sh besides --datadir (e.g. "--corpora_root /data")
 n_mels=80                # log-mel bins: 80 (Whisper-small, DIFFA) or 128 (Whisper-large-v3, DIFFA-2)
 feats_dtype=float32      # stored feature dtype: float32 or float16
 skip_bad=false           # true: leave out unreadable audio (dump/<set>/bad_utts); false: fail on it

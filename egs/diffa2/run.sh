@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # DIFFA-2: Whisper-large-v3 encoder + LLaDA-8B-Instruct, four-stage curriculum (semantic alignment
 # on ASR, acoustic alignment and SFT on audio QA with ASR replay, VRPO on preference pairs).
-# Stages 2 and 3 train on data/train_qa_stage2 and data/train_qa_stage3: the authors' two indices,
-# or links to data/train_qa when local/data.sh gets one QA index for both (local/README.md).
+# Curriculum stages 2 and 3 (recipe stages 4 and 5) train on data/train_qa_stage2 and
+# data/train_qa_stage3: the authors' two indices, or links to data/train_qa when local/data.sh gets
+# one QA index for both (local/README.md).
 # Options go to diffa.sh (./run.sh --help lists them), e.g.
 #   ./run.sh --local_data_opts "--corpora_root /corpora" --stop_stage 2 --nj 32
 #   ./run.sh --stage 3 --ngpu 8                      # training stages on 8 GPUs (torchrun)
+#   ./run.sh --stage 2 --stop_stage 2 --test_sets "test_clean test_other"   # their features, then
 #   ./run.sh --stage 8 --test_sets "test_clean test_other" --decode_config conf/decode_asr.yaml
 set -euo pipefail
 

@@ -10,6 +10,7 @@ Writes Kaldi data dirs with tasks.jsonl (format: diffa/data/tasks.py):
     data/train_asr                    stage 1 (semantic alignment): LibriSpeech train-* (960 h); or, when
                                       given, the authors' stage-1 index (train_asr.json) instead
     data/dev_clean data/dev_other     LibriSpeech validation sets
+    data/test_clean data/test_other   LibriSpeech WER test sets (decode.sh decodes them)
     data/train_qa                     stage 2: the authors' synthetic instruction index
                                       (127 h from VCTK, AccentDB, IEMOCAP, DailyTalk, VoxCeleb1;
                                       <authors_json_dir>/train_qa.json)
@@ -22,7 +23,10 @@ import sys
 
 from diffa.data.corpora import recipe
 
-LIBRISPEECH_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other")
+LIBRISPEECH_PARTS = (
+    "train-clean-100", "train-clean-360", "train-other-500",
+    "dev-clean", "dev-other", "test-clean", "test-other",
+)
 INDEX_SETS = (
     recipe.IndexSet("train_asr", "asr", "the authors' stage-1 ASR index (their "
                     "data/librispeech_train_960/train.json), used instead of LibriSpeech's train-* parts",
