@@ -179,15 +179,21 @@ case "$backend" in
     # jobs' commands too, not only their wrapper shells: an orphan would still be writing its
     # outputs while a rerun writes them again.
     group=$(command -v setsid || true)
+    # Then the runner dies of the same signal, so that the script that called it stops too (bash
+    # carries on after a child that exits with a status, even 130, but not after one killed by
+    # SIGINT) and no job outlives a closed terminal (HUP).
     stop() {
       local pid
       for pid in $(jobs -p); do
         if [ -n "$group" ]; then kill -- "-$pid" 2>/dev/null; else kill "$pid" 2>/dev/null; fi
       done
-      exit "$1"
+      echo "$me: interrupted (SIG$1): stopped the running jobs; a rerun resumes" >&2
+      trap - "$1"
+      kill -s "$1" $$
     }
-    trap 'stop 130' INT
-    trap 'stop 143' TERM
+    trap 'stop INT' INT
+    trap 'stop TERM' TERM
+    trap 'stop HUP' HUP
     for j in "${todo[@]}"; do
       while [ "$(jobs -rp | wc -l)" -ge "$max_parallel" ]; do
         wait -n

@@ -2,6 +2,7 @@
 one-line error exit."""
 
 import argparse
+import signal
 import sys
 from typing import Callable
 
@@ -42,6 +43,28 @@ def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentPar
     """
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, **options)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (a job runner stopping its jobs, e.g. after Ctrl-C) into ``SystemExit(143)``,
+    so that ``finally`` and ``except BaseException`` clean-ups run (a half-written temporary
+    directory is removed) instead of the process vanishing mid-write.
+
+    Example
+    -------
+    >>> import os, signal
+    >>> exit_on_sigterm()
+    >>> try:
+    ...     os.kill(os.getpid(), signal.SIGTERM)
+    ... except SystemExit as stop:
+    ...     print(stop.code)
+    143
+    >>> _ = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def error_status(run: Callable[[], None]) -> int:

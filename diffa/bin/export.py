@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from diffa.bin._cli import entry_point_parser, error_status
+from diffa.bin._cli import entry_point_parser, error_status, exit_on_sigterm
 from diffa.model.diffa import DIFFA
 from diffa.train.model_init import resolve_model_dir
 
@@ -37,6 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
         print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
 
+    exit_on_sigterm()
     return error_status(work)
 
 

@@ -114,6 +114,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ValueError as err:
         get_parser().error(str(err))
     _setup_logging(int(os.environ.get("RANK", 0)))
+    exit_on_sigterm()
     try:
         train(config, args)
     except (ValueError, FileNotFoundError) as err:  # bad input: the message says what to fix

@@ -31,6 +31,7 @@ torch.Size([2, 7, 100])
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -246,7 +247,8 @@ class DIFFA(torch.nn.Module):
         path : path
             Target directory (replaced if it exists). Files are written into a temporary sibling
             that is renamed into place at the end, so an interrupted save leaves nothing half
-            written behind (a failed one removes the sibling). Directories and files get the
+            written behind (a failed one removes the sibling; one killed outright leaves it, and
+            the next save to ``path`` removes it). Directories and files get the
             usual permissions under the process umask.
         merge : bool
             Fold LoRA into the LLM weights (export); otherwise LoRA is kept in ``lora.safetensors``.
@@ -262,6 +264,10 @@ class DIFFA(torch.nn.Module):
         if merge and has_lora(self.llm):
             merge_lora(self.llm)
             self.config.lora = None
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):  # left by a save that was killed
+            if stale.is_dir() and not stale.is_symlink():
+                logger.warning("%s: removing %s, left by an interrupted save", path, stale)
+                _remove(stale)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             os.chmod(tmp, default_mode(directory=True))

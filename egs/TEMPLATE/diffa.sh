@@ -283,6 +283,7 @@ extract_feats() {
   njobs=$(jobs_for "$data")
   fresh_jobs "$out/data" "$njobs n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts" \
     'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
+  rm -f "$out/feats.scp" "$out/utt2num_frames" "$out/bad_utts"  # an earlier run's, remade at the end
   $python utils/split_data.py "$data" "$njobs"
   # shellcheck disable=SC2086
   $feats_cmd --skip_if_exists "$out/data/.done.JOB" JOB=1:"$njobs" "$out/log/feats.JOB.log" \
@@ -449,6 +450,7 @@ if in_range 8; then
       "./run.sh --stage 2 --stop_stage 2 --test_sets $set (sets already extracted are skipped)"
     njobs=$(jobs_for "$datadir/$set")
     fresh_jobs "$dir" "$njobs" 'results.*.jsonl' 'results.*.jsonl.partial'
+    rm -f "$dir/results.jsonl"  # an earlier run's, remade from the jobs' files at the end
     $python utils/split_data.py "$datadir/$set" "$njobs"
     # shellcheck disable=SC2086
     $decode_cmd --gpu $((ngpu > 0 ? 1 : 0)) --skip_if_exists "$dir/results.JOB.jsonl" \

@@ -221,8 +221,11 @@ def test_stale_old_directory_and_failed_save_leave_nothing_behind(official_dirs,
     model.save_pretrained(tmp_path / "m")
     (tmp_path / ".m.old").mkdir()  # left by a save that crashed before removing it
     (tmp_path / ".m.old" / "x").write_text("x")
+    (tmp_path / ".m.k3j9x2ab").mkdir()  # the temporary directory of a save that was killed
+    (tmp_path / ".mm.k3j9x2ab").mkdir()  # another directory's: kept
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mm.k3j9x2ab", "m"]
+    (tmp_path / ".mm.k3j9x2ab").rmdir()
 
     def broken():
         raise OSError("disk full")

@@ -1,5 +1,6 @@
 """utils/run_jobs.sh: parallel local jobs, one log per job, failures named, Slurm (fake) array and multi-node jobs."""
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -39,17 +40,24 @@ def test_default_parallelism_ignores_omp_num_threads(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_terminating_the_runner_stops_the_jobs_commands(tmp_path):
-    # Each job's command writes its pid, then would run for a minute.
-    command = "echo $$ > pid.JOB; exec sleep 60"
-    runner = subprocess.Popen([str(RUN_JOBS), "JOB=1:2", "log/s.JOB.log", "bash", "-c", command], cwd=tmp_path)
-    pids = [tmp_path / f"pid.{job}" for job in (1, 2)]
+def _wait_for_pids(pids):
     for _ in range(200):
         if all(p.exists() and p.read_text().strip() for p in pids):
-            break
+            return
         time.sleep(0.05)
-    runner.terminate()
-    assert runner.wait(timeout=10) == 143
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_terminating_the_runner_stops_the_jobs_commands(tmp_path, sig):
+    # Each job's command writes its pid, then would run for a minute.
+    command = "echo $$ > pid.JOB; exec sleep 60"
+    runner = subprocess.Popen([str(RUN_JOBS), "JOB=1:2", "log/s.JOB.log", "bash", "-c", command], cwd=tmp_path,
+                              stderr=subprocess.PIPE, text=True)
+    pids = [tmp_path / f"pid.{job}" for job in (1, 2)]
+    _wait_for_pids(pids)
+    runner.send_signal(sig)
+    assert runner.wait(timeout=10) == -sig  # dies of the signal itself, as its caller must see
+    assert f"interrupted (SIG{sig.name[3:]}): stopped the running jobs" in runner.stderr.read()
     for p in pids:
         pid = int(p.read_text())
         for _ in range(100):  # the kill is asynchronous
@@ -80,6 +88,17 @@ def test_too_few_gpus_is_an_error(tmp_path):
     result = run_jobs("--gpu", 2, "JOB=1:2", "log/g.JOB.log", "true", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0"})
     assert result.returncode == 1
     assert "--gpu 2: the jobs need 2 GPU(s) each, but 1 are visible (CUDA_VISIBLE_DEVICES='0'" in result.stderr
+
+
+def test_ctrl_c_stops_the_calling_script_too(tmp_path):
+    # Ctrl-C signals the whole foreground group. The runner used to exit with status 130, after which
+    # bash ran the caller's next command (the stage engine's "|| die ... failed", the next stage).
+    script = f'"{RUN_JOBS}" JOB=1:2 log/s.JOB.log bash -c "echo \\$\\$ > pid.JOB; exec sleep 60"; touch went_on'
+    caller = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, start_new_session=True, stderr=subprocess.DEVNULL)
+    _wait_for_pids([tmp_path / f"pid.{job}" for job in (1, 2)])
+    os.killpg(caller.pid, signal.SIGINT)
+    caller.wait(timeout=10)
+    assert not (tmp_path / "went_on").exists()
 
 
 def test_max_parallel_is_respected(tmp_path):
