@@ -32,6 +32,9 @@
 #
 # Usage: ./diffa.sh [options]      e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
 
+# The braces make bash read the whole engine before running it: a recipe that runs for days keeps
+# the engine it started with when this file changes under it (a git pull, an edit).
+{
 stage=1                  # first stage to run (1-10)
 stop_stage=10            # last stage to run (1-10)
 nj=4                     # parallel jobs for feature extraction, decoding and local/prepare_models.sh
@@ -497,3 +500,5 @@ if in_range 9 && [ -x local/score.sh ]; then
 fi
 
 log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"
+exit 0
+}
