@@ -46,7 +46,7 @@ import os
 import tempfile
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from diffa.files import atomic_write
+from diffa.files import atomic_write, default_mode
 
 logger = logging.getLogger(__name__)
 
@@ -320,4 +320,5 @@ def write_settings(path: str, settings: Mapping[str, Any]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(settings, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    os.chmod(tmp, default_mode())  # mkstemp's 0o600 would hide it from the other users of exp/
     os.replace(tmp, path)

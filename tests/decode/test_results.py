@@ -89,6 +89,9 @@ def test_settings_guard(tmp_path):
     write_settings(path, {"model": "m", "git": "b"})
     assert json.load(open(path)) == {"model": "m", "git": "b"}
     assert os.listdir(tmp_path) == ["settings.json"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as readable as any file, not mkstemp's 0o600
 
 
 def test_settings_from_before_audio_dtype_mean_the_whole_model_in_dtype(tmp_path):
