@@ -39,7 +39,7 @@ import speechbrain as sb
 import torch
 import yaml
 
-from diffa.bin._cli import entry_point_parser
+from diffa.bin._cli import entry_point_parser, exit_on_sigterm
 from diffa.text.tokenizer import load_tokenizer
 from diffa.train.hparams import load_config, parse_overrides
 from diffa.train.model_init import init_model
