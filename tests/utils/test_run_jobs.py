@@ -40,6 +40,13 @@ def test_default_parallelism_ignores_omp_num_threads(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def _default_signals():
+    """In the child: INT and HUP at their defaults. A shell started in the background (CI's `... &`,
+    nohup) has them ignored, and bash cannot trap a signal ignored on entry."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _wait_for_pids(pids):
     for _ in range(200):
         if all(p.exists() and p.read_text().strip() for p in pids):
@@ -52,7 +59,7 @@ def test_terminating_the_runner_stops_the_jobs_commands(tmp_path, sig):
     # Each job's command writes its pid, then would run for a minute.
     command = "echo $$ > pid.JOB; exec sleep 60"
     runner = subprocess.Popen([str(RUN_JOBS), "JOB=1:2", "log/s.JOB.log", "bash", "-c", command], cwd=tmp_path,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     pids = [tmp_path / f"pid.{job}" for job in (1, 2)]
     _wait_for_pids(pids)
     runner.send_signal(sig)
@@ -94,7 +101,8 @@ def test_ctrl_c_stops_the_calling_script_too(tmp_path):
     # Ctrl-C signals the whole foreground group. The runner used to exit with status 130, after which
     # bash ran the caller's next command (the stage engine's "|| die ... failed", the next stage).
     script = f'"{RUN_JOBS}" JOB=1:2 log/s.JOB.log bash -c "echo \\$\\$ > pid.JOB; exec sleep 60"; touch went_on'
-    caller = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, start_new_session=True, stderr=subprocess.DEVNULL)
+    caller = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, start_new_session=True, stderr=subprocess.DEVNULL,
+                              preexec_fn=_default_signals)
     _wait_for_pids([tmp_path / f"pid.{job}" for job in (1, 2)])
     os.killpg(caller.pid, signal.SIGINT)
     caller.wait(timeout=10)
