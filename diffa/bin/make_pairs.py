@@ -55,7 +55,7 @@ from diffa.data.kaldi import load_feats, read_map, write_map
 from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
-from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding
+from diffa.decode.loading import add_model_arguments, find_tokenizer, load_for_decoding, resolve_model_dir
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
 
 SAMPLING_DIR = "sampling"
@@ -157,9 +157,9 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
         return None, None
     if not args.model:
         raise ValueError("--modes sampled needs --model (the stage-3 model)")
-    model_dir, tokenizer_dir = check_model_dir(args.model, args.tokenizer)
-    model, tokenizer = load_for_decoding(model_dir, tokenizer_dir, args.device, args.dtype, args.audio_dtype)
-    cache = _sampling_cache(args, model_dir, tokenizer_dir)
+    model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype, args.audio_dtype)
+    model_dir = resolve_model_dir(args.model)  # what load_for_decoding checked and read
+    cache = _sampling_cache(args, model_dir, find_tokenizer(model_dir, args.tokenizer))
     opts = dict(n_samples=args.n_samples, temperature=args.temperature, gen_length=args.gen_length,
                 batch_size=args.batch_size, system=args.system_prompt, seed=args.seed)
     return tuple(

@@ -467,7 +467,7 @@ class ModelSampler:
     def _cached(self) -> Dict[str, dict]:
         """The rows of the cache (read once; a line cut short by a kill is dropped and rewritten)."""
         if self._stored is None:
-            self._stored = self.cache.read() if self.cache else {}
+            self._stored = self.cache.read()
             if self._stored:
                 logger.info("%s: %d rows sampled by an earlier run are reused", self.cache.partial, len(self._stored))
                 self.cache.restart(self._stored.values())
