@@ -6,7 +6,8 @@
 #            is replaced by the job number in <log>, in every argument and in --skip_if_exists.
 #            Without a range the command runs once as job 1 and nothing is replaced.
 #   <log>    the job's log file (directories are made): the command line, host, start time, the
-#            command's stdout and stderr, and a last line "# Ended (code N) at ... after Ss".
+#            command's stdout and stderr, and a last line "# Ended (code N) at ... after Ss"
+#            ("# Ended (killed by SIGTERM) ..." for a job stopped by a signal).
 # The command runs as an argument list, not through a shell: to use pipes, run `bash -c '...'`.
 # Exits 0 when every job succeeded, 1 after naming the failed jobs and their logs.
 #
@@ -130,9 +131,14 @@ mkdir -p "$(dirname "$log")" || exit 1
   echo "# ${args[*]@Q}"
   echo "# Started at $(date '+%Y-%m-%dT%H:%M:%S') on ${HOSTNAME:-$(uname -n)} (job $job)${GPU_GROUPS:+ on GPUs $CUDA_VISIBLE_DEVICES}"
 } >"$log"
+ended() { echo "# Ended ($1) at $(date '+%Y-%m-%dT%H:%M:%S') after ${SECONDS}s" >>"$log"; }
+# A stopped job says so in its log too (bash runs the trap once the command has died of it).
+trap 'ended "killed by SIGTERM"; exit 143' TERM
+trap 'ended "killed by SIGINT"; exit 130' INT
+trap 'ended "killed by SIGHUP"; exit 129' HUP
 "${args[@]}" >>"$log" 2>&1
 rc=$?
-echo "# Ended (code $rc) at $(date '+%Y-%m-%dT%H:%M:%S') after ${SECONDS}s" >>"$log"
+ended "code $rc"
 exit $rc
 EOF
 } >"$script.tmp" && mv "$script.tmp" "$script" || die "cannot write $script"
@@ -187,8 +193,9 @@ case "$backend" in
       for pid in $(jobs -p); do
         if [ -n "$group" ]; then kill -- "-$pid" 2>/dev/null; else kill "$pid" 2>/dev/null; fi
       done
-      echo "$me: interrupted (SIG$1): stopped the running jobs; a rerun resumes" >&2
       trap - "$1"
+      wait # for their logs' last line (a second signal cuts this short)
+      echo "$me: interrupted (SIG$1): stopped the running jobs; a rerun resumes" >&2
       kill -s "$1" $$
     }
     trap 'stop INT' INT

@@ -73,6 +73,9 @@ def test_terminating_the_runner_stops_the_jobs_commands(tmp_path, sig):
             time.sleep(0.05)
         else:
             raise AssertionError(f"job command {pid} outlived the runner")
+    for job in (1, 2):  # the runner waited for the jobs, whose logs say how they ended
+        assert (tmp_path / f"log/s.{job}.log").read_text().splitlines()[-1].startswith(
+            "# Ended (killed by SIGTERM) at ")
 
 
 @pytest.mark.parametrize("visible, per_job, groups", [("3,5,7", 1, {"3", "5", "7"}), ("0,1,2,3,4", 2, {"0,1", "2,3"})])
