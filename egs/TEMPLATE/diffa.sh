@@ -202,6 +202,24 @@ skip_done() {
   return 1
 }
 
+# hold <dir>: lock <dir> for this run until the next hold (or the run's end, however it ends),
+# through flock on the hidden file beside it (<parent>/.<name>.lock, which a forced redo's
+# removal of <dir> keeps). A second run that would write the same directory at the same time
+# (./run.sh started twice; decode.sh of the model run.sh is decoding) stops at once, naming the
+# run that holds it, instead of mixing its files with that run's. Without flock, nothing is locked.
+held=""
+hold() {
+  local lock
+  lock=$(dirname "$1")/.$(basename "$1").lock
+  [ -z "$held" ] || exec {held}>&-
+  held=""
+  command -v flock >/dev/null || return 0
+  mkdir -p "$(dirname "$1")"
+  exec {held}>>"$lock" || die "cannot open $lock"
+  flock -n "$held" || die "$1 is being written by another run ($(cat "$lock")): let it end, or stop it, first"
+  echo "pid $$ on ${HOSTNAME:-$(uname -n)} since $(date '+%Y-%m-%dT%H:%M:%S'): $_command_line" >"$lock"
+}
+
 # The model stages 8-10 use, and the stage that makes it (empty for --decode_model).
 final_stage=$(previous_model_stage 8)
 final_model=""
@@ -317,6 +335,7 @@ train_stage() {
     log "skipped: no config for this stage"
     return 0
   fi
+  hold "$out"
   skip_done "$out/.done" && return 0
   # A forced redo starts from scratch: training would otherwise resume from the old checkpoints.
   if $force && [ -d "$out" ]; then
@@ -348,6 +367,7 @@ log "$_command_line"
 
 if in_range 1; then
   log "Stage 1: ${stage_names[1]}: local/data.sh -> $datadir/{${all_sets// /,}}"
+  hold "$datadir"
   markers=()
   for set in $all_sets; do markers+=("$datadir/$set/.validated"); done
   if ! skip_done "${markers[@]}"; then
@@ -381,6 +401,7 @@ stage2_set() {
     return
   fi
   log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
+  hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
   skip_done "$dumpdir/$set/.done" && return
   need "$datadir/$set/wav.scp" 1
@@ -398,6 +419,7 @@ if in_range 3; then
     # Recipe hook: a recipe without downloadable checkpoints makes its pretrained Whisper, LLaDA
     # and tokenizer here (egs/mini trains tiny ones); idempotent.
     log "Stage 3: pretrained models: local/prepare_models.sh -> $expdir/pretrained"
+    hold "$expdir/pretrained"
     local/prepare_models.sh --datadir "$datadir" --dumpdir "$dumpdir" --outdir "$expdir/pretrained" --nj "$nj" ||
       die "local/prepare_models.sh failed (see the messages above)"
   fi
@@ -421,7 +443,7 @@ if in_range 6; then
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${model_dir[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
-  elif ! skip_done "$pairs_dir/.done"; then
+  elif hold "$pairs_dir" && ! skip_done "$pairs_dir/.done"; then
     for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
     gpu=0
     if $sampling; then
@@ -446,6 +468,7 @@ if in_range 8; then
   for set in $test_sets; do
     dir=$(decode_dir "$set")
     log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
+    hold "$dir"
     skip_done "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
@@ -470,6 +493,7 @@ if in_range 9; then
   for set in $test_sets; do
     dir=$(decode_dir "$set")
     log "Stage 9: ${stage_names[9]}: $dir/results.jsonl + $datadir/$set -> $dir/score"
+    hold "$dir"
     skip_done "$dir/score/.done" && continue
     need "$dir/.done" 8
     mkdir -p "$dir/score"
@@ -483,6 +507,7 @@ fi
 if in_range 10; then
   out=$expdir/export/$(basename "$final_model")
   log "Stage 10: ${stage_names[10]}: $final_model -> $out"
+  hold "$out"
   if ! skip_done "$out/.done"; then
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     mkdir -p "$out"

@@ -516,3 +516,23 @@ def test_forced_training_stage_starts_from_scratch(recipe):
     assert "--force true: removing exp/stage1_semantic" in forced.stdout
     assert not stale.exists() and (rec / "exp" / "stage1_semantic" / ".done").exists()
     assert [c[0] for c in calls(rec)].count("train") == 2
+
+
+def test_a_directory_another_run_writes_is_refused(recipe):
+    import fcntl
+
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    lock = rec / "exp" / ".stage1_semantic.lock"
+    lock.parent.mkdir()
+    with open(lock, "a") as other:  # another run, writing exp/stage1_semantic
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write_text("pid 4242 on node7 since 2026-12-07T10:00:00: ./run.sh")
+        refused = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
+    assert refused.returncode == 1 and calls(rec)[-1][0] == "extract_feats"
+    assert ("exp/stage1_semantic is being written by another run (pid 4242 on node7 since 2026-12-07T10:00:00: "
+            "./run.sh): let it end, or stop it, first") in refused.stderr
+    result = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))  # once it has ended
+    assert result.returncode == 0, result.stderr
+    assert calls(rec)[-1][0] == "train"
+    assert lock.read_text().startswith("pid ") and "--stage 3 --stop_stage 3" in lock.read_text()
