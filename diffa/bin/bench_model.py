@@ -56,7 +56,7 @@ def model_config(name: str) -> DIFFAConfig:
     """The DIFFA shape called ``name``: ``tiny``, ``small`` or ``llada8b``.
 
     ``small`` is a Whisper-tiny-shaped encoder with a 8-layer, 512-wide LLaDA (32k vocabulary);
-    ``llada8b`` is Whisper-large-v3's encoder with LLaDA-8B-Instruct (SPEC §1): DIFFA-2's shape.
+    ``llada8b`` is Whisper-large-v3's encoder with LLaDA-8B-Instruct: DIFFA-2's shape.
 
     Example
     -------

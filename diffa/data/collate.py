@@ -1,6 +1,6 @@
 """Batching examples: right-padded training batches and left-padded decoding batches.
 
-Training (:func:`collate_train`, SPEC §1-§2): ``[prompt ; answer ; eot]`` rows right-padded with
+Training (:func:`collate_train`, as in DIFFA's code): ``[prompt ; answer ; eot]`` rows right-padded with
 eos. The eos padding is part of the answer (the model learns to emit eos), so every position is a
 real token and ``answer_mask`` is simply ``position >= prompt_len``.
 

@@ -1,7 +1,7 @@
 """Examples for training and decoding: task manifest + cached features + chat template.
 
-One :class:`TaskDataset` item is one row of ``tasks.jsonl`` (DESIGN.md §3) with its log-mel
-features (read lazily from ``feats.scp`` with kaldiio) and its token ids laid out by
+One :class:`TaskDataset` item is one row of ``tasks.jsonl`` (format: ``utils/datadir.py``) with
+its log-mel features (read lazily from ``feats.scp`` with kaldiio) and its token ids laid out by
 :func:`diffa.text.template.encode_example`. Rows whose utterance has no features (dropped at
 feature extraction, see ``dump/<set>/bad_utts``) are left out, counted and logged — never
 silently. An ``utt2num_frames`` beside ``feats.scp`` must list every utterance kept (checked when

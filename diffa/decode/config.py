@@ -20,7 +20,7 @@ Keys (defaults in brackets):
 ==================  =========================================================================
 
 With ``factor`` and ``threshold`` both null the quota rule decides how many tokens each step
-commits (SPEC §4); ``steps`` is then ignored by the other two rules. ``task_overrides`` lets one
+commits (LLaDA's sampler); ``steps`` is then ignored by the other two rules. ``task_overrides`` lets one
 file decode a set that mixes task types (ASR rows need longer answers than multiple-choice
 rows); examples are batched per task type.
 

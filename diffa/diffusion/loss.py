@@ -1,6 +1,7 @@
 """Masked-diffusion training objectives: SFT cross-entropy, Monte-Carlo ELBOs and VRPO.
 
-All functions work in text coordinates (SPEC.md §2-§3, DESIGN.md §3):
+All functions work in text coordinates (token positions of the prompt and answer, without
+the audio block: :mod:`diffa.model.diffa`):
 
 * :func:`sft_loss` - the masked-diffusion SFT loss, ``sum_masked CE / t`` normalised either by
   the number of answer tokens in the padded batch (DIFFA) or per row (LLaDA's guideline).
@@ -12,7 +13,7 @@ All functions work in text coordinates (SPEC.md §2-§3, DESIGN.md §3):
   ``-log sigmoid(beta [(B_pol(y_w) - B_ref(y_w)) - (B_pol(y_l) - B_ref(y_l))])``.
 
 A denoiser is any callable ``denoiser(x (R, L) long, attention_mask (R, L) bool or None,
-rows (R,) long) -> logits (R, L, V)`` (DESIGN.md §3); ``rows`` says which example of the batch each
+rows (R,) long) -> logits (R, L, V)``; ``rows`` says which example of the batch each
 row of ``x`` is.
 
 Example
@@ -65,7 +66,7 @@ def sft_loss(
     With ``S_b = sum over masked positions i of row b of CE(logits[b, i], targets[b, i]) / t[b]``
     and ``N_b`` the number of True entries in row b of ``answer_mask``:
 
-    * ``"batch"`` (DIFFA's training code, SPEC.md §2): ``sum_b S_b / sum_b N_b`` - summed over
+    * ``"batch"`` (DIFFA's training code): ``sum_b S_b / sum_b N_b`` - summed over
       the batch and divided by the number of answer tokens in the padded batch;
     * ``"row"`` (LLaDA's SFT guideline): ``mean_b (S_b / N_b)`` - each row divided by its own
       answer length, then averaged over the B rows.

@@ -2,7 +2,7 @@
 
 Masked diffusion corrupts a clean sequence by replacing tokens with the mask token. Only answer
 positions are ever corrupted: the prompt (and, inside the model, the audio) stays clean. Two
-corruption schemes are provided (SPEC.md §2-§3):
+corruption schemes are provided (LLaDA's SFT; VRPO, LLaDA 1.5 paper):
 
 * :func:`sample_t` + :func:`mask_answer`: the SFT forward process. Each example draws a time
   ``t ~ U(eps, 1)`` and each of its answer tokens is masked independently with probability ``t``.
@@ -105,7 +105,7 @@ def mask_answer(
         (B, L) clean token ids.
     answer_mask : torch.Tensor
         (B, L) bool, True at the positions that may be masked (the answer, including its eos
-        padding; SPEC.md §2). Prompt positions must be False.
+        padding, as in DIFFA's training code). Prompt positions must be False.
     t : torch.Tensor
         (B,) masking probabilities, e.g. from :func:`sample_t`.
     mask_id : int

@@ -3,18 +3,18 @@
 The answer region starts fully masked and is decoded in blocks, left to right. At each step a
 mask predictor (the *denoiser*) proposes a token for every masked position of the current block,
 and a remasking rule decides which proposals to commit; committed tokens are never remasked.
-Three commit rules are supported (SPEC §4):
+Three commit rules are supported:
 
 * quota (LLaDA): ``steps / num_blocks`` steps per block, the block's masked tokens spread evenly
   over them (the first ``n % steps`` steps take one extra), the most confident ones first;
 * factor (Fast-dLLM): commit the top n confidences c1 >= c2 >= ... while
   ``c_n >= 1 - factor / (n + 1)``, at least one, and all of them when only the last one fails
-  (a quirk of the authors' released decoder that SPEC §4 leaves out; their reported numbers
+  (a quirk of the authors' released decoder, absent from the rule as written; their reported numbers
   come from it); the number of steps adapts to the input;
 * threshold (Fast-dLLM): commit every confidence >= ``threshold``, at least the top one.
 
 The denoiser is any callable ``denoiser(x (R, L) LongTensor, attention_mask (R, L) bool or None,
-rows (R,) LongTensor) -> logits (R, L, V)`` (DESIGN.md §3); ``rows`` says which prompt of the batch
+rows (R,) LongTensor) -> logits (R, L, V)``; ``rows`` says which prompt of the batch
 each row of ``x`` is, so a denoiser that holds per-example conditioning (DIFFA's encoded audio)
 can follow. Rows are independent: each row's proposals, commits, early stop and NFE depend on that
 row alone, and a step only runs the denoiser on the rows that still have work.

@@ -1,4 +1,4 @@
-"""DIFFA = frozen Whisper encoder + semantic/acoustic adapters + LLaDA (DESIGN.md §4).
+"""DIFFA = frozen Whisper encoder + semantic/acoustic adapters + LLaDA.
 
 ``from diffa.model import DIFFA, DIFFAConfig, import_official``; the pieces live in
 ``diffa.model.diffa`` (the module), ``.config``, ``.splice`` (batched audio splicing) and

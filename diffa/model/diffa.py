@@ -1,11 +1,11 @@
 """DIFFA: frozen Whisper encoder + semantic/acoustic adapters + masked-diffusion LLaDA.
 
-The model speaks *text coordinates* to the outside world (DESIGN.md §3): callers pass token ids
+The model speaks *text coordinates* to the outside world: callers pass token ids
 with the index ``audio_pos`` where the audio belongs, and get logits for exactly those token
 positions back. The audio block is spliced in and cut out again inside, vectorised over the batch
 (:func:`diffa.model.splice.splice_audio`).
 
-Audio block per layout (SPEC §1):
+Audio block per layout (as in the authors' released code):
 
 * ``stage1``: [20 learned prompts ; semantic tokens] (curriculum stage 1);
 * ``dual``:   [64 acoustic tokens ; semantic tokens] (every later stage).

@@ -2,7 +2,7 @@
 
 LLaDA (Nie et al., 2025) is a Llama-style transformer without a causal mask: every position
 attends to every other (padding keys excepted), and the model predicts the tokens hidden behind
-``<|mdm_mask|>``. A block computes (SPEC §1)::
+``<|mdm_mask|>``. A block computes (LLaDA-8B-Instruct's released model)::
 
     h   = x + attn_out(attention(RoPE(q_proj(a)), RoPE(k_proj(a)), v_proj(a))),  a = attn_norm(x)
     out = h + ff_out(silu(ff_proj(n)) * up_proj(n)),                            n = ff_norm(h)

@@ -1,11 +1,11 @@
 """Answer-matching rules of the benchmarks: MMSU's letter rule, MMAU/MMAR's token-set rule, and
 short-answer matching for open questions.
 
-MMSU (the project SPEC's rule, §5): the response is stripped and its newlines removed; its first
+MMSU (the rule of its official scorer): the response is stripped and its newlines removed; its first
 character, if it is one of ``A B C D``, is the chosen letter, else its second-to-last character if
 that is one (``"The answer is B."`` -> ``B``); anything else, an empty response and the literal
 ``"None"`` are unparseable. The response is right when the text of the chosen option equals the
-gold option's text (so ``"Answer: B"`` chooses ``A``). As SPEC §5 prescribes, the headline
+gold option's text (so ``"Answer: B"`` chooses ``A``). As MMSU's official scorer does, the headline
 ``accuracy`` of :func:`summarize` leaves unparseable responses out of the denominator;
 ``accuracy_all`` keeps every item (an unparseable response counted wrong) and is reported beside
 it. A failed decode (no response at all: the decoder failed on the item or never wrote it) is not
@@ -321,7 +321,7 @@ def summarize(verdicts: Sequence[Verdict], rule: str = "mmsu") -> Dict[str, obje
     -------
     dict
         ``n``, ``correct``, ``accuracy``: the headline. MMAU rule: every item in the denominator.
-        MMSU (SPEC §5): unparseable responses left out of the denominator (failed decodes stay
+        MMSU (official scorer): unparseable responses left out of the denominator (failed decodes stay
         in, as wrong); MMSU also adds ``unparseable``, ``failed`` and ``accuracy_all`` (every item
         in the denominator). When the verdicts carry a letter mapping, ``correct_letter_mapped``
         and ``accuracy_letter_mapped``. Accuracies are None when their denominator is 0.

@@ -268,8 +268,8 @@ def results_markdown(entries: Sequence[ResultsEntry], title: str = "Results", ba
              "Error rates (WER/CER) and accuracies are percentages. `failed` counts rows the decoder "
              "could not decode or never wrote (scored as wrong); `invalid hyps` counts empty or "
              "non-string hypotheses (scored as wrong); `skipped lines` counts truncated results lines. "
-             "MMSU's `mcq_accuracy` leaves unparseable responses out of the denominator (SPEC §5; "
-             "failed rows stay in); `mcq_accuracy_all` keeps every item. "
+             "MMSU's `mcq_accuracy` leaves unparseable responses out of the denominator, as its official "
+             "scorer does (failed rows stay in); `mcq_accuracy_all` keeps every item. "
              "`git` and `versions` are the decoding run's when its settings.json records them, else "
              "the scoring run's. Per-group tables are in each set's scores.md.", ""]
     by_set: Dict[str, List[ResultsEntry]] = {}

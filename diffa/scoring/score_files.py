@@ -20,7 +20,7 @@ MCQ_COLUMNS = (("n", "n"), ("correct", "correct"), ("accuracy", "accuracy"), ("u
 """Multiple-choice columns: ``accuracy`` is the headline (``mcq_accuracy``); for MMSU it leaves
 unparseable responses out of the denominator and ``accuracy (all items)`` keeps them."""
 
-MMSU_NOTE = ("MMSU rule (SPEC §5): `accuracy` (the headline `mcq_accuracy`) leaves unparseable responses "
+MMSU_NOTE = ("MMSU's official rule: `accuracy` (the headline `mcq_accuracy`) leaves unparseable responses "
              "out of the denominator; `accuracy (all items)` (`mcq_accuracy_all`) keeps every item, "
              "unparseable ones counted wrong. Failed rows are wrong and stay in both denominators.")
 """The sentence scores.md puts under the MMSU-rule multiple-choice table."""

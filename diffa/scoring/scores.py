@@ -12,7 +12,7 @@ Metrics (all percentages), keys of ``scores.json``'s ``metrics``:
     Over ``asr`` rows, in the first ``--style`` (``asr_wer_<style>``, ``asr_cer_<style>`` for each).
 ``mcq_accuracy``
     Over ``mcq`` rows with the benchmark's rule (:mod:`diffa.scoring.mcq`): MMSU's letter rule,
-    with unparseable responses left out of the denominator as SPEC §5 prescribes (failed rows
+    with unparseable responses left out of the denominator as MMSU's official scorer does (failed rows
     stay in, as wrong), or MMAU's token-set rule (every item in the denominator) for MMAU, MMAR
     and generic sets. Beside it: ``mcq_accuracy_all`` (MMSU: every item in the denominator,
     unparseable responses counted wrong) and ``mcq_accuracy_letter_mapped`` (MMAU rule with the

@@ -1,6 +1,6 @@
 """The DIFFA chat template: prompt text, token ids, prompt length and audio position.
 
-The authors build a Llama-3-style prompt by hand, without separators (SPEC.md §1)::
+The authors build a Llama-3-style prompt by hand, without separators (DIFFA's released code)::
 
     <|startoftext|><|start_header_id|>system<|end_header_id|>\\n\\n{SYSTEM}<|eot_id|>
     <|start_header_id|>user<|end_header_id|>\\n\\n
@@ -60,7 +60,7 @@ def _prompt_parts(instruction: str, system: Optional[str]) -> tuple:
 
 
 def prompt_text(instruction: str, system: Optional[str] = None) -> str:
-    """The prompt string (everything before the answer) of SPEC.md §1.
+    """The prompt string (everything before the answer) of the authors' template.
 
     Arguments
     ---------

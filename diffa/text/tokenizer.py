@@ -7,7 +7,7 @@ Both tokenizers expose the same small interface that the rest of diffa relies on
   so the chat template (:mod:`diffa.text.template`) is tokenised in one call;
 * ``decode(ids, skip_special_tokens=True) -> str``;
 * ``vocab_size`` and the ids ``mask_id, bos_id, eos_id, pad_id, start_header_id,
-  end_header_id, eot_id`` (``pad_id == eos_id``: answers are right-padded with eos, SPEC.md §1).
+  end_header_id, eot_id`` (``pad_id == eos_id``: answers are right-padded with eos, as in the authors' code).
 
 :class:`LLaDATokenizer` loads an official LLaDA directory (``tokenizer.json``, a plain fast
 tokenizer; no remote code). :class:`SentencePieceTokenizer` is the small stand-in used by the
@@ -44,7 +44,7 @@ from diffa.files import read_json_object
 
 logger = logging.getLogger(__name__)
 
-# attribute prefix -> special-token string (LLaDA-8B-Instruct's ids: SPEC.md §1)
+# attribute prefix -> special-token string (LLaDA-8B-Instruct's released tokenizer)
 SPECIAL_TOKENS = {
     "bos": "<|startoftext|>",
     "eos": "<|endoftext|>",

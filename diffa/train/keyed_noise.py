@@ -1,7 +1,7 @@
 """Per-example diffusion noise that depends only on (seed, epoch, example, position).
 
 Masked-diffusion SFT corrupts each example with a time ``t ~ U(eps, 1)`` and masks each answer
-token with probability ``t`` (SPEC.md §2; :mod:`diffa.diffusion.noise`). Here the uniforms behind
+token with probability ``t`` (:mod:`diffa.diffusion.noise`). Here the uniforms behind
 those draws come from a counter-based generator: a 64-bit hash (the SplitMix64 finaliser) of
 ``(seed, epoch, example key, position)``. The noise an example gets is therefore the same
 whatever batch, rank, number of processes or resume point it is processed in:

@@ -1,6 +1,6 @@
 """The frozen VRPO reference model, sharing the policy's frozen encoder and LLaDA base.
 
-VRPO compares the policy's ELBOs with those of the frozen stage-3 model (SPEC.md §3). The
+VRPO compares the policy's ELBOs with those of the frozen stage-3 model (DIFFA-2 paper). The
 authors keep two full copies of the 8B model; here the two differ only where training changed
 anything, so only that is duplicated:
 

@@ -1,6 +1,6 @@
 """Masked-diffusion SFT of DIFFA as a SpeechBrain ``Brain`` (curriculum stages 1-3).
 
-One training step (SPEC.md §2): every example gets a time ``t`` and its answer tokens are masked
+One training step: every example gets a time ``t`` and its answer tokens are masked
 with probability ``t`` (keyed noise, :mod:`diffa.train.keyed_noise`); DIFFA encodes the audio,
 runs the LLM over the noisy text and computes logits **only at the masked positions**
 (:class:`MaskedPredictor`); the loss is ``sum CE / t`` normalised per batch (DIFFA) or per row

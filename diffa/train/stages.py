@@ -1,4 +1,4 @@
-"""What trains in each curriculum stage (SPEC.md §3) and how the model is prepared for it.
+"""What trains in each curriculum stage (DIFFA and DIFFA-2 papers) and how the model is prepared for it.
 
 =============  ==========  ===========================================  =====================
 stage          layout      trainable                                    LLM

@@ -1,6 +1,6 @@
 """VRPO (curriculum stage 4): preference optimisation of DIFFA with ELBO-based DPO.
 
-For a batch of preference pairs ``(x, y_w, y_l)`` (:mod:`diffa.data.pairs`), SPEC.md §3::
+For a batch of preference pairs ``(x, y_w, y_l)`` (:mod:`diffa.data.pairs`) (VRPO, LLaDA 1.5 paper)::
 
     loss = -log sigmoid(beta [(B_pol(y_w) - B_ref(y_w)) - (B_pol(y_l) - B_ref(y_l))])
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DIFFA (v1): decode and score the test sets with the released settings (SPEC §4), then RESULTS.md:
+# DIFFA (v1): decode and score the test sets with the authors' released decoding settings, then RESULTS.md:
 #   MMSU                         conf/decode_mmsu.yaml  4/4/4, LLaDA's quota rule
 #   MMAU test-mini, MMAR         conf/decode_mcq.yaml   16/16/16, LLaDA's quota rule
 #   LibriSpeech test clean/other conf/decode_asr.yaml   128/128/128

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DIFFA-2: decode and score the test sets with the released settings (SPEC §4), then RESULTS.md:
+# DIFFA-2: decode and score the test sets with the authors' released decoding settings, then RESULTS.md:
 #   MMSU, MMAU test-mini, MMAR   conf/decode_mcq.yaml  16/16/16, factor-based parallel decoding f = 1.0
 #   LibriSpeech test clean/other conf/decode_asr.yaml  128/128/128, factor-based parallel decoding f = 1.0
 # Options go to ../TEMPLATE/decode.sh (./decode.sh --help lists them), e.g.

@@ -22,8 +22,8 @@ def test_tiny_run_reports_every_way(capsys):
 def test_8b_shape_matches_diffa2():
     with torch.device("meta"):
         model = DIFFA(model_config("llada8b"))
-    assert 8.0e9 < sum(p.numel() for p in model.llm.parameters()) < 8.1e9  # LLaDA-8B (SPEC: about 8.02B)
-    assert sum(p.numel() for p in model.semantic.parameters()) == 36_392_448  # SPEC §1, DIFFA-2
+    assert 8.0e9 < sum(p.numel() for p in model.llm.parameters()) < 8.1e9  # LLaDA-8B (released: about 8.02B)
+    assert sum(p.numel() for p in model.semantic.parameters()) == 36_392_448  # DIFFA-2's released adapter
     assert sum(p.numel() for p in model.acoustic.parameters()) == 47_892_992
 
 

@@ -91,7 +91,8 @@ def test_help_runs_as_module():
 
 
 def test_mmsu_headline_leaves_unparseable_out(tmp_path, capsys):
-    # SPEC §5: MMSU's mcq_accuracy leaves unparseable responses out of the denominator; failed rows stay in
+    # MMSU's mcq_accuracy leaves unparseable responses out of the denominator, as its official scorer does;
+    # failed rows stay in
     def row(n, hypothesis, **extra):
         return json.dumps({"id": f"q{n}", "task": "mcq", "hypothesis": hypothesis, "choices": ["x", "y", "z"],
                            "gold": 1, "source": "MMSU", "labels": {"category": "Phonology"}, **extra})

@@ -57,7 +57,7 @@ def test_missing_file(tmp_path):
         DecodeConfig.from_yaml(str(tmp_path / "nope.yaml"))
 
 
-RELEASED = [  # recipe config -> (task, gen_length, block_length, steps, factor) as released (SPEC §4)
+RELEASED = [  # recipe config -> (task, gen_length, block_length, steps, factor) as the authors released them
     ("egs/diffa2/conf/decode_mcq.yaml", "mcq", 16, 16, 16, 1.0),
     # DIFFA-2's run_asr_inference.sh decodes with --accelerate fast_dllm: factor 1.0 as the benchmarks
     ("egs/diffa2/conf/decode_asr.yaml", "asr", 128, 128, 128, 1.0),

@@ -1,4 +1,4 @@
-"""Tests for diffa.diffusion.sampler: parity with a loop-by-loop transcription of SPEC §4,
+"""Tests for diffa.diffusion.sampler: parity with a loop-by-loop transcription of LLaDA's sampler,
 batching over left-padded prompts, early stop at eos, parallel decoding and argument checks."""
 import math
 
@@ -51,7 +51,7 @@ class ToyDenoiser:
 def reference(model, prompt, *, gen_length, block_length, steps, temperature=0.0, cfg_scale=0.0,
               remasking="low_confidence", factor=None, threshold=None, eos_id=None,
               generator=None):
-    """SPEC §4 for ONE unpadded prompt, transcribed with plain Python loops.
+    """LLaDA's sampler (with Fast-dLLM's rules) for ONE unpadded prompt, transcribed with plain Python loops.
 
     Two documented choices of the sampler are mirrored: a block stops as soon as it has no masks
     (steps that would commit nothing are skipped), and random numbers are drawn per step in this
@@ -214,7 +214,7 @@ def llada_generate_py(model, prompt, *, gen_length, block_length, steps, cfg_sca
     dict(gen_length=9, block_length=3, steps=6, cfg_scale=1.5),
 ], ids=["even", "uneven", "more_steps_than_tokens", "cfg"])
 def test_same_tokens_as_llada_generate_py(kwargs):
-    """DESIGN.md §4: at temperature 0 the quota rule commits LLaDA's generate.py tokens."""
+    """At temperature 0 the quota rule commits LLaDA's generate.py tokens."""
     model = ToyDenoiser()
     for row in make_prompts()[0]:
         out = generate(model, row[None], mask_id=MASK, **kwargs)

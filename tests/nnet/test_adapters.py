@@ -1,4 +1,4 @@
-"""Semantic and acoustic adapters: SPEC parameter counts, shapes, padding, the authors' layout."""
+"""Semantic and acoustic adapters: released parameter counts, shapes, padding, the authors' layout."""
 
 import pytest
 import torch
@@ -26,7 +26,7 @@ def test_parameter_counts_match_spec(d, heads, taps, semantic, acoustic):
 
 # ---------------------------------------------------------------------------------- semantic
 def spec_semantic(d, d_llm):
-    """SPEC §1's semantic adapter, written as the authors' module layout (conv / linear_connector / layernorm)."""
+    """The authors' semantic adapter, written as their module layout (conv / linear_connector / layernorm)."""
     return nn.ModuleDict({
         "conv": nn.Sequential(nn.Conv1d(d, d, 3, 1, 1), nn.GELU(), nn.Conv1d(d, 4 * d, 3, 4, 1)),
         "linear_connector": nn.Sequential(nn.Linear(4 * d, d), nn.ReLU(), nn.Linear(d, d_llm), nn.ReLU()),

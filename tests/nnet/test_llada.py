@@ -1,4 +1,4 @@
-"""Tests for diffa.nnet.llada: parity with SPEC §1's formulas, official on-disk layout, errors."""
+"""Tests for diffa.nnet.llada: parity with LLaDA's block formulas, official on-disk layout, errors."""
 
 import json
 import math
@@ -68,7 +68,7 @@ def make_model(seed=0, **overrides):
 
 
 def reference_logits(model, ids, keep=None):
-    """SPEC §1 written out with explicit matmuls, softmax, RMSNorm and RoPE, in float32."""
+    """LLaDA's released model written out with explicit matmuls, softmax, RMSNorm and RoPE, in float32."""
     cfg = model.config
     w = {k: v.float() for k, v in model.state_dict().items()}
     pre = "model.transformer."

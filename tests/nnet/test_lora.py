@@ -1,4 +1,4 @@
-"""LoRA on LLaDA-8B: SPEC's configuration (r=8, alpha=16, q/k/v/ff_proj/up_proj), counted on meta."""
+"""LoRA on LLaDA-8B: DIFFA-2's configuration (r=8, alpha=16, q/k/v/ff_proj/up_proj), counted on meta."""
 
 import torch
 

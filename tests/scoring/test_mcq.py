@@ -80,7 +80,7 @@ def test_summarize_reports_both_mmsu_denominators():
     verdicts = [Verdict(True), Verdict(True), Verdict(False), Verdict(False, parsed=False),
                 Verdict(False, parsed=False)]
     summary = summarize(verdicts)
-    # SPEC §5: the headline leaves unparseable responses out of the denominator
+    # as MMSU's official scorer does, the headline leaves unparseable responses out of the denominator
     assert summary["accuracy"] == pytest.approx(200 / 3)  # 2 / 3 parsed
     assert summary["accuracy_all"] == pytest.approx(40.0)  # 2 / 5: unparseable counted wrong
     assert (summary["unparseable"], summary["failed"]) == (2, 0)

@@ -1,4 +1,4 @@
-"""Tests for diffa.text.template: the SPEC.md §1 prompt layout, prompt_len and audio_pos."""
+"""Tests for diffa.text.template: the authors' prompt layout, prompt_len and audio_pos."""
 import pytest
 
 from diffa.text.template import (
@@ -8,7 +8,7 @@ from diffa.text.template import (
     prompt_text,
 )
 
-# SPEC.md §1, written out literally.
+# The authors' template (DIFFA's released code), written out literally.
 EXPECTED_PROMPT = (
     "<|startoftext|><|start_header_id|>system<|end_header_id|>\n\n"
     "You are a helpful voice assistant.<|eot_id|>"

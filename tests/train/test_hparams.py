@@ -115,7 +115,7 @@ def test_parse_overrides_values_are_yaml():
 
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASED = {  # SPEC.md §3: stage, epochs, lr, warmup, decay, global batch, GPUs it assumes
+RELEASED = {  # as released (papers, code): stage, epochs, lr, warmup, decay, global batch, GPUs it assumes
     "egs/diffa2/conf/stage1_semantic.yaml": ("semantic", 20, 1e-4, 1000, "cosine", 1280, 64),
     "egs/diffa2/conf/stage2_acoustic.yaml": ("acoustic", 10, 5e-5, 2000, "cosine", 192, 64),
     "egs/diffa2/conf/stage3_sft.yaml": ("sft", 10, 5e-5, 2000, "cosine", 192, 64),

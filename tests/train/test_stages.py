@@ -1,4 +1,4 @@
-"""Tests of diffa.train.stages: what trains in each curriculum stage, with SPEC.md's counts."""
+"""Tests of diffa.train.stages: what trains in each curriculum stage, with the authors' parameter counts."""
 
 import pytest
 import torch

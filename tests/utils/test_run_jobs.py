@@ -171,8 +171,8 @@ def test_slurm_backend_with_fake_sbatch(tmp_path, fake_slurm):
     assert result.returncode == 1
     assert "failed jobs: 3 (see log/s.3.log)" in result.stderr
     assert fake_slurm.calls("sbatch") == [
-        f"--wait --job-name s --array 2,3,4%2 --output log/q/s.%a.out --gres gpu:1 "
-        f"--partition=x --qos=y log/q/s.sh"
+        "--wait --job-name s --array 2,3,4%2 --output log/q/s.%a.out --gres gpu:1 "
+        "--partition=x --qos=y log/q/s.sh"
     ]
     assert fake_slurm.calls("srun") == []
     assert sorted(p.name for p in (tmp_path / "log").glob("*.log")) == ["s.2.log", "s.3.log", "s.4.log"]

@@ -35,7 +35,7 @@ from diffa.data.tasks import write_tasks
 logger = logging.getLogger(__name__)
 
 NOSPEECH = "<nospeech>"
-"""The ``text`` of an utterance without a transcript (DESIGN §3)."""
+"""The ``text`` of an utterance without a transcript (a sound clip, say)."""
 
 _SPACE = re.compile(r"\s+")
 

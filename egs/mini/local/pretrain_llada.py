@@ -147,7 +147,7 @@ def collate(examples, pad_id):
 
 
 def diffusion_loss(model, ids, answer_mask, mask_id, generator):
-    """Masked-diffusion SFT loss of one batch (SPEC §2, batch normalisation)."""
+    """Masked-diffusion SFT loss of one batch (normalised per batch, as DIFFA's training code)."""
     t = sample_t(ids.shape[0], generator=generator)
     noisy, masked = mask_answer(ids, answer_mask, t, mask_id, generator=generator)
     return sft_loss(model(noisy), ids, masked, t, answer_mask)
