@@ -2,7 +2,7 @@
 
 Usage:
   python -m diffa.bin.bench_decode                        # a tiny random model on the CPU
-  python -m diffa.bin.bench_decode --config llada8b --device cuda --n_items 64 --batch_size 32
+  python -m diffa.bin.bench_decode --shape llada8b --device cuda --n_items 64 --batch_size 32
   python -m diffa.bin.bench_decode --model_dir exp/stage4_vrpo --device cuda --n_items 64 \\
       --batch_size 16 --gen_length 16 --block_length 16 --steps 16
 
@@ -15,7 +15,7 @@ first ``--single_items``; the table gives items/s both ways, their ratio, the me
 whether batched and one-at-a-time hypotheses agree (random remasking draws its noise per batch,
 so it is not expected to).
 
-Without ``--model_dir`` the model is a random DIFFA of the ``--config`` shape (``tiny``, ``small``
+Without ``--model_dir`` the model is a random DIFFA of the ``--shape`` shape (``tiny``, ``small``
 or ``llada8b``: DIFFA-2's Whisper-large-v3 + LLaDA-8B shape, see ``diffa.bin.bench_model``) with
 a small SentencePiece tokenizer trained on the spot; its LM head is scaled so that the logits
 have standard deviation ``--logit_std`` and greedy proposals have confidences spread over
@@ -103,8 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
     32
     """
     parser = entry_point_parser("diffa.bin.bench_decode", __doc__)
-    parser.add_argument("--model_dir", help="a DIFFA model directory (default: a random model of --config)")
-    parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
+    parser.add_argument("--model_dir", help="a DIFFA model directory (default: a random model of --shape)")
+    parser.add_argument("--shape", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
     add_model_arguments(parser)
     parser.add_argument("--n_items", type=int, default=32, help="examples decoded batched")
     parser.add_argument("--single_items", type=int, default=16, help="of which decoded one at a time too")
@@ -138,14 +138,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                  (f"factor {args.factor:g}", DecodeConfig(**common, factor=args.factor)),
                  (f"threshold {args.threshold:g}", DecodeConfig(**common, threshold=args.threshold))]
         if args.model_dir:
-            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype, args.audio_dtype)
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
             name = args.model_dir
         else:
             device, dtype = resolve_device(args.device, args.dtype)
-            model, tokenizer = random_model(args.config, args.logit_std, device, dtype, args.seed,
+            model, tokenizer = random_model(args.shape, args.logit_std, device, dtype, args.seed,
                                             resolve_audio_dtype(args.audio_dtype, dtype))
             llm = model.llm.config
-            name = (f"random DIFFA '{args.config}' (LLM d_model {llm.d_model}, {llm.n_layers} layers, logit std "
+            name = (f"random DIFFA '{args.shape}' (LLM d_model {llm.d_model}, {llm.n_layers} layers, logit std "
                     f"{args.logit_std:g}; tokenizer vocab {tokenizer.vocab_size})")
     except (ValueError, OSError) as err:
         print(f"ERROR: {err}", file=sys.stderr)

@@ -1,9 +1,9 @@
 """Benchmark DIFFA's batched forward against the authors' per-sample splice (not a test).
 
 Usage:
-  python -m diffa.bin.bench_model --config tiny
-  python -m diffa.bin.bench_model --config small --batch_size 8 --repeats 5
-  python -m diffa.bin.bench_model --config llada8b --device cuda --dtype bfloat16 --batch_size 8
+  python -m diffa.bin.bench_model --shape tiny
+  python -m diffa.bin.bench_model --shape small --batch_size 8 --repeats 5
+  python -m diffa.bin.bench_model --shape llada8b --device cuda --dtype bfloat16 --batch_size 8
 
 Builds a DIFFA of the chosen shape with random weights (on the meta device first, then
 materialised directly on ``--device`` in ``--dtype``: the LLaDA-8B / Whisper-large-v3 shape needs
@@ -40,7 +40,7 @@ import torch
 from transformers import WhisperConfig
 
 from diffa.bin._cli import entry_point_parser
-from diffa.decode.loading import DTYPES
+from diffa.decode.loading import DTYPES, resolve_device
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA, tiny_config
 from diffa.nnet.llada import LLaDAConfig
@@ -243,12 +243,12 @@ def get_parser() -> argparse.ArgumentParser:
 
     Example
     -------
-    >>> get_parser().parse_args(["--config", "small"]).batch_size
+    >>> get_parser().parse_args(["--shape", "small"]).batch_size
     8
     """
     parser = entry_point_parser("diffa.bin.bench_model", __doc__)
-    parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="model shape")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--shape", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bfloat16 on cuda, else float32")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--min_seconds", type=float, default=2.0, help="shortest clip")
@@ -270,9 +270,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    config = model_config(args.config)
+    device, dtype = resolve_device(args.device, args.dtype)
+    config = model_config(args.shape)
     model = build_model(config, device, dtype, args.seed)
     batch = random_batch(model, args, torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
@@ -282,7 +281,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     useful = int((batch["text_lens"] + audio_lens).sum())
     llm = config.llm
     n_params = sum(p.numel() for p in model.llm.parameters())
-    print(f"config {args.config}: LLM {n_params / 1e6:.1f}M params (d_model {llm['d_model']}, {llm['n_layers']} layers, "
+    print(f"shape {args.shape} on {device}: LLM {n_params / 1e6:.1f}M params (d_model {llm['d_model']}, {llm['n_layers']} layers, "
           f"vocab {llm['vocab_size']}), encoder {config.encoder['encoder_layers']} layers d_model "
           f"{config.encoder['d_model']}; {device} {str(dtype).replace('torch.', '')}")
     print(f"batch {args.batch_size}: audio {batch['feat_lens'].min().item() / 100:.1f}-{batch['feat_lens'].max().item() / 100:.1f} s, "

@@ -2,8 +2,8 @@
 
 Usage:
   python -m diffa.bin.bench_train                                  # tiny model, CPU
-  python -m diffa.bin.bench_train --config small --batch_size 8 --repeats 5
-  python -m diffa.bin.bench_train --config llada8b --device cuda --batch_size 4
+  python -m diffa.bin.bench_train --shape small --batch_size 8 --repeats 5
+  python -m diffa.bin.bench_train --shape llada8b --device cuda --batch_size 4
 
 Both steps train the same DIFFA (random weights of the chosen shape, ``diffa.bin.bench_model``;
 curriculum stage 3: both adapters and LoRA train, AdamW) on the same batch with the same
@@ -34,7 +34,7 @@ import torch
 
 from diffa.bin import bench_model
 from diffa.bin.bench_model import authors_behaviour, build_model, loop_splice_forward, measure, model_config, random_batch
-from diffa.decode.loading import DTYPES
+from diffa.decode.loading import resolve_device
 from diffa.diffusion.loss import sft_loss
 from diffa.model.diffa import DIFFA
 from diffa.train.keyed_noise import corrupt
@@ -114,7 +114,7 @@ def get_parser() -> argparse.ArgumentParser:
     Example
     -------
     >>> args = get_parser().parse_args([])
-    >>> args.max_answer, args.max_seconds, args.config
+    >>> args.max_answer, args.max_seconds, args.shape
     (32, 15.0, 'tiny')
     """
     parser = bench_model.get_parser()
@@ -136,10 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device, dtype = resolve_device(args.device, args.dtype)
     torch.manual_seed(args.seed)
-    model = build_model(model_config(args.config), device, dtype, args.seed)
+    model = build_model(model_config(args.shape), device, dtype, args.seed)
     summary = prepare_stage(model, "sft")
     for p in model.parameters():
         if p.requires_grad:
@@ -148,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     batch = training_batch(model, args, torch.Generator().manual_seed(args.seed))
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else contextlib.nullcontext
-    print(f"config {args.config}: {summary.trainable / 1e6:.2f}M of {summary.total / 1e6:.1f}M parameters train; "
+    print(f"shape {args.shape} on {device}: {summary.trainable / 1e6:.2f}M of {summary.total / 1e6:.1f}M parameters train; "
           f"{device} {str(dtype).replace('torch.', '')}")
     print(f"batch {args.batch_size}: audio {batch['feat_lens'].min().item() / 100:.1f}-{batch['feat_lens'].max().item() / 100:.1f} s, "
           f"text {batch['input_ids'].shape[1]} tokens, {int(batch['masked'].sum())} masked answer tokens")

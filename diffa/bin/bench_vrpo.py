@@ -2,8 +2,8 @@
 
 Usage:
   python -m diffa.bin.bench_vrpo                                   # tiny model, CPU
-  python -m diffa.bin.bench_vrpo --config small --rows 16
-  python -m diffa.bin.bench_vrpo --config llada8b --device cuda --dtype bfloat16 --json vrpo_mem.json
+  python -m diffa.bin.bench_vrpo --shape small --rows 16
+  python -m diffa.bin.bench_vrpo --shape llada8b --device cuda --dtype bfloat16 --json vrpo_mem.json
 
 Both steps train the same DIFFA (random weights of the chosen shape: ``tiny``, ``small``, or
 ``llada8b`` = Whisper-large-v3 encoder + LLaDA-8B + DIFFA-2's adapters) with LoRA and the audio
@@ -38,6 +38,7 @@ from torch.autograd import DeviceType
 from transformers import WhisperConfig
 
 from diffa.bin._cli import entry_point_parser
+from diffa.decode.loading import resolve_device
 from diffa.diffusion.noise import mask_answer, sample_t
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
 from diffa.model.diffa import DIFFA, tiny_config
@@ -67,7 +68,7 @@ def model_config(name: str) -> DIFFAConfig:
         "llada8b": ((1280, 32, 20, 5120, 128), (4096, 32, 32, 12288, 126464)),
     }
     if name not in shapes:
-        raise ValueError(f"unknown --config {name!r}; use one of tiny, {', '.join(shapes)}")
+        raise ValueError(f"unknown --shape {name!r}; use one of tiny, {', '.join(shapes)}")
     (wd, wl, wh, wf, mels), (d, layers, heads, mlp, vocab) = shapes[name]
     encoder = WhisperConfig(
         num_mel_bins=mels, d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=wf,
@@ -227,15 +228,16 @@ def get_parser() -> argparse.ArgumentParser:
 
     Example
     -------
-    >>> args = get_parser().parse_args(["--config", "llada8b", "--device", "cuda", "--dtype", "bfloat16"])
-    >>> args.config, args.rows, args.n_draws
+    >>> args = get_parser().parse_args(["--shape", "llada8b", "--device", "cuda", "--dtype", "bfloat16"])
+    >>> args.shape, args.rows, args.n_draws
     ('llada8b', 8, 4)
     """
     parser = entry_point_parser("diffa.bin.bench_vrpo", __doc__)
-    parser.add_argument("--config", default="tiny", choices=("tiny", "small", "llada8b"), help="model size")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="dtype of the frozen weights (and autocast when not float32)")
+    parser.add_argument("--shape", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="dtype of the frozen weights, and of autocast when not float32 "
+                             "(default: bfloat16 on cuda, float32 on cpu)")
     parser.add_argument("--rows", type=int, default=8, help="sequences per forward (SFT batch; VRPO: pairs x 2 x n_draws)")
     parser.add_argument("--n_draws", type=int, default=4, help="VRPO ELBO draws per answer")
     parser.add_argument("--prompt_len", type=int, default=48, help="text tokens before the answer")
@@ -249,10 +251,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Run the benchmark and print the peaks and their ratio."""
     args = get_parser().parse_args(argv)
     try:
-        result = run(args.config, args.device, args.dtype, args.rows, args.n_draws, args.prompt_len, args.answer_len, args.frames)
+        device, dtype = resolve_device(args.device, args.dtype)
+        result = run(args.shape, str(device), str(dtype).removeprefix("torch."), args.rows, args.n_draws, args.prompt_len, args.answer_len, args.frames)
     except ValueError as err:
         get_parser().error(str(err))
-    print(f"config {result['config']} on {result['device']} ({result['dtype']}): {result['rows_per_forward']} sequences "
+    print(f"shape {result['config']} on {result['device']} ({result['dtype']}): {result['rows_per_forward']} sequences "
           f"per forward (SFT batch {result['rows_per_forward']}; VRPO {result['vrpo_pairs']} pairs x 2 answers x "
           f"{result['n_draws']} draws), {result['prompt_len']}+{result['answer_len']} tokens, {result['frames']} frames")
     print(f"SFT  step peak: {result['sft_peak_bytes'] / GIB:.3f} GiB")

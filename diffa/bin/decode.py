@@ -46,7 +46,8 @@ from diffa.bin._cli import entry_point_parser
 from diffa.data.dataset import TaskDataset
 from diffa.data.kaldi import load_feats
 from diffa.data.tasks import read_tasks
-from diffa.decode.config import DecodeConfig, add_config_arguments, config_from_args
+from diffa.decode.config import (DecodeConfig, add_config_arguments, add_config_file_argument, config_file,
+                                 config_from_args)
 from diffa.decode.decoder import decode_dataset
 from diffa.decode.loading import add_model_arguments, check_model_dir, load_for_decoding, resolve_audio_dtype, resolve_device
 from diffa.decode.results import ResultsFile, check_settings, result_row, write_settings
@@ -65,7 +66,7 @@ def get_parser() -> argparse.ArgumentParser:
     ('c.yaml', 8, None)
     """
     parser = entry_point_parser("diffa.bin.decode", __doc__)
-    parser.add_argument("config", nargs="?", help="decoding config (YAML; default: the built-in defaults)")
+    add_config_file_argument(parser)
     parser.add_argument("--model_dir", required=True, help="DIFFA model directory")
     tasks = parser.add_mutually_exclusive_group(required=True)
     tasks.add_argument("--data_dir", help="data directory (or split) whose tasks.jsonl is decoded")
@@ -121,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tasks_path = args.tasks or os.path.join(args.data_dir, "tasks.jsonl")
     feats_scp = args.feats_scp or os.path.join(args.feats_dir, "feats.scp")
     try:
-        config = config_from_args(args, args.config)
+        config = config_from_args(args, config_file(args))
         tasks = read_tasks(tasks_path)
         feats = load_feats(feats_scp)
         results = ResultsFile(args.out)
@@ -138,9 +139,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         decoding = len(missing) < len(todo)
         # nothing is written before the model is checked (and loaded, when there is something to decode)
         if decoding:
-            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer, args.device, args.dtype, args.audio_dtype)
+            model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
         else:
-            check_model_dir(args.model_dir, args.tokenizer)
+            check_model_dir(args.model_dir, args.tokenizer_dir)
         write_settings(settings_path, settings)
         if todo:
             results.restart(done.values())

@@ -3,7 +3,7 @@
 Usage:
   python -m diffa.bin.extract_feats \\
       --data_dir data/train/split4/1 --out_dir dump/train --job 1 \\
-      --n_mels 80 --dtype float32 --skip_bad false --max_seconds 30 --long_audio truncate
+      --n_mels 80 --feats_dtype float32 --skip_bad false --max_seconds 30 --long_audio truncate
 
 Reads ``<data_dir>/wav.scp`` (any format, rate and channel count libsndfile reads; converted to
 16 kHz mono, see ``diffa.data.audio``) and computes ``diffa.data.features.WhisperLogMel`` for each
@@ -88,7 +88,7 @@ def get_parser() -> argparse.ArgumentParser:
     Example
     -------
     >>> args = get_parser().parse_args(["--data_dir", "d", "--out_dir", "o", "--job", "2"])
-    >>> args.job, args.n_mels, args.dtype, args.skip_bad, args.max_seconds, args.long_audio
+    >>> args.job, args.n_mels, args.feats_dtype, args.skip_bad, args.max_seconds, args.long_audio
     (2, 80, 'float32', False, 30.0, 'truncate')
     """
     parser = entry_point_parser("diffa.bin.extract_feats", __doc__)
@@ -96,7 +96,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", required=True, help="dump dir; files go to <out_dir>/data")
     parser.add_argument("--job", type=int, required=True, help="shard number (names the outputs)")
     parser.add_argument("--n_mels", type=int, default=80, help="80 (Whisper v1/v2) or 128 (v3)")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    parser.add_argument("--feats_dtype", "--dtype", dest="feats_dtype", choices=("float32", "float16"), default="float32",
+                        help="dtype the features are stored in (default: %(default)s)")
     parser.add_argument(
         "--skip_bad", type=str2bool, default=False,
         help="true: list bad utterances in bad_utts.<job> and go on; false: stop at the first",
@@ -307,7 +308,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     torch.set_num_threads(1)  # parallelism comes from the nj shards
     try:
         counts = extract_shard(
-            args.data_dir, args.out_dir, args.job, args.n_mels, args.dtype,
+            args.data_dir, args.out_dir, args.job, args.n_mels, args.feats_dtype,
             args.skip_bad, args.max_seconds, args.long_audio,
         )
     except (ValueError, FileNotFoundError) as err:

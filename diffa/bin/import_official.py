@@ -2,7 +2,7 @@
 
 Usage:
   python -m diffa.bin.import_official --src DIFFA-2-ckpt \\
-      --whisper whisper-large-v3 --llada LLaDA-8B-Instruct --out exp/diffa2_official
+      --whisper whisper-large-v3 --llada LLaDA-8B-Instruct --out_dir exp/diffa2_official
 
 ``--src`` holds the authors' ``config.json`` (with ``whisper_config`` / ``llm_config``) and
 ``pytorch_model.bin`` (read with ``weights_only=True``), ``model.safetensors``, or shards of either
@@ -28,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src", required=True, help="the authors' checkpoint directory")
     parser.add_argument("--whisper", required=True, help="official Whisper checkpoint directory")
     parser.add_argument("--llada", required=True, help="official LLaDA-8B-Instruct directory")
-    parser.add_argument("--out", required=True, help="output diffa model directory")
+    parser.add_argument("--out_dir", "--out", dest="out_dir", required=True, help="output diffa model directory")
     parser.add_argument("--layout", choices=("stage1", "dual"), default=None,
                         help="audio layout (default: dual when the checkpoint has acoustic weights)")
     parser.add_argument("--lora_alpha", type=float, default=None,
@@ -42,8 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def work():
-        model = import_official(args.src, args.whisper, args.llada, out=args.out, layout=args.layout, lora_alpha=args.lora_alpha)
-        print(f"imported {args.src} -> {args.out} (layout {model.config.layout}, LoRA {'yes' if model.config.lora else 'no'})")
+        model = import_official(args.src, args.whisper, args.llada, out=args.out_dir, layout=args.layout, lora_alpha=args.lora_alpha)
+        print(f"imported {args.src} -> {args.out_dir} (layout {model.config.layout}, LoRA {'yes' if model.config.lora else 'no'})")
 
     return error_status(work)
 

@@ -1,15 +1,16 @@
 """Answer one question about one audio file with a DIFFA model.
 
 Usage:
-  python -m diffa.bin.infer --model exp/stage4_vrpo --audio clip.wav --question "What is the speaker's gender?"
-  python -m diffa.bin.infer --model exp/m --audio talk.flac --question "Transcribe the audio." \\
-      --config conf/decode_asr.yaml --task asr [--tokenizer DIR] [--device cuda] \\
+  python -m diffa.bin.infer --model_dir exp/stage4_vrpo --audio clip.wav --question "What is the speaker's gender?"
+  python -m diffa.bin.infer --model_dir exp/m --audio talk.flac --question "Transcribe the audio." \\
+      --config conf/decode_asr.yaml --task asr [--tokenizer_dir DIR] [--device cuda] \\
       [--gen_length 64 --block_length 64 --steps 64] ...
 
 The audio may be any format libsndfile reads, at any sample rate and with any number of channels
 (it is averaged to mono and resampled to 16 kHz; only the first 30 s are used). Decoding settings
-come from ``--config`` (a ``conf/decode_*.yaml``; default: ``diffa.decode.config``'s defaults) and
-the same flags as ``diffa.bin.decode``. Prints the answer; ``--verbose true`` adds NFE and time.
+come from the config (a ``conf/decode_*.yaml``, as ``--config`` or the first argument; default:
+``diffa.decode.config``'s defaults) and the same flags as ``diffa.bin.decode``, less the batching
+ones. Prints the answer; ``--verbose true`` adds NFE and time.
 """
 
 import argparse
@@ -18,7 +19,7 @@ import sys
 from typing import List, Optional
 
 from diffa.bin._cli import entry_point_parser
-from diffa.decode.config import add_config_arguments, config_from_args
+from diffa.decode.config import KEYS, add_config_arguments, add_config_file_argument, config_file, config_from_args
 from diffa.decode.infer import answer
 from diffa.decode.loading import add_model_arguments, load_for_decoding
 
@@ -28,20 +29,20 @@ def get_parser() -> argparse.ArgumentParser:
 
     Example
     -------
-    >>> args = get_parser().parse_args(["--model", "m", "--audio", "a.wav", "--question", "Who?"])
-    >>> args.model, args.config, args.task
+    >>> args = get_parser().parse_args(["--model_dir", "m", "--audio", "a.wav", "--question", "Who?"])
+    >>> args.model_dir, args.config, args.task
     ('m', None, None)
     """
     parser = entry_point_parser("diffa.bin.infer", __doc__)
-    parser.add_argument("--model", required=True, help="DIFFA model directory")
+    parser.add_argument("--model_dir", "--model", dest="model_dir", required=True, help="DIFFA model directory")
     parser.add_argument("--audio", required=True, help="audio file (any rate, any channel count)")
     parser.add_argument("--question", required=True, help="the instruction about the audio")
-    parser.add_argument("--config", help="decoding config (YAML)")
+    add_config_file_argument(parser)
     parser.add_argument("--task", choices=("asr", "mcq", "open_qa"),
                         help="apply the config's task_overrides for this task type")
     add_model_arguments(parser)
     parser.add_argument("--verbose", choices=("true", "false"), default="false", help="also print NFE and seconds")
-    add_config_arguments(parser)
+    add_config_arguments(parser, [key for key in KEYS if key not in ("batch_size", "max_tokens")])  # one example
     return parser
 
 
@@ -50,12 +51,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = config_from_args(args, args.config)
+        config = config_from_args(args, config_file(args))
         if config.task_overrides and args.task is None:
             logging.getLogger("diffa.bin.infer").warning(
                 "the config's settings for task types %s are not used: pass --task to apply them",
                 ", ".join(sorted(config.task_overrides)))
-        model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype, args.audio_dtype)
+        model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
         out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
     except (ValueError, OSError) as err:  # diffa.data.audio.AudioError is a ValueError
         print(f"ERROR: {err}", file=sys.stderr)

@@ -6,14 +6,14 @@ Usage:
 
   # answers sampled from the stage-3 model and ranked against the reference
   python -m diffa.bin.make_pairs --train_data dump/train --out_dir exp/pairs --modes swap,sampled \\
-      --model exp/stage3_sft --n_samples 4 --temperature 1.0 --gen_length 32 [--device cuda --dtype bfloat16]
+      --model_dir exp/stage3_sft --n_samples 4 --temperature 1.0 --gen_length 32 [--device cuda --dtype bfloat16]
 
 Each ``--train_data`` directory is a dump directory (``tasks.jsonl`` + ``feats.scp``, written by
 the feature stage). Every task row whose utterance has features gives at most one pair per mode
 (``diffa.train.pairs``): ``swap`` (one audio fact of the answer swapped for another value seen in
 the set; ASR: one word swapped), ``external`` (the row's ``labels["rejected"]``, e.g. the
 authors' preference index) and ``sampled`` (the worst wrong answer of ``--n_samples`` sampled
-from ``--model``).
+from ``--model_dir``).
 
 Sampling (a reverse process per row and sample) is the slow part: under ``--max_pairs`` mode
 ``sampled`` visits the rows in a random order and stops once it has made that many pairs (the
@@ -59,6 +59,7 @@ from diffa.decode.loading import add_model_arguments, find_tokenizer, load_for_d
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
 
 SAMPLING_DIR = "sampling"
+SAMPLED_GROUP = "mode 'sampled'"
 
 logger = logging.getLogger("diffa.bin.make_pairs")
 
@@ -87,8 +88,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_valid_pairs", type=int, default=0,
                         help="keep a random subset of this many held-out pairs (0: all); bounds their sampling likewise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the swaps, the held-out split and the sampling")
-    sampled = parser.add_argument_group("mode 'sampled'")
-    sampled.add_argument("--model", help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
+    sampled = parser.add_argument_group(SAMPLED_GROUP)
+    sampled.add_argument("--model_dir", "--model", dest="model_dir",
+                         help="DIFFA model to sample from (the stage-3 model directory or its exp dir)")
     sampled.add_argument("--n_samples", type=int, default=4, help="answers sampled per row")
     sampled.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     sampled.add_argument("--gen_length", type=int, default=32, help="answer canvas length (block length = steps = this)")
@@ -151,15 +153,15 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     sets).
     """
     if "sampled" not in args.modes.split(","):
-        if args.model:
-            logger.warning("--model %s is ignored: only mode 'sampled' uses it (and the options of its group), "
-                           "and --modes is %s", args.model, args.modes)
+        given = _sampled_options_given(args)
+        if given:
+            logger.warning("%s ignored: only mode 'sampled' uses them, and --modes is %s", ", ".join(given), args.modes)
         return None, None
-    if not args.model:
-        raise ValueError("--modes sampled needs --model (the stage-3 model)")
-    model, tokenizer = load_for_decoding(args.model, args.tokenizer, args.device, args.dtype, args.audio_dtype)
-    model_dir = resolve_model_dir(args.model)  # what load_for_decoding checked and read
-    cache = _sampling_cache(args, model_dir, find_tokenizer(model_dir, args.tokenizer))
+    if not args.model_dir:
+        raise ValueError("--modes sampled needs --model_dir (the stage-3 model)")
+    model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
+    model_dir = resolve_model_dir(args.model_dir)  # what load_for_decoding checked and read
+    cache = _sampling_cache(args, model_dir, find_tokenizer(model_dir, args.tokenizer_dir))
     opts = dict(n_samples=args.n_samples, temperature=args.temperature, gen_length=args.gen_length,
                 batch_size=args.batch_size, system=args.system_prompt, seed=args.seed)
     return tuple(
@@ -167,6 +169,18 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
                      cache=os.path.join(cache, f"{side}.jsonl"), **opts) if scps else None
         for side, scps in (("train", train_scps), ("valid", valid_scps))
     )
+
+
+def _sampled_options_given(args) -> List[str]:
+    """The options of the group "mode 'sampled'" that ``args`` sets to other than their defaults.
+
+    Example
+    -------
+    >>> _sampled_options_given(get_parser().parse_args(["--train_data", "t", "--out_dir", "o", "--n_samples", "2"]))
+    ['--n_samples']
+    """
+    group = next(g for g in get_parser()._action_groups if g.title == SAMPLED_GROUP)
+    return [a.option_strings[0] for a in group._group_actions if getattr(args, a.dest) != a.default]
 
 
 def _sampling_cache(args, model_dir, tokenizer_dir) -> str:

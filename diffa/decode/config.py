@@ -1,23 +1,7 @@
 """Decoding settings: one YAML file (``conf/decode_*.yaml``), one command-line flag per key.
 
-Keys (defaults in brackets):
-
-==================  =========================================================================
-``gen_length``      answer positions appended after the prompt [128]
-``block_length``    positions per block, divides ``gen_length`` [128]
-``steps``           total steps of LLaDA's quota rule, a multiple of the number of blocks [128]
-``remasking``       ``low_confidence`` or ``random`` (quota rule only) [low_confidence]
-``factor``          Fast-dLLM factor f > 0: factor-based parallel decoding (DIFFA-2: 1.0) [null]
-``threshold``       confidence threshold in [0, 1]: threshold decoding [null]
-``temperature``     0 = argmax; > 0 = Gumbel-max sampling [0.0]
-``cfg_scale``       classifier-free guidance scale, 0 = off [0.0]
-``stop_at_eos``     a row stops once it has committed eos with nothing masked before it [true]
-``batch_size``      examples per batch [16]
-``max_tokens``      optional cap on batch size x longest row (prompt + audio + answer) [null]
-``seed``            seed of the sampling noise and random remasking [0]
-``system_prompt``   system prompt; null = the template's default, the authors' at inference [null]
-``task_overrides``  per task type (asr, mcq, open_qa): any of the first eight keys [{}]
-==================  =========================================================================
+Keys: :data:`KEYS` says what each one means (it is also the help of its flag, in ``--help``);
+:class:`DecodeConfig` holds the defaults.
 
 With ``factor`` and ``threshold`` both null the quota rule decides how many tokens each step
 commits (LLaDA's sampler); ``steps`` is then ignored by the other two rules. ``task_overrides`` lets one
@@ -41,9 +25,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from diffa.data.tasks import TASK_TYPES
+
+KEYS = {
+    "gen_length": "answer positions appended after the prompt",
+    "block_length": "positions per block, divides gen_length",
+    "steps": "total steps of LLaDA's quota rule, a multiple of the number of blocks",
+    "remasking": "low_confidence or random (quota rule only)",
+    "factor": "Fast-dLLM factor f > 0: factor-based parallel decoding (DIFFA-2: 1.0; none: off)",
+    "threshold": "confidence threshold in [0, 1]: threshold decoding (none: off)",
+    "temperature": "0 = argmax; > 0 = Gumbel-max sampling",
+    "cfg_scale": "classifier-free guidance scale, 0 = off",
+    "stop_at_eos": "a row stops once it has committed eos with nothing masked before it (true/false)",
+    "batch_size": "examples per batch",
+    "max_tokens": "optional cap on batch size x longest row (prompt + audio + answer)",
+    "seed": "seed of the sampling noise and random remasking",
+    "system_prompt": "system prompt; none = the template's default, the authors' at inference",
+    "task_overrides": "per task type (asr, mcq, open_qa): any of the first eight keys, as YAML",
+}
+"""Every key of a decoding config and what it means."""
 
 SAMPLING_KEYS = ("gen_length", "block_length", "steps", "remasking", "factor", "threshold",
                  "temperature", "cfg_scale")
@@ -299,7 +301,7 @@ _FLAG_TYPES = {"gen_length": int, "block_length": int, "steps": int, "remasking"
                "seed": int, "system_prompt": _optional_str, "task_overrides": _mapping}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, keys: Sequence[str] = tuple(KEYS)) -> None:
     """Add one ``--<key>`` flag per config key (default: the config file's value).
 
     ``none`` clears an optional key (``--factor none`` switches factor decoding off);
@@ -309,6 +311,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     ---------
     parser : argparse.ArgumentParser
         Gets an argument group "decode settings".
+    keys : sequence of str
+        The keys that get a flag (default: all; a program that has no batches leaves out
+        ``batch_size`` and ``max_tokens``).
 
     Example
     -------
@@ -318,9 +323,36 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """
     group = parser.add_argument_group("decode settings (override the config file; see diffa.decode.config)")
     for f in dataclasses.fields(DecodeConfig):
-        if f.name in _FLAG_TYPES:
+        if f.name in keys:
+            default = ("{}" if f.default is dataclasses.MISSING else "none" if f.default is None
+                       else str(f.default).lower() if isinstance(f.default, bool) else f.default)
             group.add_argument(f"--{f.name}", type=_FLAG_TYPES[f.name], default=argparse.SUPPRESS,
-                               metavar=f.name.upper(), help=f"default: {f.default if f.default is not dataclasses.MISSING else '{}'}")
+                               metavar=f.name.upper(), help=f"{KEYS[f.name]} (default: {default})")
+
+
+def add_config_file_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the decoding config file, given either way: ``CONFIG`` or ``--config CONFIG``
+    (:func:`config_file` reads it back).
+
+    Example
+    -------
+    >>> p = argparse.ArgumentParser(); add_config_file_argument(p)
+    >>> config_file(p.parse_args(["a.yaml"])), config_file(p.parse_args(["--config", "a.yaml"]))
+    ('a.yaml', 'a.yaml')
+    >>> config_file(p.parse_args(["a.yaml", "--config", "b.yaml"]))
+    Traceback (most recent call last):
+     ...
+    ValueError: command line: two decoding configs, a.yaml and --config b.yaml; give one
+    """
+    parser.add_argument("config", nargs="?", help="decoding config (YAML; default: the built-in defaults)")
+    parser.add_argument("--config", dest="config_flag", metavar="CONFIG", help="the same, as an option")
+
+
+def config_file(args: argparse.Namespace) -> Optional[str]:
+    """The config file given to a parser that has :func:`add_config_file_argument` (None: none)."""
+    if args.config and args.config_flag:
+        raise ValueError(f"command line: two decoding configs, {args.config} and --config {args.config_flag}; give one")
+    return args.config or args.config_flag
 
 
 def config_overrides(args: argparse.Namespace) -> Dict[str, Any]:

@@ -1,7 +1,7 @@
 """Load a DIFFA model directory and its tokenizer for decoding, naming whatever is missing.
 
 The model directory is a DIFFA directory, or a training stage's experiment directory
-(``exp/<stage>``) whose ``final/`` is one. The tokenizer is looked for in ``--tokenizer`` when
+(``exp/<stage>``) whose ``final/`` is one. The tokenizer is looked for in ``--tokenizer_dir`` when
 given, else in ``<model>/tokenizer/``, else in ``<model>/llm/`` (an official LLaDA directory
 carries ``tokenizer.json``), else in the ``tokenizer_dir`` of the training run that wrote the
 model (``exp/<stage>/config.yaml`` beside ``final/``). Every missing piece is named in one
@@ -178,16 +178,17 @@ def resolve_audio_dtype(audio_dtype: str, dtype: torch.dtype) -> torch.dtype:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--tokenizer``, ``--device``, ``--dtype`` and ``--audio_dtype`` (the arguments of
+    """Add ``--tokenizer_dir``, ``--device``, ``--dtype`` and ``--audio_dtype`` (the arguments of
     :func:`load_for_decoding`).
 
     Example
     -------
     >>> p = argparse.ArgumentParser(); add_model_arguments(p)
     >>> vars(p.parse_args(["--dtype", "bfloat16"]))
-    {'tokenizer': None, 'device': None, 'dtype': 'bfloat16', 'audio_dtype': 'float32'}
+    {'tokenizer_dir': None, 'device': None, 'dtype': 'bfloat16', 'audio_dtype': 'float32'}
     """
-    parser.add_argument("--tokenizer", help="tokenizer directory (default: beside the model, see diffa.decode.loading)")
+    parser.add_argument("--tokenizer_dir", "--tokenizer", dest="tokenizer_dir",
+                        help="tokenizer directory (default: beside the model, see diffa.decode.loading)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="LLM dtype (default: bfloat16 on cuda, float32 on cpu)")
     parser.add_argument("--audio_dtype", choices=sorted(DTYPES) + [SAME], default=AUDIO_DTYPE,
@@ -242,7 +243,7 @@ def check_model_dir(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = Non
     if tokenizer_path is None:
         where = (f"{tokenizer_dir}" if tokenizer_dir is not None else
                  f"{model_dir}/tokenizer/, {model_dir}/llm/ or the training config's tokenizer_dir")
-        missing.append(f"a tokenizer ({HF_TOKENIZER_NAME} or {SPM_MODEL_NAME} in {where}; pass --tokenizer DIR)")
+        missing.append(f"a tokenizer ({HF_TOKENIZER_NAME} or {SPM_MODEL_NAME} in {where}; pass --tokenizer_dir DIR)")
     if missing:
         raise FileNotFoundError(f"{model_dir} is not a complete DIFFA model directory: missing {', '.join(missing)}")
     for weights in sorted(p for folder in (model_dir, model_dir / "encoder", model_dir / "llm")

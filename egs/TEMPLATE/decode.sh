@@ -90,7 +90,7 @@ for config in "${configs[@]}"; do
   ./run.sh --stage "$stage" --stop_stage "$stop_stage" --test_sets "${sets_of[$config]}" \
     --decode_config "$config" --nj "$nj" --ngpu "$ngpu" --expdir "$expdir" ${tag:+--tag "$tag"} \
     ${decode_opts:+--decode_opts "$decode_opts"} ${score_opts:+--score_opts "$score_opts"} \
-    ${model_dir:+--decode_model "$model_dir"} ||
+    ${model_dir:+--model_dir "$model_dir"} ||
     die "decoding or scoring ${sets_of[$config]} with $config failed (see the messages above)"
 done
 

@@ -69,7 +69,7 @@ pairs_modes=swap,external # stage 6 (make_pairs --modes); 'sampled': from the mo
 pairs_opts=""            # extra options for diffa.bin.make_pairs (stage 6)
 decode_config=""         # stage 8 decoding config (needed by stages 8 and 9)
 decode_opts=""           # extra options for diffa.bin.decode
-decode_model=""          # model directory for stages 8-10 (default: the last training stage's)
+model_dir=""             # model directory for stages 8-10 (default: the last training stage's)
 tag=""                   # decoding directory name: decode_<tag> (default: the decode config's name)
 score_opts=""            # extra options for diffa.bin.score
 export_opts=""           # extra options for diffa.bin.export
@@ -108,7 +108,7 @@ pairs_dir=$expdir/pairs
 vrpo_exp=$expdir/stage4_vrpo
 # Training stages: their config and output directory.
 train_config=([3]="$semantic_config" [4]="$acoustic_config" [5]="$sft_config" [7]="$vrpo_config")
-model_dir=([3]="$semantic_exp" [4]="$acoustic_exp" [5]="$sft_exp" [7]="$vrpo_exp")
+stage_exp=([3]="$semantic_exp" [4]="$acoustic_exp" [5]="$sft_exp" [7]="$vrpo_exp")
 # Training sets of stages 3-7 (6: the sets preference pairs are made from).
 stage_sets=([3]="${semantic_train_sets:-$train_sets}" [4]="${acoustic_train_sets:-$train_sets}"
   [5]="${sft_train_sets:-$train_sets}" [6]="${vrpo_train_sets:-$train_sets}"
@@ -220,14 +220,14 @@ hold() {
   echo "pid $$ on ${HOSTNAME:-$(uname -n)} since $(date '+%Y-%m-%dT%H:%M:%S'): $_command_line" >"$lock"
 }
 
-# The model stages 8-10 use, and the stage that makes it (empty for --decode_model).
+# The model stages 8-10 use, and the stage that makes it (empty for --model_dir).
 final_stage=$(previous_model_stage 8)
 final_model=""
-if [ -n "$decode_model" ]; then
-  final_model=$decode_model
+if [ -n "$model_dir" ]; then
+  final_model=$model_dir
   final_stage=""
 elif [ -n "$final_stage" ]; then
-  final_model=${model_dir[$final_stage]}
+  final_model=${stage_exp[$final_stage]}
 fi
 decode_tag=decode_${tag:-$(basename "${decode_config%.*}")}
 
@@ -247,8 +247,8 @@ for n in $(seq "$stage" "$stop_stage"); do
   [ "$n" -ne 7 ] || [ -n "$(previous_model_stage 7)" ] ||
     die "stage 7 starts from a trained model: set --sft_config (or an earlier stage's config)"
   if [ "$n" -ge 8 ]; then
-    [ -n "$final_model" ] || die "stage $n needs a model: set a training config or --decode_model"
-    [ -n "$final_stage" ] || [ -d "$final_model" ] || die "--decode_model $final_model is not a directory"
+    [ -n "$final_model" ] || die "stage $n needs a model: set a training config or --model_dir"
+    [ -n "$final_stage" ] || [ -d "$final_model" ] || die "--model_dir $final_model is not a directory"
   fi
   module=${entry_point[$n]:-}
   if [ -n "$module" ] && ! $python -c "import importlib.util as u, sys; sys.exit(u.find_spec('diffa.bin.$module') is None)" 2>/dev/null; then
@@ -309,7 +309,7 @@ extract_feats() {
   # shellcheck disable=SC2086
   $feats_cmd --skip_if_exists "$out/data/.done.JOB" JOB=1:"$njobs" "$out/log/feats.JOB.log" \
     $python -m diffa.bin.extract_feats --data_dir "$data/split$njobs/JOB" --out_dir "$out" \
-    --job JOB --n_mels "$n_mels" --dtype "$feats_dtype" --skip_bad "$skip_bad" $feats_opts ||
+    --job JOB --n_mels "$n_mels" --feats_dtype "$feats_dtype" --skip_bad "$skip_bad" $feats_opts ||
     die "feature extraction of $data failed (logs: $out/log/feats.*.log)"
   concat_jobs "$out/data" feats "$njobs" .scp "$out/feats.scp"
   concat_jobs "$out/data" utt2num_frames "$njobs" "" "$out/utt2num_frames"
@@ -325,10 +325,10 @@ extract_feats() {
 
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
-  local n=$1 config=${train_config[$1]} out=${model_dir[$1]} dumps init_stage init="" pairs="" set extra=()
+  local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=()
   dumps=$(train_dumps "$n")
   init_stage=$(previous_model_stage "$n")
-  [ -z "$init_stage" ] || init=${model_dir[$init_stage]}
+  [ -z "$init_stage" ] || init=${stage_exp[$init_stage]}
   [ "$n" -ne 7 ] || pairs=$pairs_dir
   log "Stage $n: ${stage_names[$n]}: ${dumps}${dev_set:+ + $dumpdir/$dev_set}${init:+ + $init}${pairs:+ + $pairs} -> $out"
   if [ -z "$config" ]; then
@@ -439,8 +439,8 @@ if in_range 6; then
   # as decoding jobs do.
   sampling=false sample_stage="" sample_opts=()
   [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
-  [ -z "$sample_stage" ] || sample_opts=(--model "${model_dir[$sample_stage]}")
-  log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${model_dir[$sample_stage]}} -> $pairs_dir"
+  [ -z "$sample_stage" ] || sample_opts=(--model_dir "${stage_exp[$sample_stage]}")
+  log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
   elif hold "$pairs_dir" && ! skip_done "$pairs_dir/.done"; then
@@ -448,7 +448,7 @@ if in_range 6; then
     gpu=0
     if $sampling; then
       [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"
-      need "${model_dir[$sample_stage]}/.done" "$sample_stage"
+      need "${stage_exp[$sample_stage]}/.done" "$sample_stage"
       gpu=$((ngpu > 0 ? 1 : 0))
     fi
     # shellcheck disable=SC2086

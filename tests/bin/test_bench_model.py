@@ -9,7 +9,7 @@ from diffa.model.diffa import DIFFA
 
 
 def test_tiny_run_reports_every_way(capsys):
-    assert main(["--config", "tiny", "--batch_size", "3", "--max_seconds", "3", "--min_text", "8",
+    assert main(["--shape", "tiny", "--batch_size", "3", "--max_seconds", "3", "--min_text", "8",
                  "--max_text", "20", "--repeats", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     rows = {m.group(1).strip(): float(m.group(2)) for m in

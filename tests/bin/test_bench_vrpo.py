@@ -39,7 +39,7 @@ def test_configs_and_errors(capsys):
     cfg = bench_vrpo.model_config("llada8b")
     assert cfg.llm["n_layers"] == 32 and cfg.llm["vocab_size"] == 126464 and cfg.encoder["d_model"] == 1280
     assert len(cfg.taps) == 8 and cfg.n_queries == 64
-    with pytest.raises(ValueError, match="unknown --config 'huge'"):
+    with pytest.raises(ValueError, match="unknown --shape 'huge'"):
         bench_vrpo.model_config("huge")
     with pytest.raises(SystemExit):
         bench_vrpo.main(["--rows", "6"])

@@ -248,5 +248,7 @@ def test_help(capsys):
         main(["--help"])
     printed = capsys.readouterr().out
     assert exit_.value.code == 0 and "Usage:" in printed and "--task_overrides" in printed
+    assert "--factor FACTOR       Fast-dLLM factor f > 0" in printed  # each setting says what it is
+    assert "nothing masked before it (true/false) (default: true)" in " ".join(printed.split())
     assert "--audio_dtype {bfloat16,float16,float32,float64,same}" in printed
     assert "(721M parameters) it takes 2.9 GB, 1.4 GB more than bfloat16" in " ".join(printed.split())

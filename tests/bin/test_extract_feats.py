@@ -87,7 +87,7 @@ def _outputs(out):
 def test_good_shard_outputs(tmp_path, capsys):
     shard = _make_shard(tmp_path, GOOD)
     out = str(tmp_path / "dump")
-    main(_args(shard, out, "--dtype", "float32", "--skip_bad", "false"))
+    main(_args(shard, out, "--feats_dtype", "float32", "--skip_bad", "false"))
     assert _outputs(out) == [".done.1", "bad_utts.1", "feats.1.ark", "feats.1.scp",
                              "utt2num_frames.1"]
     stdout = capsys.readouterr().out

@@ -23,7 +23,7 @@ def stereo_wav(tmp_path):
 
 
 def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
-    assert main(["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "What do you hear?",
+    assert main(["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "What do you hear?",
                  "--verbose", "true", *FLAGS]) == 0
     captured = capsys.readouterr()
     model, tok = load_for_decoding(toy.model_dir, device="cpu")
@@ -35,7 +35,7 @@ def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
 def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog):
     config = tmp_path / "decode.yaml"
     config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\ntask_overrides: {asr: {gen_length: 8, block_length: 8, steps: 8}}\n")
-    common = ["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "Transcribe.", "--config", str(config),
+    common = ["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Transcribe.", "--config", str(config),
               "--device", "cpu", "--verbose", "true", "--stop_at_eos", "false"]
     assert main(common) == 0
     assert "# nfe 4," in capsys.readouterr().err
@@ -45,11 +45,26 @@ def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplo
     assert "# nfe 8," in capsys.readouterr().err and "pass --task" not in caplog.text
 
 
+def test_config_as_first_argument_and_no_batching_flags(toy, stereo_wav, tmp_path, capsys):
+    config = tmp_path / "decode.yaml"
+    config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\n")
+    common = ["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--device", "cpu",
+              "--verbose", "true", "--stop_at_eos", "false"]
+    assert main([str(config), *common]) == 0
+    assert "# nfe 4," in capsys.readouterr().err
+    assert main([str(config), *common, "--config", str(config)]) == 1
+    assert "two decoding configs" in capsys.readouterr().err
+    for flag in ("--batch_size", "--max_tokens"):  # one example: a batch setting would do nothing
+        with pytest.raises(SystemExit):
+            main([*common, flag, "2"])
+        assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("what, message", [("audio", "does not exist"), ("model", "no such model directory")])
 def test_errors_name_the_file(toy, stereo_wav, tmp_path, capsys, what, message):
     paths = {"audio": stereo_wav, "model": str(toy.model_dir)}
     paths[what] = str(tmp_path / "nope")
-    assert main(["--model", paths["model"], "--audio", paths["audio"], "--question", "Who?", *FLAGS]) == 1
+    assert main(["--model_dir", paths["model"], "--audio", paths["audio"], "--question", "Who?", *FLAGS]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: ") and "nope" in err and message in err
 
@@ -61,7 +76,7 @@ def test_corrupt_model_files_are_one_line_errors(toy, stereo_wav, tmp_path, caps
     model_dir = tmp_path / "m"
     shutil.copytree(toy.model_dir, model_dir)
     (model_dir / damage).write_bytes(b"garbage")
-    assert main(["--model", str(model_dir), "--audio", stereo_wav, "--question", "Who?", *FLAGS]) == 1
+    assert main(["--model_dir", str(model_dir), "--audio", stereo_wav, "--question", "Who?", *FLAGS]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and f"{model_dir / damage}:" in err
 
@@ -105,7 +120,7 @@ def test_audio_dtype(toy, stereo_wav, monkeypatch, capsys, flags, audio):
         return loaded[-1]
 
     monkeypatch.setattr(infer, "load_for_decoding", load)
-    assert main(["--model", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--dtype", "bfloat16",
+    assert main(["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--dtype", "bfloat16",
                  *flags, *FLAGS]) == 0
     model, _ = loaded[0]
     assert model.llm.dtype == torch.bfloat16 and {p.dtype for p in model.acoustic.parameters()} == {audio}

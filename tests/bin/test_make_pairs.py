@@ -66,6 +66,13 @@ def test_held_out_fraction(tmp_path, dumps, capsys):
     assert not (out / "valid").exists() and len(read_pairs(str(out / "pairs.jsonl"))) == 16
 
 
+def test_options_of_mode_sampled_without_it_are_named(tmp_path, dumps, caplog):
+    make_pairs.main(["--train_data", dumps[0], "--out_dir", str(tmp_path / "pairs"), "--model_dir", "exp/m",
+                     "--temperature", "0.5", "--n_samples", "4"])
+    assert ("--model_dir, --temperature ignored: only mode 'sampled' uses them, and --modes is swap,external"
+            in caplog.text)
+
+
 def test_valid_data_keeps_its_own_features(tmp_path, dumps):
     out = tmp_path / "pairs"
     make_pairs.main(["--train_data", dumps[0], "--out_dir", str(out), "--valid_data", dumps[1], "--modes", "swap"])
@@ -173,8 +180,8 @@ def sample_pairs(tmp_path, n_examples, *options):
         model, _ = init_model(config)
         model.save_pretrained(tmp_path / "stage3")
     out = tmp_path / "pairs"
-    make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model",
-                     str(tmp_path / "stage3"), "--tokenizer", setup["tokenizer_dir"], "--n_samples", "2",
+    make_pairs.main(["--train_data", setup["dump"], "--out_dir", str(out), "--modes", "sampled", "--model_dir",
+                     str(tmp_path / "stage3"), "--tokenizer_dir", setup["tokenizer_dir"], "--n_samples", "2",
                      "--gen_length", "4", "--valid_fraction", "0", *options])
     return out
 

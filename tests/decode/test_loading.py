@@ -30,7 +30,7 @@ def test_missing_files_are_all_named(toy, tmp_path):
         load_for_decoding(model_dir, device="cpu")
     message = str(err.value)
     assert f"{model_dir} is not a complete DIFFA model directory" in message
-    assert "adapters.safetensors" in message and "a tokenizer" in message and "--tokenizer" in message
+    assert "adapters.safetensors" in message and "a tokenizer" in message and "--tokenizer_dir" in message
     assert "config.json" not in message.split("missing")[1].split("a tokenizer")[0]
 
 
@@ -78,7 +78,7 @@ def test_tokenizer_lookup_order(toy, tmp_path):
     shutil.move(model_dir / "tokenizer" / "spm.model", model_dir / "llm" / "spm.model")
     assert find_tokenizer(model_dir) == model_dir / "llm"  # an official LLaDA dir carries its tokenizer
     assert find_tokenizer(model_dir, tmp_path / "elsewhere") is None
-    with pytest.raises(FileNotFoundError, match="elsewhere; pass --tokenizer DIR"):
+    with pytest.raises(FileNotFoundError, match="elsewhere; pass --tokenizer_dir DIR"):
         load_for_decoding(model_dir, tokenizer_dir=tmp_path / "elsewhere", device="cpu")
 
 

@@ -171,13 +171,13 @@ def test_sampled_pairs_come_from_the_model_vrpo_starts_from(recipe):
     assert result.returncode == 0, result.stderr
     assert "Stage 6: preference pairs: dump/train + exp/stage3_sft -> exp/pairs" in result.stdout
     assert calls(rec)[-1] == ["make_pairs", "--train_data", "dump/train", "--out_dir", "exp/pairs",
-                              "--modes", "swap,sampled", "--model", "exp/stage3_sft", "--max_pairs", "3"]
+                              "--modes", "swap,sampled", "--model_dir", "exp/stage3_sft", "--max_pairs", "3"]
 
 
 def test_decoding_a_set_without_features_says_how_to_extract_them(recipe):
     rec = recipe()
     (rec / "model").mkdir()
-    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--test_sets", "extra", "--decode_model", "model",
+    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--test_sets", "extra", "--model_dir", "model",
                     *configs("decode"))
     assert result.returncode == 1
     assert ("missing dump/extra/.done: run stage 2 (feature extraction) for it: ./run.sh --stage 2 "
@@ -246,7 +246,7 @@ def test_all_stages_with_fake_entry_points(recipe):
                                     + ["decode"] * 2 + ["score", "export"])
     # the jobs of one set run in parallel: either may record its call first
     assert ["extract_feats", "--data_dir", "data/train/split2/1", "--out_dir", "dump/train",
-            "--job", "1", "--n_mels", "80", "--dtype", "float32", "--skip_bad", "false"] in made[:2]
+            "--job", "1", "--n_mels", "80", "--feats_dtype", "float32", "--skip_bad", "false"] in made[:2]
     train = [c for c in made if c[0] == "train"]
     assert train[0] == ["train", "conf/semantic.yaml", "--output_folder", "exp/stage1_semantic",
                         "--train_data", "dump/train", "--valid_data", "dump/dev"]

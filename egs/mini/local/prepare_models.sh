@@ -65,13 +65,13 @@ whisper() {
   # shellcheck disable=SC2086
   "$python" "$local/pretrain_whisper.py" --train_data "$datadir/$train_set" \
     --train_dump "$dumpdir/$train_set" --dev_data "$datadir/$dev_set" --dev_dump "$dumpdir/$dev_set" \
-    --tokenizer "$outdir/tokenizer" --out_dir "$outdir/whisper" --seed "$seed" --threads "$threads" \
+    --tokenizer_dir "$outdir/tokenizer" --out_dir "$outdir/whisper" --seed "$seed" --threads "$threads" \
     $whisper_opts >"$outdir/log/whisper.log" 2>&1
 }
 llada() {
   # shellcheck disable=SC2086
   "$python" "$local/pretrain_llada.py" --train_data "$datadir/$train_set" --dev_data "$datadir/$dev_set" \
-    --tokenizer "$outdir/tokenizer" --out_dir "$outdir/llada" --seed "$seed" --threads "$threads" \
+    --tokenizer_dir "$outdir/tokenizer" --out_dir "$outdir/llada" --seed "$seed" --threads "$threads" \
     $llada_opts >"$outdir/log/llada.log" 2>&1
 }
 

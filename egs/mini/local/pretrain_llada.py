@@ -3,7 +3,7 @@
 
 Usage:
   local/pretrain_llada.py --train_data data/train --dev_data data/dev \\
-      --tokenizer exp/pretrained/tokenizer --out_dir exp/pretrained/llada --seed 0
+      --tokenizer_dir exp/pretrained/tokenizer --out_dir exp/pretrained/llada --seed 0
 
 No pretrained LLaDA exists at this size, so egs/mini makes one from the training tasks, without
 their audio. Every row becomes the DIFFA chat prompt and its answer
@@ -54,7 +54,7 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_data", required=True, help="training data dir (tasks.jsonl)")
     parser.add_argument("--dev_data", required=True, help="dev data dir, for the report")
-    parser.add_argument("--tokenizer", required=True, help="directory holding spm.model")
+    parser.add_argument("--tokenizer_dir", required=True, help="directory holding spm.model")
     parser.add_argument("--out_dir", required=True, help="where the LLaDA directory goes")
     parser.add_argument("--d_model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
@@ -208,7 +208,7 @@ def main():
     args = get_parser().parse_args()
     setup_run(args.seed, args.threads)
     generator = torch.Generator().manual_seed(args.seed)
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer_dir)
     rows = read_tasks(f"{args.train_data}/tasks.jsonl")
     dev_rows = read_tasks(f"{args.dev_data}/tasks.jsonl")
     facts, _ = clip_properties(f"{args.train_data}/tasks.jsonl")

@@ -3,7 +3,7 @@
 
 Usage:
   local/pretrain_whisper.py --train_data data/train --train_dump dump/train \\
-      --dev_data data/dev --dev_dump dump/dev --tokenizer exp/pretrained/tokenizer \\
+      --dev_data data/dev --dev_dump dump/dev --tokenizer_dir exp/pretrained/tokenizer \\
       --out_dir exp/pretrained/whisper --seed 0
 
 No pretrained Whisper exists at this size, so egs/mini makes one. A Whisper-shaped encoder
@@ -59,7 +59,7 @@ def get_parser():
     parser.add_argument("--train_dump", required=True, help="its features (feats.scp)")
     parser.add_argument("--dev_data", required=True, help="dev data dir, for the report")
     parser.add_argument("--dev_dump", required=True, help="its features")
-    parser.add_argument("--tokenizer", required=True, help="directory holding spm.model")
+    parser.add_argument("--tokenizer_dir", required=True, help="directory holding spm.model")
     parser.add_argument("--out_dir", required=True, help="where the Whisper checkpoint goes")
     parser.add_argument("--d_model", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
@@ -296,7 +296,7 @@ def main():
     """Train, evaluate on dev, save (see the module docstring)."""
     args = get_parser().parse_args()
     setup_run(args.seed, args.threads)
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer_dir)
     train = Clips(args.train_data, args.train_dump, tok)
     dev = Clips(args.dev_data, args.dev_dump, tok, values=train.values, units=train.units)
     encoder = build_encoder(args, n_mels=train.feats[0].shape[1])
