@@ -226,19 +226,55 @@ def _decode_examples(model, tokenizer, examples, config: DecodeConfig, generator
     """Result rows of examples of one task type; halves the batch when it runs out of memory."""
     if not examples:
         return []
-    task = examples[0].row["task"]
+    sampling = config.sampling(examples[0].row["task"])
+
+    def run(part):
+        texts, nfe = decode_batch(model, tokenizer, collate_prompts(part, pad_id=tokenizer.pad_id), sampling,
+                                  config.stop_at_eos, generator)
+        return [result_row(ex.row, text, n) for ex, text, n in zip(part, texts, nfe)]
+
+    return in_halves_on_oom(run, examples, lambda ex: result_row(ex.row, error="out of memory"))
+
+
+def in_halves_on_oom(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[Any],
+                     alone: Callable[[Any], Any]) -> List[Any]:
+    """``run(items)``; when that runs out of GPU memory, the two halves of ``items`` in turn (and
+    so on down), and ``alone(item)`` for an item that does not fit by itself (logged as an error).
+
+    Arguments
+    ---------
+    run : callable
+        ``run(items) -> one result per item``.
+    items : sequence
+        The batch (items with an ``id`` attribute or key name themselves in the error).
+    alone : callable
+        ``alone(item) -> its result`` when it does not fit even alone.
+
+    Returns
+    -------
+    list
+        One result per item, in order.
+
+    Example
+    -------
+    >>> def run(batch):  # a "GPU" that holds 2 items
+    ...     if len(batch) > 2:
+    ...         raise torch.cuda.OutOfMemoryError("CUDA out of memory (example)")
+    ...     return [x * 10 for x in batch]
+    >>> in_halves_on_oom(run, [1, 2, 3, 4, 5], alone=lambda x: None)
+    [10, 20, 30, 40, 50]
+    """
     try:
-        batch = collate_prompts(examples, pad_id=tokenizer.pad_id)
-        texts, nfe = decode_batch(model, tokenizer, batch, config.sampling(task), config.stop_at_eos, generator)
+        return run(items)
     except torch.cuda.OutOfMemoryError as err:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        if len(examples) == 1:
-            logger.error("%s: out of memory even alone: %s", examples[0].id, str(err).splitlines()[0])
-            return [result_row(examples[0].row, error="out of memory")]
-        half = len(examples) // 2
+        if len(items) == 1:
+            item = items[0]
+            name = getattr(item, "id", None) or (item.get("id") if isinstance(item, Mapping) else item)
+            logger.error("%s: out of memory even alone: %s", name, str(err).splitlines()[0])
+            return [alone(item)]
         logger.warning("out of memory with %d examples; retrying in halves (lower batch_size or set "
-                       "max_tokens)", len(examples))
-        return (_decode_examples(model, tokenizer, examples[:half], config, generator)
-                + _decode_examples(model, tokenizer, examples[half:], config, generator))
-    return [result_row(ex.row, text, n) for ex, text, n in zip(examples, texts, nfe)]
+                       "max_tokens)", len(items))
+        half = len(items) // 2
+        return in_halves_on_oom(run, items[:half], alone) + in_halves_on_oom(run, items[half:], alone)

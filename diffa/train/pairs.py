@@ -59,7 +59,7 @@ from tqdm import tqdm
 from diffa.data.collate import collate_prompts
 from diffa.data.corpora.datadir import NOSPEECH
 from diffa.data.dataset import Example
-from diffa.decode.decoder import decode_batch
+from diffa.decode.decoder import decode_batch, in_halves_on_oom
 from diffa.decode.results import ResultsFile
 from diffa.scoring.mcq import judge
 from diffa.scoring.text import tokenize
@@ -396,7 +396,9 @@ class ModelSampler:
 
     Each row is answered ``n_samples`` times by the LLaDA reverse process at ``temperature``
     (:func:`diffa.decode.decoder.decode_batch` with ``copies=n_samples``: the audio of a batch is
-    encoded once and shared by its samples; answers end at the first eos/eot, as decoded ones).
+    encoded once and shared by its samples; answers end at the first eos/eot, as decoded ones). A
+    batch that runs out of GPU memory is sampled in halves, as in decoding; a row that does not fit
+    even alone gets no samples (so no pair).
 
     Arguments
     ---------
@@ -496,18 +498,22 @@ class ModelSampler:
                         cfg_scale=0.0)
         bar = tqdm(total=len(todo), desc="sampling", unit="row")
         try:
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
+            def sample(chunk):
                 batch = collate_prompts(self._examples(chunk), self.tokenizer.pad_id)
                 texts, _ = decode_batch(self.model, self.tokenizer, batch, sampling, generator=generator,
                                         copies=self.n_samples)
                 n = len(chunk)
-                sampled = [{"id": row["id"], "samples": [texts[d * n + b] for d in range(self.n_samples)]}
-                           for b, row in enumerate(chunk)]
+                return [{"id": row["id"], "samples": [texts[d * n + b] for d in range(self.n_samples)]}
+                        for b, row in enumerate(chunk)]
+
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start:start + self.batch_size]
+                # a row that does not fit on the GPU even alone gets no samples, hence no pair
+                sampled = in_halves_on_oom(sample, chunk, lambda row: {"id": row["id"], "samples": []})
                 if self.cache:
                     self.cache.append(sampled)
                 stored.update((r["id"], r) for r in sampled)
-                bar.update(n)
+                bar.update(len(chunk))
         finally:
             bar.close()
             self.model.train(was_training)

@@ -235,6 +235,30 @@ def test_model_sampler_resumes_from_its_cache(tmp_path):
     assert ModelSampler(model, tok, {}, cache=str(cache))(rows) == answers  # all from the cache: no features read
 
 
+def test_model_sampler_halves_a_batch_that_runs_out_of_memory(tmp_path, monkeypatch):
+    from diffa.model.diffa import DIFFA, tiny_config
+    from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    import diffa.train.pairs as pairs_module
+
+    tok = SentencePieceTokenizer(train_sentencepiece(["male female who speaks"] * 4, tmp_path / "spm.model",
+                                                     vocab_size=60, byte_fallback=False))
+    model = DIFFA(tiny_config(vocab=tok.vocab_size))
+    feats = {u: np.zeros((30 + 10 * i, 16), np.float32) for i, u in enumerate("abcd")}
+    rows = [{"id": f"{u}-0", "utt": u, "task": "open_qa", "instruction": "who speaks", "answer": "male"} for u in "abcd"]
+    real, sizes = pairs_module.decode_batch, []
+
+    def limited(model, tokenizer, batch, *args, **kwargs):  # a GPU that holds 2 rows, and not d's audio
+        sizes.append(len(batch["feat_lens"]))
+        if len(batch["feat_lens"]) > 2 or int(batch["feat_lens"].max()) == 60:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, tokenizer, batch, *args, **kwargs)
+
+    monkeypatch.setattr(pairs_module, "decode_batch", limited)
+    answers = ModelSampler(model, tok, feats, n_samples=2, gen_length=4, batch_size=4)(rows)
+    assert [len(a) for a in answers] == [2, 2, 2, 0]  # d fits not even alone: no samples, so no pair
+    assert sizes == [4, 2, 2, 1, 1]
+
+
 def test_split_by_utterance_is_disjoint_and_reproducible():
     pairs = [{"id": f"{u}-{k}", "utt": u} for u in "abcdefghij" for k in range(3)]
     train, held = split_by_utterance(pairs, 0.2, random.Random(3))
