@@ -1,10 +1,10 @@
-"""What the ``diffa.bin`` entry points share: the command-line parser they start from, and the
-one-line error exit."""
+"""What the ``diffa.bin`` entry points share: the command-line parser they start from, the options
+a mode ignores, and the one-line error exit."""
 
 import argparse
 import signal
 import sys
-from typing import Callable
+from typing import Callable, List
 
 
 def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentParser:
@@ -43,6 +43,22 @@ def entry_point_parser(module: str, doc: str, **options) -> argparse.ArgumentPar
     """
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, **options)
+
+
+def options_given(parser: argparse.ArgumentParser, args: argparse.Namespace, group: str) -> List[str]:
+    """The options of ``parser``'s argument group titled ``group`` that ``args`` sets to other than
+    their defaults (to name the options a mode of the program would ignore).
+
+    Example
+    -------
+    >>> parser = argparse.ArgumentParser()
+    >>> extra = parser.add_argument_group("extra")
+    >>> _ = extra.add_argument("--n", type=int, default=1); _ = extra.add_argument("--m", default="a")
+    >>> options_given(parser, parser.parse_args(["--n", "2", "--m", "a"]), "extra")
+    ['--n']
+    """
+    actions = next(g for g in parser._action_groups if g.title == group)._group_actions
+    return [a.option_strings[0] for a in actions if getattr(args, a.dest) != a.default]
 
 
 def exit_on_sigterm() -> None:

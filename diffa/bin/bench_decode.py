@@ -108,17 +108,17 @@ def get_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--n_items", type=int, default=32, help="examples decoded batched")
     parser.add_argument("--single_items", type=int, default=16, help="of which decoded one at a time too")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--gen_length", type=int, default=32)
-    parser.add_argument("--block_length", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=16, help="examples per batch of the batched way")
+    parser.add_argument("--gen_length", type=int, default=32, help="answer positions")
+    parser.add_argument("--block_length", type=int, default=32, help="positions per block")
     parser.add_argument("--steps", type=int, default=32, help="quota rule steps")
     parser.add_argument("--factor", type=float, default=1.0, help="factor of the factor rule")
     parser.add_argument("--threshold", type=float, default=0.9, help="threshold of the threshold rule")
-    parser.add_argument("--min_seconds", type=float, default=1.0)
-    parser.add_argument("--max_seconds", type=float, default=10.0)
+    parser.add_argument("--min_seconds", type=float, default=1.0, help="shortest random clip")
+    parser.add_argument("--max_seconds", type=float, default=10.0, help="longest random clip")
     parser.add_argument("--logit_std", type=float, default=24.0, help="random model: std of its logits")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the examples, the random model and the sampling")
     return parser
 
 

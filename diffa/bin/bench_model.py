@@ -249,14 +249,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser = entry_point_parser("diffa.bin.bench_model", __doc__)
     parser.add_argument("--shape", default="tiny", choices=("tiny", "small", "llada8b"), help="random model shape")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: bfloat16 on cuda, else float32")
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="model dtype (default: bfloat16 on cuda, else float32)")
+    parser.add_argument("--batch_size", type=int, default=8, help="examples per batch")
     parser.add_argument("--min_seconds", type=float, default=2.0, help="shortest clip")
     parser.add_argument("--max_seconds", type=float, default=30.0, help="longest clip (at most 30)")
     parser.add_argument("--min_text", type=int, default=40, help="shortest prompt (tokens)")
     parser.add_argument("--max_text", type=int, default=120, help="longest prompt (tokens)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per way (median reported)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random model and batch")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     return parser
 

@@ -50,7 +50,7 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from diffa.bin._cli import entry_point_parser, error_status
+from diffa.bin._cli import entry_point_parser, error_status, options_given
 from diffa.data.kaldi import load_feats, read_map, write_map
 from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
@@ -153,7 +153,7 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
     sets).
     """
     if "sampled" not in args.modes.split(","):
-        given = _sampled_options_given(args)
+        given = options_given(get_parser(), args, SAMPLED_GROUP)
         if given:
             logger.warning("%s ignored: only mode 'sampled' uses them, and --modes is %s", ", ".join(given), args.modes)
         return None, None
@@ -169,18 +169,6 @@ def _samplers(args, train_scps: Sequence[str], valid_scps: Sequence[str]) -> Tup
                      cache=os.path.join(cache, f"{side}.jsonl"), **opts) if scps else None
         for side, scps in (("train", train_scps), ("valid", valid_scps))
     )
-
-
-def _sampled_options_given(args) -> List[str]:
-    """The options of the group "mode 'sampled'" that ``args`` sets to other than their defaults.
-
-    Example
-    -------
-    >>> _sampled_options_given(get_parser().parse_args(["--train_data", "t", "--out_dir", "o", "--n_samples", "2"]))
-    ['--n_samples']
-    """
-    group = next(g for g in get_parser()._action_groups if g.title == SAMPLED_GROUP)
-    return [a.option_strings[0] for a in group._group_actions if getattr(args, a.dest) != a.default]
 
 
 def _sampling_cache(args, model_dir, tokenizer_dir) -> str:

@@ -39,13 +39,15 @@ import os
 import sys
 from typing import List, Optional
 
-from diffa.bin._cli import entry_point_parser
+from diffa.bin._cli import entry_point_parser, options_given
 from diffa.scoring.report import collect_entries, write_results_md
 from diffa.scoring.score_files import score_results_file
 from diffa.scoring.scores import DEFAULT_STYLES, METRICS
 from diffa.scoring.text import STYLES
 
 logger = logging.getLogger(__name__)
+
+ONE, MANY = "score one set", "collect RESULTS.md"  # the two modes' option groups
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -58,7 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     ('auto', ['wenet'], ['a'], False)
     """
     parser = entry_point_parser("diffa.bin.score", __doc__)
-    one = parser.add_argument_group("score one set")
+    one = parser.add_argument_group(ONE)
     one.add_argument("--results", help="the decoder's results.jsonl")
     one.add_argument("--set_name", help="test set name (default: the --data_dir folder's name, else the "
                      "folder holding --results)")
@@ -75,7 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
                      "their option's text")
     one.add_argument("--group_by", action="append", default=[], metavar="KEY[+KEY]",
                      help="extra per-label table, repeatable (e.g. asks, or category+sub-category)")
-    many = parser.add_argument_group("collect RESULTS.md")
+    many = parser.add_argument_group(MANY)
     many.add_argument("--write_results_md", metavar="PATH", help="write RESULTS.md from --decode_dirs")
     many.add_argument("--decode_dirs", nargs="+", default=[], help="decode directories (exp/<model>/decode_<tag>)")
     many.add_argument("--title", default="Results", help="RESULTS.md heading")
@@ -158,8 +160,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.write_results_md:
-        if args.results or not args.decode_dirs:
-            parser.error("--write_results_md takes --decode_dirs (and not --results)")
+        if not args.decode_dirs:
+            parser.error("--write_results_md takes --decode_dirs")
+        if options_given(parser, args, ONE):
+            parser.error(f"{', '.join(options_given(parser, args, ONE))}: options of scoring one set, "
+                         "not of --write_results_md")
         try:
             entries = collect_entries(args.decode_dirs)
             write_results_md(args.write_results_md, entries, args.title)
@@ -170,6 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if not args.results:
         parser.error("give --results (score one set) or --write_results_md with --decode_dirs")
+    if options_given(parser, args, MANY):
+        parser.error(f"{', '.join(options_given(parser, args, MANY))}: options of --write_results_md, "
+                     "not of scoring one set")
     set_name = args.set_name or default_set_name(args.results, args.data_dir)
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.results))
     try:

@@ -27,6 +27,7 @@ stage=8               # 8: decode, then score; 9: score only
 stop_stage=9          # 8: decode only
 expdir=exp            # experiment directory (as run.sh's --expdir)
 results_md=RESULTS.md # written from every scored set under --expdir after stage 9 (empty: skip)
+python=""             # Python interpreter, passed to run.sh as --python (default: run.sh's, python3)
 help_message=$(sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0")
 
 log() {
@@ -90,14 +91,14 @@ for config in "${configs[@]}"; do
   ./run.sh --stage "$stage" --stop_stage "$stop_stage" --test_sets "${sets_of[$config]}" \
     --decode_config "$config" --nj "$nj" --ngpu "$ngpu" --expdir "$expdir" ${tag:+--tag "$tag"} \
     ${decode_opts:+--decode_opts "$decode_opts"} ${score_opts:+--score_opts "$score_opts"} \
-    ${model_dir:+--model_dir "$model_dir"} ||
+    ${model_dir:+--model_dir "$model_dir"} ${python:+--python "$python"} ||
     die "decoding or scoring ${sets_of[$config]} with $config failed (see the messages above)"
 done
 
 if [ "$stop_stage" -ge 9 ] && [ -n "$results_md" ]; then
   mapfile -t decode_dirs < <(find "$expdir" -path '*/decode_*/*/score/scores.json' | sed 's|/[^/]*/score/scores.json$||' | sort -u)
   [ ${#decode_dirs[@]} -gt 0 ] || die "no scored set under $expdir"
-  python3 -m diffa.bin.score --write_results_md "$results_md" --decode_dirs "${decode_dirs[@]}" \
+  "${python:-python3}" -m diffa.bin.score --write_results_md "$results_md" --decode_dirs "${decode_dirs[@]}" \
     --title "$(basename "$PWD") results" || die "writing $results_md failed"
   log "wrote $results_md"
 fi

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from diffa.bin.score import main
 from diffa.data.tasks import write_tasks
 
@@ -81,6 +83,18 @@ def test_write_results_md(tmp_path, capsys):
     assert "| exp/stage3_sft | steps=8 | 0.00 | 100.00 | 100.00 | 0.00 | 0.00 | 0.00 | 100.00 | 4 | 0 | 0 | 0 |" in text
     assert main(["--write_results_md", str(results_md), "--decode_dirs", str(tmp_path / "nowhere")]) == 1
     assert "no scores.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--write_results_md", "R.md", "--decode_dirs", "d", "--results", "r.jsonl", "--metric", "wer"],
+     "--results, --metric: options of scoring one set, not of --write_results_md"),
+    (["--results", "r.jsonl", "--title", "DIFFA-2"], "--title: options of --write_results_md, not of scoring one set"),
+    (["--write_results_md", "R.md"], "--write_results_md takes --decode_dirs"),
+])
+def test_options_of_the_other_mode_are_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_help_runs_as_module():

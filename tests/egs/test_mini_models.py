@@ -111,6 +111,7 @@ def test_missing_features_name_the_stage(recipe, tmp_path):
 def test_help_lists_the_options(recipe):
     proc = run(recipe, "bash", "local/prepare_models.sh", "--help")
     assert proc.returncode == 0 and "--whisper_opts" in proc.stdout and "--nj" in proc.stdout
+    assert proc.stdout.startswith('Make the "pretrained" models egs/mini starts from')  # what it does, not a pointer
     for script in ("train_tokenizer.py", "pretrain_whisper.py", "pretrain_llada.py"):
         proc = run(recipe, sys.executable, f"local/{script}", "--help")
         assert proc.returncode == 0 and "Usage:" in proc.stdout, script

@@ -26,7 +26,7 @@ vocab_size=768         # SentencePiece pieces
 tokenizer_opts=""      # extra options for local/train_tokenizer.py
 whisper_opts=""        # extra options for local/pretrain_whisper.py (e.g. "--epochs 4")
 llada_opts=""          # extra options for local/pretrain_llada.py
-help_message="Usage: $0 [options]   (run from egs/mini; see the comment at the top of $0)"
+help_message=$(sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "$0")  # the comment at the top
 
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected arguments: $*; see $0 --help" >&2; exit 1; }

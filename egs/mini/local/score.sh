@@ -10,9 +10,10 @@ model_dir=""   # the decoded model (its train_log.txt gives the VRPO preference 
 stage=1        # the first stage of the run; only a run from stage 1 is summarised
 elapsed=0      # the run's wall time in seconds
 python=python3 # Python interpreter
-help_message="Usage: local/score.sh --decode_dir exp/<model>/decode_<tag> --model_dir exp/stage4_vrpo --stage 1 --elapsed SECONDS"
+help_message=$(sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "$0")  # the comment at the top
 . utils/parse_options.sh
-[ -n "$decode_dir" ] && [ -n "$model_dir" ] || { echo "$help_message" >&2; exit 1; }
+[ -n "$decode_dir" ] && [ -n "$model_dir" ] ||
+  { echo "local/score.sh: --decode_dir and --model_dir are required (see --help)" >&2; exit 1; }
 if [ "$stage" != 1 ]; then
   echo "local/score.sh: RESULTS.md summarises whole runs (./run.sh from stage 1); left as it is." \
     "Scores of this run: $decode_dir/*/score/"
