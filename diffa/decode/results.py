@@ -43,10 +43,10 @@ import glob
 import json
 import logging
 import os
-import tempfile
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from diffa.files import atomic_write, default_mode
+from diffa.files import atomic_save_text, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -313,12 +313,13 @@ def write_settings(path: str, settings: Mapping[str, Any]) -> None:
     ---------
     path, settings
         See :func:`check_settings`.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "decode_x", "settings.json")
+    >>> write_settings(path, {"steps": 8}); open(path).read()
+    '{\\n  "steps": 8\\n}\\n'
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, default_mode())  # mkstemp's 0o600 would hide it from the other users of exp/
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_save_text(Path(path), json.dumps(settings, indent=2, ensure_ascii=False) + "\n")

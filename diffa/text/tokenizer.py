@@ -40,7 +40,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import sentencepiece as spm
 
-from diffa.files import read_json_object
+from diffa.files import atomic_save, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -319,9 +319,7 @@ def train_sentencepiece(
     except RuntimeError as err:
         raise ValueError(f"training SentencePiece model {model_path} failed: {err}") from err
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = model_path.with_name(model_path.name + ".tmp")
-    tmp_path.write_bytes(writer.getvalue())
-    os.replace(tmp_path, model_path)
+    atomic_save(model_path, lambda tmp: Path(tmp).write_bytes(writer.getvalue()))
     logger.info("wrote SentencePiece model %s (%s, vocab_size <= %d)", model_path, model_type,
                 vocab_size)
     return model_path

@@ -38,13 +38,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 from diffa.data.collate import collate_train
 from diffa.data.dataset import Example, TaskDataset
+from diffa.files import atomic_save_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,17 +86,6 @@ def _lines(path: str, what: str) -> Iterator[str]:
                     yield line
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {path} ({err}); check the file and its permissions") from None
-
-
-def _write_atomically(path: str, lines: Iterable[str]) -> None:
-    """Write ``lines`` via a temporary name of this process's own: every rank writes the same file,
-    at once, and in multi-node training on a shared file system, so the name holds the host too
-    (pids repeat across machines, e.g. in identical containers)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(lines)
-    os.replace(tmp, path)
 
 
 def open_split(
@@ -151,7 +141,10 @@ def open_split(
         name = os.path.basename(os.path.normpath(dump_dir))
         filtered = os.path.join(work_dir, name, "tasks.jsonl")
         kept = (line for number, line in enumerate(_lines(tasks, "task manifest copy"), start=1) if number not in empty)
-        _write_atomically(filtered, kept)
+        os.makedirs(os.path.dirname(filtered), exist_ok=True)
+        # every rank writes it at once (on a shared file system in multi-node training): through a
+        # temporary file of its own
+        atomic_save_text(Path(filtered), "".join(kept))
         logger.warning("%s: %d examples with an empty answer left out (kept %s)", tasks, len(empty), filtered)
         tasks = filtered
     dataset = TaskDataset(tasks, feats_scp, tokenizer, system=system, max_answer_tokens=max_answer_tokens)

@@ -26,7 +26,10 @@ True
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Dict, List, Union
+
+from diffa.files import atomic_save
 
 Value = Union[int, float, str]
 
@@ -128,7 +131,7 @@ def plot_loss(log_path: str, png_path: str, title: str = "") -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    tmp = png_path + ".tmp"
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        atomic_save(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)

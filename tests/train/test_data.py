@@ -1,13 +1,11 @@
 """Tests of diffa.train.data: dump-directory checks, empty answers, replay layout, collation."""
 
 import json
-import os
 import shutil
 
 import pytest
 
 from diffa.text.tokenizer import load_tokenizer
-from diffa.train import data
 from diffa.train.data import Collate, TrainingSet, open_split
 
 
@@ -38,24 +36,6 @@ def test_examples_with_an_empty_answer_are_left_out_and_counted(dump, tok, tmp_p
     assert split.empty_answers == len(left_out) and len(split) == len(rows) - len(left_out)
     assert {r["id"] for r in split.rows} == {r["id"] for i, r in enumerate(rows) if i not in left_out}
     assert (tmp_path / "work" / "train" / "tasks.jsonl").is_file()
-
-
-def test_ranks_on_two_nodes_with_the_same_pid_write_one_manifest_at_once(tmp_path, monkeypatch):
-    """Multi-node training: each rank writes the filtered manifest to the shared work directory,
-    and two nodes' processes can have the same pid; neither write may break the other."""
-    path = tmp_path / "work" / "train" / "tasks.jsonl"
-    monkeypatch.setattr(os, "getpid", lambda: 4242)
-    monkeypatch.setattr(data.socket, "gethostname", lambda: "node-a")
-
-    def node_a_lines():
-        yield "a1\n"
-        with monkeypatch.context() as node_b:  # node b writes the whole file in the meantime
-            node_b.setattr(data.socket, "gethostname", lambda: "node-b")
-            data._write_atomically(str(path), ["b1\n", "b2\n"])
-        yield "a2\n"
-
-    data._write_atomically(str(path), node_a_lines())
-    assert path.read_text() == "a1\na2\n" and os.listdir(path.parent) == ["tasks.jsonl"]
 
 
 def test_a_clean_split_is_read_in_place(dump, tok, tmp_path):
