@@ -75,7 +75,7 @@ def model_config(name: str) -> DIFFAConfig:
                           vocab_size=126464, embedding_size=126464)
         return DIFFAConfig(encoder=_whisper(128, 1280, 32, 20, 5120), llm=llm.to_dict(),
                            taps=OFFICIAL_TAPS[(32, 1280)], qformer_ffn=3072)
-    raise ValueError(f"unknown config {name!r}; use tiny, small or llada8b")
+    raise ValueError(f"unknown --shape {name!r}; use tiny, small or llada8b")
 
 
 @torch.no_grad()

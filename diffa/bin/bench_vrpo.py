@@ -35,15 +35,13 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 from torch.autograd import DeviceType
-from transformers import WhisperConfig
 
 from diffa.bin._cli import entry_point_parser
+from diffa.bin.bench_model import model_config
 from diffa.decode.loading import resolve_device
 from diffa.diffusion.noise import mask_answer, sample_t
-from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
-from diffa.model.diffa import DIFFA, tiny_config
+from diffa.model.diffa import DIFFA
 from diffa.nnet.lora import LoRAConfig
-from diffa.nnet.llada import LLaDAConfig
 from diffa.train.reference import SharedReference
 from diffa.train.sft import MaskedPredictor, masked_sft_loss
 from diffa.train.stages import prepare_stage
@@ -53,36 +51,9 @@ GIB = 1024**3
 DEFAULT_FRAMES = {"tiny": 200, "small": 1000, "llada8b": 3000}
 
 
-def model_config(name: str) -> DIFFAConfig:
-    """The DIFFA config of a benchmark size.
-
-    Example
-    -------
-    >>> model_config("llada8b").llm["d_model"], model_config("llada8b").taps[-1]
-    (4096, 31)
-    """
-    if name == "tiny":
-        return tiny_config()
-    shapes = {  # (whisper d, layers, heads, ffn, mels), (llada d, layers, heads, mlp, vocab)
-        "small": ((256, 4, 4, 1024, 80), (512, 8, 8, 1536, 8192)),
-        "llada8b": ((1280, 32, 20, 5120, 128), (4096, 32, 32, 12288, 126464)),
-    }
-    if name not in shapes:
-        raise ValueError(f"unknown --shape {name!r}; use one of tiny, {', '.join(shapes)}")
-    (wd, wl, wh, wf, mels), (d, layers, heads, mlp, vocab) = shapes[name]
-    encoder = WhisperConfig(
-        num_mel_bins=mels, d_model=wd, encoder_layers=wl, encoder_attention_heads=wh, encoder_ffn_dim=wf,
-        decoder_layers=1, decoder_attention_heads=wh, decoder_ffn_dim=wf, max_source_positions=1500,
-    ).to_dict()
-    llm = LLaDAConfig(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=heads, mlp_hidden_size=mlp,
-                      vocab_size=vocab, embedding_size=vocab, mask_token_id=vocab - 2, eos_token_id=vocab - 3,
-                      pad_token_id=vocab - 3).to_dict()
-    taps = OFFICIAL_TAPS.get((wl, wd), list(range(1, wl + 1)))
-    return DIFFAConfig(encoder=encoder, llm=llm, taps=taps, qformer_ffn=3072 if name == "llada8b" else 1024)
-
-
-def build_model(name: str, device: torch.device, dtype: torch.dtype) -> DIFFA:
-    """A random DIFFA of size ``name`` on ``device`` prepared like a stage-3/4 model: frozen
+def build_policy(name: str, device: torch.device, dtype: torch.dtype) -> DIFFA:
+    """A random DIFFA of shape ``name`` (:func:`diffa.bin.bench_model.model_config`) on ``device``
+    prepared like a stage-3/4 model: frozen
     encoder and LLaDA in ``dtype``, LoRA + audio adapters trainable in float32."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -150,7 +121,7 @@ def cpu_step_peak(step: Callable[[], None]) -> int:
     return max(running, default=0)
 
 
-def measure(step: Callable[[], None], modules: Sequence[torch.nn.Module], optimizer, device: torch.device) -> int:
+def peak_bytes(step: Callable[[], None], modules: Sequence[torch.nn.Module], optimizer, device: torch.device) -> int:
     """Peak bytes of one ``step`` after a warm-up step (see the module docstring)."""
     step()
     if device.type == "cuda":
@@ -189,7 +160,7 @@ def run(config: str = "tiny", device: str = "cpu", dtype: str = "float32", rows:
     dev, torch_dtype = torch.device(device), getattr(torch, dtype)
     frames = frames or DEFAULT_FRAMES.get(config, 200)
     autocast = (lambda: torch.autocast(dev.type, dtype=torch_dtype)) if torch_dtype != torch.float32 else contextlib.nullcontext
-    model = build_model(config, dev, torch_dtype)
+    model = build_policy(config, dev, torch_dtype)
     mask_id = model.llm.config.mask_token_id
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -203,7 +174,7 @@ def run(config: str = "tiny", device: str = "cpu", dtype: str = "float32", rows:
         return masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"])
 
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
-    sft_peak = measure(_train_step(sft_loss, optimizer, autocast), [model], optimizer, dev)
+    sft_peak = peak_bytes(_train_step(sft_loss, optimizer, autocast), [model], optimizer, dev)
     del optimizer, batch
 
     pairs = rows // (2 * n_draws)
@@ -215,7 +186,7 @@ def run(config: str = "tiny", device: str = "cpu", dtype: str = "float32", rows:
         return objective.loss(*objective.elbos(scorer, batch, n_draws))[0]
 
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
-    vrpo_peak = measure(_train_step(vrpo_loss, optimizer, autocast), [model, objective.reference.model], optimizer, dev)
+    vrpo_peak = peak_bytes(_train_step(vrpo_loss, optimizer, autocast), [model, objective.reference.model], optimizer, dev)
     return {
         "config": config, "device": device, "dtype": dtype, "rows_per_forward": rows, "n_draws": n_draws,
         "vrpo_pairs": pairs, "prompt_len": prompt_len, "answer_len": answer_len, "frames": frames,

@@ -103,7 +103,7 @@ def decode_settings(args: argparse.Namespace, config: DecodeConfig) -> dict:
     """The content of ``settings.json``: what the results depend on (not the batch size), with the
     dtypes of the LLM (``dtype``) and of the encoder and adapters (``audio_dtype``) spelled out."""
     import diffa
-    from diffa.scoring.report import git_hash, package_versions
+    from diffa.provenance import git_hash, package_versions
 
     dtype = resolve_device(args.device, args.dtype)[1]
     settings = {"model": os.path.normpath(args.model_dir)}

@@ -17,10 +17,17 @@ from typing import Optional, Sequence
 
 from diffa.bin._cli import entry_point_parser, error_status, exit_on_sigterm
 from diffa.model.diffa import DIFFA
-from diffa.train.model_init import resolve_model_dir
+from diffa.train.model_init import require_model_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Example
+    -------
+    >>> get_parser().parse_args(["--model_dir", "exp/stage4_vrpo", "--out_dir", "exp/export/stage4_vrpo"]).out_dir
+    'exp/export/stage4_vrpo'
+    """
     parser = entry_point_parser("diffa.bin.export", __doc__)
     parser.add_argument("--model_dir", required=True, help="a DIFFA model directory, or a training stage's exp dir (its final/)")
     parser.add_argument("--out_dir", required=True, help="where to write the exported model")
@@ -33,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def work():
-        model = DIFFA.from_pretrained(resolve_model_dir(args.model_dir))
+        model = DIFFA.from_pretrained(require_model_dir(args.model_dir))
         model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
         print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
 

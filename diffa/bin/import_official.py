@@ -24,6 +24,14 @@ from diffa.model.official import import_official
 
 
 def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["--src", "ckpt", "--whisper", "w", "--llada", "l", "--out", "exp/m"])
+    >>> args.out_dir, args.layout, args.lora_alpha   # --out is the older spelling of --out_dir
+    ('exp/m', None, None)
+    """
     parser = entry_point_parser("diffa.bin.import_official", __doc__)
     parser.add_argument("--src", required=True, help="the authors' checkpoint directory")
     parser.add_argument("--whisper", required=True, help="official Whisper checkpoint directory")

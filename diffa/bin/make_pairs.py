@@ -55,7 +55,8 @@ from diffa.data.kaldi import load_feats, read_map, write_map
 from diffa.files import atomic_write
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
-from diffa.decode.loading import add_model_arguments, find_tokenizer, load_for_decoding, resolve_model_dir
+from diffa.decode.loading import add_model_arguments, find_tokenizer, load_for_decoding
+from diffa.model.diffa import resolve_model_dir
 from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
 
 SAMPLING_DIR = "sampling"
@@ -212,7 +213,19 @@ def _sampling_cache(args, model_dir, tokenizer_dir) -> str:
 
 
 def write_pair_dir(out_dir: str, pairs: Sequence[dict], feats: Dict[str, str], frames: Dict[str, int]) -> None:
-    """``pairs.jsonl``, ``feats.scp`` and (when every length is known) ``utt2num_frames`` in ``out_dir``."""
+    """``pairs.jsonl``, ``feats.scp`` and (when every length is known) ``utt2num_frames`` in ``out_dir``,
+    for the utterances of ``pairs`` only.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> pair = {"id": "u1-0-swap", "utt": "u1", "prompt": "Who?", "chosen": "a man", "rejected": "a woman",
+    ...         "source": "swap:gender"}
+    >>> write_pair_dir(d, [pair], {"u1": "a.ark:9", "u2": "a.ark:99"}, {"u1": 300})
+    >>> sorted(os.listdir(d)), open(os.path.join(d, FEATS_FILE)).read()
+    (['feats.scp', 'pairs.jsonl', 'utt2num_frames'], 'u1 a.ark:9\\n')
+    """
     write_pairs(os.path.join(out_dir, PAIRS_FILE), pairs)
     used = {p["utt"] for p in pairs}
     write_map(os.path.join(out_dir, FEATS_FILE), {u: feats[u] for u in used})

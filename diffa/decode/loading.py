@@ -28,7 +28,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from diffa.files import open_safetensors, read_json_object
-from diffa.model.diffa import DIFFA, check_frozen_links
+from diffa.model.diffa import DIFFA, check_frozen_links, holds_tokenizer, resolve_model_dir
 from diffa.text.tokenizer import HF_TOKENIZER_NAME, SPM_MODEL_NAME, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -39,27 +39,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
           "float64": torch.float64}
 SAME = "same"  # --audio_dtype: the encoder and the adapters in the LLM's dtype
 AUDIO_DTYPE = "float32"  # the authors' inference: encoder and adapters in float32, LLaDA in bfloat16
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return (folder / HF_TOKENIZER_NAME).is_file() or (folder / SPM_MODEL_NAME).is_file()
-
-
-def resolve_model_dir(path: PathLike) -> Path:
-    """``path`` when it holds ``config.json``, else ``path/final`` when that does, else ``path``.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> exp = tempfile.mkdtemp(); os.makedirs(os.path.join(exp, "final"))
-    >>> _ = open(os.path.join(exp, "final", "config.json"), "w").write("{}")
-    >>> resolve_model_dir(exp).name
-    'final'
-    """
-    path = Path(path)
-    if not (path / "config.json").is_file() and (path / "final" / "config.json").is_file():
-        return path / "final"
-    return path
 
 
 def _training_tokenizer(model_dir: Path) -> Optional[Path]:
@@ -98,10 +77,10 @@ def find_tokenizer(model_dir: PathLike, tokenizer_dir: Optional[PathLike] = None
     True
     """
     if tokenizer_dir is not None:
-        return Path(tokenizer_dir) if _has_tokenizer(Path(tokenizer_dir)) else None
+        return Path(tokenizer_dir) if holds_tokenizer(Path(tokenizer_dir)) else None
     model_dir = Path(model_dir)
     for folder in (model_dir / "tokenizer", model_dir / "llm", _training_tokenizer(model_dir)):
-        if folder is not None and _has_tokenizer(folder):
+        if folder is not None and holds_tokenizer(folder):
             return folder
     return None
 
@@ -186,6 +165,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p = argparse.ArgumentParser(); add_model_arguments(p)
     >>> vars(p.parse_args(["--dtype", "bfloat16"]))
     {'tokenizer_dir': None, 'device': None, 'dtype': 'bfloat16', 'audio_dtype': 'float32'}
+    >>> p.parse_args(["--tokenizer", "tok"]).tokenizer_dir   # the older spelling
+    'tok'
     """
     parser.add_argument("--tokenizer_dir", "--tokenizer", dest="tokenizer_dir",
                         help="tokenizer directory (default: beside the model, see diffa.decode.loading)")

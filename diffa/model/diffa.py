@@ -74,6 +74,23 @@ def holds_tokenizer(path: PathLike) -> bool:
     return (Path(path) / "tokenizer.json").is_file() or (Path(path) / "spm.model").is_file()
 
 
+def resolve_model_dir(path: PathLike) -> Path:
+    """``path`` when it holds ``config.json``, else ``path/final`` when that does, else ``path``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> exp = tempfile.mkdtemp(); os.makedirs(os.path.join(exp, "final"))
+    >>> _ = open(os.path.join(exp, "final", "config.json"), "w").write("{}")
+    >>> resolve_model_dir(exp).name
+    'final'
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "final" / "config.json").is_file():
+        return path / "final"
+    return path
+
+
 def _remove(path: Path) -> None:
     """Delete ``path`` if it is there: a link itself (not its target), a directory with its content.
 
@@ -381,11 +398,11 @@ class DIFFA(torch.nn.Module):
                 raise ValueError(f"{where}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
         self.load_state_dict(state, strict=False)
 
-    def add_lora(self, lora: LoRAConfig, adapter_name: str = "default") -> None:
-        """Attach a LoRA adapter to the LLM and record it in the config."""
-        add_lora(self.llm, lora, adapter_name=adapter_name)
-        if adapter_name == "default":
-            self.config.lora = lora.to_dict()
+    def add_lora(self, lora: LoRAConfig) -> None:
+        """Attach the LoRA adapter to the LLM and record it in the config (a second, frozen adapter
+        for VRPO's reference: :class:`diffa.train.reference.SharedReference`)."""
+        add_lora(self.llm, lora)
+        self.config.lora = lora.to_dict()
 
     # ------------------------------------------------------------------ forward
     def encode_audio(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

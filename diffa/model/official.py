@@ -21,7 +21,7 @@ in the LLM, a Q-Former that attends to every frame (``DIFFAConfig`` switches, se
 Example (command line)::
 
     python -m diffa.bin.import_official --src DIFFA-2-ckpt --whisper whisper-large-v3 \\
-        --llada LLaDA-8B-Instruct --out exp/diffa2_official
+        --llada LLaDA-8B-Instruct --out_dir exp/diffa2_official
 """
 
 from __future__ import annotations

@@ -115,7 +115,16 @@ def lora_layers(module: torch.nn.Module) -> Iterator[Tuple[str, LoraLayer]]:
 
 
 def has_lora(module: torch.nn.Module) -> bool:
-    """True when ``module`` holds at least one LoRA layer."""
+    """True when ``module`` holds at least one LoRA layer.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    >>> before = has_lora(net); add_lora(net, LoRAConfig(r=2, targets=("0",)))
+    >>> before, has_lora(net)
+    (False, True)
+    """
     return next(lora_layers(module), None) is not None
 
 
@@ -125,6 +134,17 @@ def set_active_adapter(module: torch.nn.Module, adapter_name: str) -> None:
     peft's ``set_adapter`` also flips ``requires_grad`` to True on the adapter it activates;
     this function keeps every parameter's ``requires_grad`` as it was, so a frozen reference
     adapter stays frozen.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    >>> add_lora(net, LoRAConfig(r=2, targets=("0",))); add_lora(net, LoRAConfig(r=2, targets=("0",)), "ref")
+    >>> for name, p in net.named_parameters():
+    ...     _ = p.requires_grad_(".default." in name)
+    >>> set_active_adapter(net, "ref")
+    >>> net[0].active_adapters, sorted(n for n, p in net.named_parameters() if p.requires_grad)
+    (['ref'], ['0.lora_A.default.weight', '0.lora_B.default.weight'])
     """
     flags = {n: p.requires_grad for n, p in module.named_parameters()}
     set_adapter(module, adapter_name)
@@ -149,6 +169,18 @@ def load_lora_state_dict(
 
     Raises ``ValueError`` naming ``where`` and the key for unknown keys, missing keys and shape
     mismatches.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4)); add_lora(net, LoRAConfig(r=2, targets=("0",)))
+    >>> state = {k: torch.ones_like(v) for k, v in lora_state_dict(net).items()}
+    >>> load_lora_state_dict(net, state); bool((net[0].lora_B["default"].weight == 1).all())
+    True
+    >>> load_lora_state_dict(net, {"0.lora_A.weight": state["0.lora_A.weight"]}, where="lora.safetensors")
+    Traceback (most recent call last):
+     ...
+    ValueError: lora.safetensors: LoRA weights do not match the model: missing ['0.lora_B.weight'], unknown []
     """
     params = dict(module.named_parameters())
     expected = {k for k in lora_state_dict(module, adapter_name)}

@@ -1,22 +1,19 @@
-"""Markdown tables, the provenance of a run (git hash, package versions), and a recipe's
-``RESULTS.md``: the scored sets of some decode directories, one table per test set.
+"""Markdown tables and a recipe's ``RESULTS.md``: the scored sets of some decode directories, one
+table per test set, with the run's provenance (:mod:`diffa.provenance`).
 """
 
 import datetime
-import importlib.metadata
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 from diffa.files import atomic_write, read_json_object
+from diffa.provenance import git_hash, package_versions
 
 logger = logging.getLogger(__name__)
 
-VERSIONED_PACKAGES = ("torch", "transformers", "diffa")
-"""Packages whose versions go into scores.json and RESULTS.md."""
 
 
 def _fmt(value: Any) -> str:
@@ -54,63 +51,6 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-
-def git_hash(cwd: Optional[str] = None) -> str:
-    """``git rev-parse --short HEAD`` (``+dirty`` when tracked files changed), or ``unknown``.
-
-    Arguments
-    ---------
-    cwd : str, optional
-        Directory inside the repository (default: the current one).
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> import tempfile
-    >>> git_hash(tempfile.mkdtemp())
-    'unknown'
-    """
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, timeout=20)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def package_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> Dict[str, str]:
-    """Installed versions of some packages (``not installed`` when absent).
-
-    Arguments
-    ---------
-    names : sequence of str
-        Distribution names.
-
-    Returns
-    -------
-    dict of str to str
-
-    Example
-    -------
-    >>> package_versions(("diffa", "no-such-package-xyz"))
-    {'diffa': '...', 'no-such-package-xyz': 'not installed'}
-    """
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 

@@ -8,7 +8,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from diffa.files import atomic_write
 from diffa.data.tasks import read_tasks
-from diffa.scoring.report import git_hash, markdown_table, package_versions
+from diffa.provenance import git_hash, package_versions
+from diffa.scoring.report import markdown_table
 from diffa.scoring.results import TASKS, merge_tasks, read_results
 from diffa.scoring.scores import Scores, score_results
 from diffa.scoring.wer import write_errs, write_recogs, write_wer_summary
@@ -106,10 +107,10 @@ def _id_list(ids: Sequence[str], limit: int = 50) -> str:
 
 
 
-def write_scores(out_dir: str, scores: Scores, extra: Optional[Mapping[str, Any]] = None) -> List[str]:
+def write_scores(out_dir: str, scores: Scores) -> List[str]:
     """Write a set's score files into ``out_dir``.
 
-    Files: ``scores.json`` (``scores.data`` plus ``extra`` and the environment: git hash and
+    Files: ``scores.json`` (``scores.data`` plus the environment: git hash and
     package versions), ``scores.md``; with ASR rows ``recogs-<set>.txt``,
     ``errs-<set>-<style>.txt`` (WER alignments; CER in ``errs-<set>-<style>-char.txt``) and
     ``wer-summary-<set>.txt``; with multiple-choice or open rows ``judgements-<set>.jsonl`` (one
@@ -121,8 +122,6 @@ def write_scores(out_dir: str, scores: Scores, extra: Optional[Mapping[str, Any]
         Output directory (created).
     scores : Scores
         From :func:`diffa.scoring.scores.score_results`.
-    extra : dict, optional
-        More top-level keys for scores.json (e.g. ``skipped_lines``, ``duplicate_ids``).
 
     Returns
     -------
@@ -137,7 +136,7 @@ def write_scores(out_dir: str, scores: Scores, extra: Optional[Mapping[str, Any]
     >>> [os.path.basename(p) for p in write_scores(d, score_results(rows, "t", styles=("wenet",)))]
     ['scores.json', 'scores.md', 'recogs-t.txt', 'errs-t-wenet.txt', 'errs-t-wenet-char.txt', 'wer-summary-t.txt']
     """
-    data = {**scores.data, **(extra or {}), "environment": {"git": git_hash(), "versions": package_versions()}}
+    data = {**scores.data, "environment": {"git": git_hash(), "versions": package_versions()}}
     set_name = data["set_name"]
     written = [os.path.join(out_dir, "scores.json"), os.path.join(out_dir, "scores.md")]
     with atomic_write(written[0]) as f:

@@ -25,7 +25,7 @@ import torch
 
 from diffa.files import read_json_object
 from diffa.model.config import OFFICIAL_TAPS, DIFFAConfig
-from diffa.model.diffa import DIFFA, holds_tokenizer
+from diffa.model.diffa import DIFFA, holds_tokenizer, resolve_model_dir
 from diffa.nnet.llada import READ_ERROR_REMEDY
 from diffa.nnet.lora import LoRAConfig
 from diffa.train.stages import TrainableSummary, prepare_stage
@@ -33,19 +33,20 @@ from diffa.train.stages import TrainableSummary, prepare_stage
 logger = logging.getLogger(__name__)
 
 
-def resolve_model_dir(path: str) -> Path:
-    """``path`` if it is a DIFFA directory, else ``path/final``; ValueError when neither is.
+def require_model_dir(path: str) -> Path:
+    """:func:`~diffa.model.diffa.resolve_model_dir` (``path``, or ``path/final`` in an experiment
+    directory), and a ValueError when neither holds a DIFFA model.
 
     Example
     -------
-    >>> resolve_model_dir("/nonexistent")
+    >>> require_model_dir("/nonexistent")
     Traceback (most recent call last):
      ...
     ValueError: no DIFFA model in /nonexistent (expected /nonexistent/config.json or /nonexistent/final/config.json): run the training stage that writes it first
     """
-    for candidate in (Path(path), Path(path) / "final"):
-        if (candidate / "config.json").is_file():
-            return candidate
+    found = resolve_model_dir(path)
+    if (found / "config.json").is_file():
+        return found
     raise ValueError(
         f"no DIFFA model in {path} (expected {path}/config.json or {path}/final/config.json): run the "
         "training stage that writes it first"
@@ -105,7 +106,7 @@ def init_model(config: Dict[str, Any]) -> Tuple[DIFFA, TrainableSummary]:
     dtype = getattr(torch, config["frozen_dtype"])
     section = config.get("model") or {}
     if config.get("init_from"):
-        path = resolve_model_dir(config["init_from"])
+        path = require_model_dir(config["init_from"])
         model = DIFFA.from_pretrained(path, dtype=dtype)
         differ = _mismatches("model", section, vars(model.config), path)
         if model.config.lora is not None:

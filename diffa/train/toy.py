@@ -1,6 +1,6 @@
 """A toy training setup in one call: tiny official-format Whisper and LLaDA, tokenizer, data.
 
-For tests, benchmarks and trying the trainer without downloads. :func:`make_toy_setup` writes
+For tests and for trying the trainer without downloads. :func:`make_toy_setup` writes
 
 * ``whisper/``: a random ``transformers`` Whisper checkpoint (config.json + model.safetensors);
 * ``llada/``: a random LLaDA directory in the official layout, whose output head is initialised

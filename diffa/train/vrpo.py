@@ -71,7 +71,7 @@ from speechbrain.utils.distributed import if_main_process
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, PairDataset, collate_pairs
 from diffa.diffusion.loss import vrpo_loss
 from diffa.diffusion.noise import mask_exactly_k
-from diffa.train.model_init import resolve_model_dir
+from diffa.train.model_init import require_model_dir
 from diffa.train.plot import append_log
 from diffa.train.reference import SharedReference, dropout_off
 from diffa.train.sft import SFTBrain
@@ -258,7 +258,7 @@ class VRPOBrain(SFTBrain):
         self.vrpo = vrpo_settings(config)
         # built before the Brain so that the frozen reference adapter is left out of DDP and the optimizer
         if config.get("ref_model"):
-            reference = SharedReference.from_pretrained(model, resolve_model_dir(config["ref_model"]))
+            reference = SharedReference.from_pretrained(model, require_model_dir(config["ref_model"]))
         else:
             reference = SharedReference(model)
         super().__init__(model, config, tokenizer, run_opts=run_opts)

@@ -17,7 +17,7 @@ def test_tiny_model_on_cpu(tmp_path, capsys):
                      "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["vrpo_pairs"] == 2 and result["rows_per_forward"] == 8
-    model = bench_vrpo.build_model("tiny", torch.device("cpu"), torch.float32)
+    model = bench_vrpo.build_policy("tiny", torch.device("cpu"), torch.float32)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     # weights + AdamW state (2 x trainable) are resident in both steps; activations come on top
     assert result["sft_peak_bytes"] > weights and result["vrpo_peak_bytes"] > weights
@@ -36,7 +36,7 @@ def test_resident_bytes_counts_shared_storage_once():
 
 
 def test_configs_and_errors(capsys):
-    cfg = bench_vrpo.model_config("llada8b")
+    cfg = bench_vrpo.model_config("llada8b")  # bench_model's shapes
     assert cfg.llm["n_layers"] == 32 and cfg.llm["vocab_size"] == 126464 and cfg.encoder["d_model"] == 1280
     assert len(cfg.taps) == 8 and cfg.n_queries == 64
     with pytest.raises(ValueError, match="unknown --shape 'huge'"):

@@ -13,7 +13,8 @@ def test_write_scores_files(tmp_path):
     rows = [{"id": "u1", "task": "asr", "hypothesis": "the cat", "reference": "THE HAT"},
             {"id": "q1", "task": "mcq", "hypothesis": "B", "choices": ["x", "y"], "gold": 1}]
     scores = score_results(rows, "dev", metric="auto", styles=("wenet", "whisper_english"))
-    written = write_scores(str(tmp_path), scores, {"skipped_lines": [{"line": 9, "reason": "truncated"}]})
+    scores.data["skipped_lines"] = [{"line": 9, "reason": "truncated"}]  # as score_results_file adds them
+    written = write_scores(str(tmp_path), scores)
     names = sorted(os.path.basename(p) for p in written)
     assert names == ["errs-dev-wenet-char.txt", "errs-dev-wenet.txt", "errs-dev-whisper_english-char.txt",
                      "errs-dev-whisper_english.txt", "judgements-dev.jsonl", "recogs-dev.txt", "scores.json",
