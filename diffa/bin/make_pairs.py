@@ -57,7 +57,8 @@ from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, VALID_DIR, write_pairs
 from diffa.data.tasks import read_tasks
 from diffa.decode.loading import add_model_arguments, find_tokenizer, load_for_decoding
 from diffa.model.diffa import resolve_model_dir
-from diffa.train.pairs import MODES, ModelSampler, build_pairs, split_by_utterance
+from diffa.train.pair_sampler import ModelSampler
+from diffa.train.pairs import MODES, build_pairs, split_by_utterance
 
 SAMPLING_DIR = "sampling"
 SAMPLED_GROUP = "mode 'sampled'"

@@ -201,7 +201,7 @@ def test_sampled_mode_samples_only_up_to_max_pairs(tmp_path):
 
 
 def test_sampled_mode_resumes_an_interrupted_run(tmp_path, monkeypatch):
-    from diffa.train.pairs import ModelSampler
+    from diffa.train.pair_sampler import ModelSampler
 
     real, sampled = ModelSampler._examples, []
 
