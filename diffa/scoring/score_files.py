@@ -12,7 +12,7 @@ from diffa.provenance import git_hash, package_versions
 from diffa.scoring.report import markdown_table
 from diffa.scoring.results import TASKS, merge_tasks, read_results
 from diffa.scoring.scores import Scores, score_results
-from diffa.scoring.wer import write_errs, write_recogs, write_wer_summary
+from diffa.scoring.wer_files import write_errs, write_recogs, write_wer_summary
 
 
 MCQ_COLUMNS = (("n", "n"), ("correct", "correct"), ("accuracy", "accuracy"), ("unparseable", "unparseable"),
