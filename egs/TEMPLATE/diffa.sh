@@ -22,9 +22,12 @@
 # A training stage whose config option is empty is skipped, and the next one starts from the last
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
-# is missing, and writes a .done marker when it ends; a stage whose marker exists is skipped
-# unless --force true (a forced training stage starts from scratch, not from its checkpoints).
-# Feature extraction and decoding resume job by job.
+# is missing, and writes a .done marker when it ends, holding the settings its outputs depend on
+# (options, a checksum of its config). A stage whose marker exists is skipped unless --force true;
+# one done with other settings stops the run (decoding: --tag keeps both). A forced training stage
+# starts from scratch, not from its checkpoints; the model it replaces waits in <dir>.replaced
+# until the new one is trained. Feature extraction and decoding resume job by job; a stage locks
+# the directory it writes while it runs.
 # Training runs python -m diffa.bin.train as one process, under torchrun --standalone for several
 # processes on one node, or, with --num_nodes N > 1, as one Slurm job of N nodes that runs one
 # torchrun per node (cmd.sh's train_cmd must be utils/run_jobs.sh --backend slurm); the nodes meet
@@ -187,19 +190,43 @@ need() {
   [ -e "$1" ] || die "missing $1: run stage $2 (${stage_names[$2]}) first"
 }
 
-# skip_done <marker>...: true (and say so) when every marker exists and --force is false;
-# otherwise remove the markers, so that an interrupted redo is never taken as done.
+# skip_done <stamp> <marker>...: true (and say so) when every marker exists and --force is false;
+# otherwise remove the markers, so that an interrupted redo is never taken as done. <stamp> names
+# the settings the stage's outputs depend on (mark_done writes it into the markers): outputs made
+# with other settings stop the run, instead of being taken for this run's (an empty marker, from
+# before stamps, is taken as it is). ran becomes true when a stage is (re)done.
+ran=false
 skip_done() {
-  local marker=""
+  local stamp=$1 marker="" made
+  shift
   if ! $force; then
     for marker in "$@"; do [ -e "$marker" ] || break; done
     if [ -e "$marker" ]; then
+      for marker in "$@"; do
+        made=$(cat "$marker")
+        [ -z "$made" ] || [ "$made" = "$stamp" ] || die "$(dirname "$marker") was made with other settings" \
+          "than this run's, so it is not this run's output:"$'\n'"  then: $made"$'\n'"  now:  $stamp"$'\n'"Pass" \
+          "--force true to redo it${redo_hint:+, or $redo_hint}."
+      done
       log "already done (delete $* or pass --force true to redo)"
       return 0
     fi
   fi
   rm -f "$@"
+  ran=true
   return 1
+}
+
+# mark_done <stamp> <marker>...: the stage is done, with the settings <stamp>.
+mark_done() {
+  local stamp=$1 marker
+  shift
+  for marker in "$@"; do echo "$stamp" >"$marker"; done
+}
+
+# The settings a file contributes to a stamp: its name and checksum.
+file_stamp() {
+  echo "$1 (cksum $(cksum <"$1" | cut -d' ' -f1))"
 }
 
 # hold <dir>: lock <dir> for this run until the next hold (or the run's end, however it ends),
@@ -224,12 +251,22 @@ hold() {
 final_stage=$(previous_model_stage 8)
 final_model=""
 if [ -n "$model_dir" ]; then
-  final_model=$model_dir
+  final_model=${model_dir%/}
   final_stage=""
 elif [ -n "$final_stage" ]; then
   final_model=${stage_exp[$final_stage]}
 fi
 decode_tag=decode_${tag:-$(basename "${decode_config%.*}")}
+# The model's name in $expdir/<name>/decode_<tag> and $expdir/export/<name>: its path below
+# $expdir with "/" written "_" and without a last /final (exp/stage4_vrpo: stage4_vrpo;
+# exp/export/stage4_vrpo: export_stage4_vrpo; exp/stage3_sft/final: stage3_sft); a model outside
+# $expdir: its folder's name.
+final_name=${final_model%/}
+final_name=${final_name%/final}
+case "$final_name" in
+  "${expdir%/}"/*) final_name=${final_name#"${expdir%/}"/} && final_name=${final_name//\//_} ;;
+  *) final_name=$(basename "$final_name") ;;
+esac
 
 # Fail before the first stage, not hours later, when a stage in range cannot run.
 for n in $(seq "$stage" "$stop_stage"); do
@@ -325,7 +362,7 @@ extract_feats() {
 
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
-  local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=()
+  local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp
   dumps=$(train_dumps "$n")
   init_stage=$(previous_model_stage "$n")
   [ -z "$init_stage" ] || init=${stage_exp[$init_stage]}
@@ -336,11 +373,20 @@ train_stage() {
     return 0
   fi
   hold "$out"
-  skip_done "$out/.done" && return 0
-  # A forced redo starts from scratch: training would otherwise resume from the old checkpoints.
+  stamp="config=$(file_stamp "$config") data=$dumps valid=${dev_set:+$dumpdir/$dev_set} init=$init"
+  stamp+=" pairs=$pairs opts=$train_opts"
+  redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
+  # A forced redo starts from scratch (training would otherwise resume from the old checkpoints).
+  # The model it replaces is kept aside until the new one is trained: a typo in the options must
+  # not cost a trained model. After a failed redo, what it left is removed, the model is kept.
   if $force && [ -d "$out" ]; then
-    log "--force true: removing $out"
-    rm -rf "$out"
+    if [ -d "$out.replaced" ]; then
+      log "--force true: removing $out (left by a failed redo; the model before it is in $out.replaced)"
+      rm -rf "$out"
+    else
+      log "--force true: moving $out aside to $out.replaced until the new model is trained"
+      mv "$out" "$out.replaced"
+    fi
   fi
   for set in ${stage_sets[$n]} $dev_set; do need "$dumpdir/$set/.done" 2; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
@@ -353,13 +399,15 @@ train_stage() {
   $train_cmd --gpu "$ngpu" --num_nodes "$num_nodes" "$out/log/train.log" \
     "${train_launcher[@]}" -m diffa.bin.train "$config" --output_folder "$out" --train_data "$dumps" \
     ${dev_set:+--valid_data "$dumpdir/$dev_set"} ${init:+--init_from "$init"} "${extra[@]}" $train_opts ||
-    die "stage $n (${stage_names[$n]}) failed: see $out/log/train.log"
-  touch "$out/.done"
+    die "stage $n (${stage_names[$n]}) failed: see $out/log/train.log" \
+      "${force:+$([ -d "$out.replaced" ] && echo "(the model trained before is in $out.replaced)")}"
+  mark_done "$stamp" "$out/.done"
+  rm -rf "$out.replaced"
 }
 
 # The decoding directory of test set $1.
 decode_dir() {
-  echo "$expdir/$(basename "$final_model")/$decode_tag/$1"
+  echo "$expdir/$final_name/$decode_tag/$1"
 }
 
 SECONDS=0
@@ -370,7 +418,7 @@ if in_range 1; then
   hold "$datadir"
   markers=()
   for set in $all_sets; do markers+=("$datadir/$set/.validated"); done
-  if ! skip_done "${markers[@]}"; then
+  if ! skip_done "" "${markers[@]}"; then
     [ -x local/data.sh ] || die "local/data.sh is missing or not executable: the recipe provides it"
     # shellcheck disable=SC2086
     local/data.sh --datadir "$datadir" $local_data_opts ||
@@ -388,7 +436,7 @@ fi
 # features are extracted once.
 extracted=" "
 stage2_set() {
-  local set=$1 other=""
+  local set=$1 other="" stamp
   case "$extracted" in *" $set "*) return ;; esac
   extracted+="$set "
   [ ! -L "$datadir/$set" ] || other=$(readlink "$datadir/$set")
@@ -403,10 +451,11 @@ stage2_set() {
   log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
   hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
-  skip_done "$dumpdir/$set/.done" && return
+  stamp="n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts"
+  skip_done "$stamp" "$dumpdir/$set/.done" && return
   need "$datadir/$set/wav.scp" 1
   extract_feats "$datadir/$set" "$dumpdir/$set"
-  touch "$dumpdir/$set/.done"
+  mark_done "$stamp" "$dumpdir/$set/.done"
 }
 
 if in_range 2; then
@@ -443,7 +492,8 @@ if in_range 6; then
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
-  elif hold "$pairs_dir" && ! skip_done "$pairs_dir/.done"; then
+  elif hold "$pairs_dir" && stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts" &&
+    ! skip_done "$stamp" "$pairs_dir/.done"; then
     for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
     gpu=0
     if $sampling; then
@@ -456,7 +506,7 @@ if in_range 6; then
       $python -m diffa.bin.make_pairs --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" \
       --modes "$pairs_modes" "${sample_opts[@]}" $pairs_opts ||
       die "stage 6 (${stage_names[6]}) failed: see $pairs_dir/log/make_pairs.log"
-    touch "$pairs_dir/.done"
+    mark_done "$stamp" "$pairs_dir/.done"
   fi
 fi
 
@@ -469,7 +519,8 @@ if in_range 8; then
     dir=$(decode_dir "$set")
     log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
     hold "$dir"
-    skip_done "$dir/.done" && continue
+    stamp="model=$final_model config=$(file_stamp "$decode_config") opts=$decode_opts"
+    redo_hint="--tag <name> to decode into decode_<name>" skip_done "$stamp" "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
     [ -e "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) for it:" \
@@ -485,7 +536,7 @@ if in_range 8; then
       --feats_dir "$dumpdir/$set" --out "$dir/results.JOB.jsonl" $decode_opts ||
       die "decoding $set failed (logs: $dir/log/decode.*.log)"
     concat_jobs "$dir" results "$njobs" .jsonl "$dir/results.jsonl"
-    touch "$dir/.done"
+    mark_done "$stamp" "$dir/.done"
   done
 fi
 
@@ -494,33 +545,37 @@ if in_range 9; then
     dir=$(decode_dir "$set")
     log "Stage 9: ${stage_names[9]}: $dir/results.jsonl + $datadir/$set -> $dir/score"
     hold "$dir"
-    skip_done "$dir/score/.done" && continue
+    stamp="opts=$score_opts"
+    skip_done "$stamp" "$dir/score/.done" && continue
     need "$dir/.done" 8
     mkdir -p "$dir/score"
     # shellcheck disable=SC2086
     $python -m diffa.bin.score --results "$dir/results.jsonl" --data_dir "$datadir/$set" \
       --out_dir "$dir/score" $score_opts || die "scoring $dir failed"
-    touch "$dir/score/.done"
+    mark_done "$stamp" "$dir/score/.done"
   done
 fi
 
 if in_range 10; then
-  out=$expdir/export/$(basename "$final_model")
+  out=$expdir/export/$final_name
   log "Stage 10: ${stage_names[10]}: $final_model -> $out"
   hold "$out"
-  if ! skip_done "$out/.done"; then
+  stamp="model=$final_model opts=$export_opts"
+  if ! skip_done "$stamp" "$out/.done"; then
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     mkdir -p "$out"
     # shellcheck disable=SC2086
     $python -m diffa.bin.export --model_dir "$final_model" --out_dir "$out" $export_opts ||
       die "export of $final_model failed"
-    touch "$out/.done"
+    mark_done "$stamp" "$out/.done"
   fi
 fi
 
-if in_range 9 && [ -x local/score.sh ]; then
+if in_range 9 && [ -x local/score.sh ] && ! $ran; then
+  log "every stage was done already: local/score.sh is not run (--stage 9 --force true runs it)"
+elif in_range 9 && [ -x local/score.sh ]; then
   # Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md.
-  local/score.sh --decode_dir "$expdir/$(basename "$final_model")/$decode_tag" --model_dir "$final_model" \
+  local/score.sh --decode_dir "$expdir/$final_name/$decode_tag" --model_dir "$final_model" \
     --stage "$stage" --elapsed "$SECONDS" || die "local/score.sh failed"
 fi
 

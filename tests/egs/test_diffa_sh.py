@@ -349,7 +349,7 @@ def rerun_stage2_after_its_jobs(rec, *args):
     """Stages 1-2, then stage 2 again with ``args`` as if the first run had stopped after its jobs."""
     assert engine(rec, "--stop_stage", "2").returncode == 0
     (rec / "dump" / "train" / ".done").unlink()
-    result = engine(rec, "--stage", "2", "--stop_stage", "2", *args)
+    result = engine(rec, "--stage", "2", "--stop_stage", "2", "--dev_set", "", "--test_sets", "", *args)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -513,9 +513,71 @@ def test_forced_training_stage_starts_from_scratch(recipe):
     stale.mkdir(parents=True)  # a checkpoint the redo would otherwise resume from
     forced = engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic"))
     assert forced.returncode == 0, forced.stderr
-    assert "--force true: removing exp/stage1_semantic" in forced.stdout
+    assert "--force true: moving exp/stage1_semantic aside to exp/stage1_semantic.replaced" in forced.stdout
     assert not stale.exists() and (rec / "exp" / "stage1_semantic" / ".done").exists()
+    assert not (rec / "exp" / "stage1_semantic.replaced").exists()  # removed once the new model is trained
     assert [c[0] for c in calls(rec)].count("train") == 2
+
+
+def test_a_failed_forced_redo_keeps_the_model_it_would_replace(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "3", *configs("semantic")).returncode == 0
+    model = rec / "exp" / "stage1_semantic"
+    (model / "final").mkdir()  # the trained model
+    for attempt in (1, 2):  # e.g. a typo in --train_opts, twice
+        failed = engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic"),
+                        env={"DIFFA_FAKE_FAIL": "train"})
+        assert failed.returncode == 1
+        assert "(the model trained before is in exp/stage1_semantic.replaced)" in failed.stderr
+        assert (rec / "exp" / "stage1_semantic.replaced" / "final").is_dir() and not (model / ".done").exists()
+    assert engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic")).returncode == 0
+    assert (model / ".done").exists() and not (rec / "exp" / "stage1_semantic.replaced").exists()
+
+
+def test_outputs_made_with_other_settings_are_not_taken_as_done(recipe):
+    rec = recipe()
+    decode = ["--stage", "8", "--stop_stage", "8", "--model_dir", "model", *configs("decode")]
+    (rec / "model").mkdir()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    assert engine(rec, *decode).returncode == 0
+    assert "already done" in engine(rec, *decode).stdout  # the same settings: skipped
+    other = engine(rec, *decode, "--decode_opts", "--steps 8")
+    assert other.returncode == 1
+    assert ("exp/model/decode_decode/test was made with other settings than this run's, so it is not this run's "
+            "output:\n  then: model=model config=conf/decode.yaml (cksum ") in other.stderr
+    assert "opts=\n  now:  model=model config=conf/decode.yaml" in other.stderr and "opts=--steps 8\n" in other.stderr
+    assert "Pass --force true to redo it, or --tag <name> to decode into decode_<name>." in other.stderr
+    tagged = engine(rec, *decode, "--decode_opts", "--steps 8", "--tag", "steps8")
+    assert tagged.returncode == 0 and (rec / "exp" / "model" / "decode_steps8" / "test" / ".done").exists()
+    (rec / "conf" / "decode.yaml").write_text("steps: 4\n")  # an edited config counts too
+    assert "was made with other settings" in engine(rec, *decode).stderr
+    trained = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
+    assert trained.returncode == 0
+    retrain = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--train_opts", "--lr 1")
+    assert retrain.returncode == 1 and "Pass --force true to redo it, or another --expdir." in retrain.stderr
+
+
+@pytest.mark.parametrize("model, name", [("exp/export/m", "export_m"), ("exp/m/final", "m"), ("elsewhere/m/", "m")])
+def test_decoding_directory_is_named_by_the_model_path(recipe, model, name):
+    rec = recipe()
+    (rec / model).mkdir(parents=True)
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--model_dir", model, *configs("decode"))
+    assert result.returncode == 0, result.stderr
+    assert (rec / "exp" / name / "decode_decode" / "test" / ".done").exists()
+
+
+def test_the_summary_hook_runs_only_when_a_stage_ran(recipe):
+    rec = recipe()
+    (rec / "model").mkdir()
+    hook = rec / "local" / "score.sh"
+    hook.write_text("#!/usr/bin/env bash\necho \"$@\" >> hook_calls\n")
+    hook.chmod(0o755)
+    decode = ["--stop_stage", "9", "--model_dir", "model", *configs("decode")]
+    assert engine(rec, *decode).returncode == 0
+    again = engine(rec, *decode)  # nothing to do: the summary of the first run stays
+    assert "every stage was done already: local/score.sh is not run" in again.stdout
+    assert len((rec / "hook_calls").read_text().splitlines()) == 1
 
 
 def test_a_directory_another_run_writes_is_refused(recipe):
