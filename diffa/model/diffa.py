@@ -146,7 +146,8 @@ def check_frozen_links(path: Path) -> None:
     """
     dangling = [path / p for p in ("encoder", "llm") if (path / p).is_symlink() and not (path / p).exists()]
     if dangling:
-        links = "; ".join(f"{link} is a link to {os.readlink(link)}, which does not exist" for link in dangling)
+        links = "; ".join(f"{link} is a link to {os.path.abspath(os.path.join(link.parent, os.readlink(link)))}, "
+                          "which does not exist" for link in dangling)
         raise FileNotFoundError(
             f"{links} (moved or deleted?): put the directory back or point the link at its new place "
             "(ln -sfn NEW LINK), then make a self-contained copy with python -m diffa.bin.export"
@@ -330,8 +331,8 @@ class DIFFA(torch.nn.Module):
                 source = source.resolve()
                 if source.is_relative_to(replacing):
                     shutil.copytree(source, tmp / part)
-                else:
-                    (tmp / part).symlink_to(source, target_is_directory=True)
+                else:  # relative: a recipe directory moved or mounted elsewhere keeps its models
+                    (tmp / part).symlink_to(os.path.relpath(source, replacing), target_is_directory=True)
             else:
                 write(tmp / part)
         tokenizer = self.sources.get("tokenizer")
