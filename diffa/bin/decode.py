@@ -161,6 +161,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, OSError) as err:
         print(f"ERROR: decoding {tasks_path}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what was decoded is in the results file already
+        print(f"\ninterrupted: {args.out} keeps the batches decoded so far; the same command resumes", file=sys.stderr)
+        return 130
     n_failed = sum(bool(row.get("failed")) for row in rows)
     line = f"{args.out}: {len(rows)} examples, {n_failed} failed"
     if stats is not None and stats.decoded:

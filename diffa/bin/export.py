@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from diffa.bin._cli import entry_point_parser, error_status, exit_on_sigterm
@@ -34,13 +35,36 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_dir(model_dir: Path, out_dir: str) -> None:
+    """Refuse an output directory that is the model, lies inside it or holds it: the export
+    replaces its output directory as a whole.
+
+    Example
+    -------
+    >>> check_out_dir(Path("exp/stage3_sft/final"), "exp/export/stage3_sft")
+    >>> check_out_dir(Path("exp/stage3_sft/final"), "exp/stage3_sft")
+    Traceback (most recent call last):
+     ...
+    ValueError: --out_dir exp/stage3_sft would replace the model exp/stage3_sft/final (holds it): export to a directory of its own, e.g. exp/export/stage3_sft
+    """
+    source, target = model_dir.resolve(), Path(out_dir).resolve()
+    relation = ("is it" if target == source else "holds it" if target in source.parents
+                else "lies inside it" if source in target.parents else None)
+    if relation:
+        name = (source.parent if source.name == "final" else source).name
+        raise ValueError(f"--out_dir {out_dir} would replace the model {model_dir} ({relation}): export to a "
+                         f"directory of its own, e.g. exp/export/{name}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def work():
-        model = DIFFA.from_pretrained(require_model_dir(args.model_dir))
+        source = require_model_dir(args.model_dir)
+        check_out_dir(source, args.out_dir)
+        model = DIFFA.from_pretrained(source)
         model.save_pretrained(args.out_dir, merge=True, link_frozen=False)
         print(f"exported {args.model_dir} -> {args.out_dir} (LoRA merged, no links)")
 

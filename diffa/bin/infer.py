@@ -62,6 +62,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     print(out.text)
+    if not out.text.strip():
+        logging.getLogger("diffa.bin.infer").warning(
+            "the answer is empty%s: decode with the recipe's settings (its conf/decode*.yaml as the config, "
+            "and --task) or a --gen_length that fits the answer", "" if args.config or args.config_flag else
+            " with the built-in decoding settings")
     if args.verbose == "true":
         print(f"# nfe {out.nfe}, {out.seconds:.2f} s", file=sys.stderr)
     return 0

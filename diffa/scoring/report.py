@@ -137,8 +137,8 @@ def collect_entries(decode_dirs: Sequence[str]) -> List[ResultsEntry]:
     Returns
     -------
     list of ResultsEntry
-        In the order given, sets sorted by path. Raises ValueError when a directory holds no
-        scores.json (score it first: stage 9).
+        In the order given, sets sorted by path. A directory without scores.json is left out with a
+        warning; ValueError when none has one (score them first: stage 9).
 
     Example
     -------
@@ -156,9 +156,9 @@ def collect_entries(decode_dirs: Sequence[str]) -> List[ResultsEntry]:
         root = Path(decode_dir)
         found = sorted({p for pattern in ("scores.json", "score/scores.json", "*/scores.json", "*/score/scores.json")
                         for p in root.glob(pattern)})
-        if not found:
-            raise ValueError(f"{decode_dir}: no scores.json (looked in <set>/ and <set>/score/); "
-                             "score the decoding results first (stage 9, python -m diffa.bin.score)")
+        if not found:  # e.g. a decoding that failed or was never scored: the others still make a table
+            logger.warning("%s: no scores.json (looked in <set>/ and <set>/score/): left out; score its results "
+                           "first (stage 9, python -m diffa.bin.score)", decode_dir)
         for path in found:
             scores = read_json_object(path, "re-run scoring for this set (stage 9)")
             settings = dict(_find_settings(path.parent, root))
@@ -169,6 +169,9 @@ def collect_entries(decode_dirs: Sequence[str]) -> List[ResultsEntry]:
             versions = settings.pop("versions", environment.get("versions", {}))
             decode = " ".join(_flatten(settings)) or root.resolve().name
             entries.append(ResultsEntry(str(path), scores, model, decode, git, versions))
+    if not entries:
+        raise ValueError(f"no scores.json in {', '.join(decode_dirs)} (looked in <set>/ and <set>/score/); "
+                         "score the decoding results first (stage 9, python -m diffa.bin.score)")
     return entries
 
 

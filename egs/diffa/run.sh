@@ -5,6 +5,7 @@
 #   ./run.sh --local_data_opts "--corpora_root /corpora" --stop_stage 2 --nj 32
 #   ./run.sh --stage 8 --test_sets mmsu --decode_config conf/decode_mmsu.yaml
 set -euo pipefail
+[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./run.sh" >&2; exit 1; }
 
 ./diffa.sh \
   --semantic_train_sets train_asr \

@@ -10,6 +10,7 @@
 #   ./run.sh --stage 2 --stop_stage 2 --test_sets "test_clean test_other"   # their features, then
 #   ./run.sh --stage 8 --test_sets "test_clean test_other" --decode_config conf/decode_asr.yaml
 set -euo pipefail
+[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./run.sh" >&2; exit 1; }
 
 ./diffa.sh \
   --semantic_train_sets train_asr \

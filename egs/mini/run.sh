@@ -4,6 +4,7 @@
 #   ./run.sh                          # stages 1-10
 #   ./run.sh --stage 2 --stop_stage 2 # one stage; ./run.sh --help lists every option
 set -euo pipefail
+[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./run.sh" >&2; exit 1; }
 # Tiny models: one thread per process is as fast as two on an idle machine, and far faster than two
 # when another process holds a core (OpenMP threads then wait on each other).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -75,7 +75,8 @@ def test_settings_json(toy, reference):
     assert "batch_size" not in settings and {"git", "versions"} <= set(settings)
 
 
-def test_killed_run_resumes_to_the_same_results(toy, reference, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_same_results(toy, reference, tmp_path, sig):
     out = tmp_path / "results.jsonl"
     partial = Path(f"{out}.partial")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -87,9 +88,14 @@ def test_killed_run_resumes_to_the_same_results(toy, reference, tmp_path):
         if partial.exists() and partial.read_text().count("\n") >= 3:
             break
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     stderr = proc.communicate()[1].decode()
-    assert proc.returncode == -signal.SIGKILL, f"decode ended before it could be killed: {stderr[-2000:]}"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, f"decode ended before it could be killed: {stderr[-2000:]}"
+    else:  # Ctrl-C: one line, no traceback
+        assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+        assert stderr.endswith("interrupted: " + str(out) + " keeps the batches decoded so far; the same command "
+                               "resumes\n")
     assert not out.exists()
     written = partial.read_text().count("\n")
     assert 3 <= written < len(toy.tasks)

@@ -28,6 +28,15 @@ def test_export_is_self_contained(tmp_path):
         torch.testing.assert_close(exported(feats, lens, ids, pos), model(feats, lens, ids, pos), atol=1e-4, rtol=1e-4)
 
 
+def test_an_output_directory_that_would_replace_the_model_is_refused(tmp_path, capsys):
+    DIFFA(tiny_config()).save_pretrained(tmp_path / "exp" / "final")
+    before = sorted(os.listdir(tmp_path / "exp" / "final"))
+    for out in ("exp/final", "exp", "exp/final/merged"):
+        assert main(["--model_dir", str(tmp_path / "exp"), "--out_dir", str(tmp_path / out)]) == 1
+        assert "would replace the model" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "exp" / "final")) == before
+
+
 def test_a_missing_model_is_one_error_line(tmp_path, capsys):
     assert main(["--model_dir", str(tmp_path / "nomodel"), "--out_dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ import torch
 
 from diffa.bin.infer import main
 from diffa.decode.config import DecodeConfig
-from diffa.decode.infer import answer
+from diffa.decode.infer import Answer, answer
 from diffa.decode.loading import load_for_decoding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,6 +30,14 @@ def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
     expected = answer(model, tok, stereo_wav, "What do you hear?", config=DecodeConfig(gen_length=8, block_length=8, steps=8))
     assert captured.out == expected.text + "\n"
     assert f"# nfe {expected.nfe}," in captured.err
+
+
+def test_an_empty_answer_says_how_to_decode_with_the_recipes_settings(toy, stereo_wav, monkeypatch, caplog):
+    import diffa.bin.infer as infer
+
+    monkeypatch.setattr(infer, "answer", lambda *args, **kwargs: Answer("", 128, 0.1))
+    assert main(["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--device", "cpu"]) == 0
+    assert "the answer is empty with the built-in decoding settings: decode with the recipe's settings" in caplog.text
 
 
 def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog):

@@ -83,6 +83,10 @@ def test_write_results_md(tmp_path, capsys):
     assert "| exp/stage3_sft | steps=8 | 0.00 | 100.00 | 100.00 | 0.00 | 0.00 | 0.00 | 100.00 | 4 | 0 | 0 | 0 |" in text
     assert main(["--write_results_md", str(results_md), "--decode_dirs", str(tmp_path / "nowhere")]) == 1
     assert "no scores.json" in capsys.readouterr().err
+    # a directory never scored among scored ones is left out, not the end of the table
+    assert main(["--write_results_md", str(results_md), "--decode_dirs", str(tmp_path / "nowhere"),
+                 str(decode.parent)]) == 0
+    assert "1 scored sets from 2 decode directories" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -150,6 +150,15 @@ def test_unknown_option_lists_valid_ones():
         assert f" {option} " in result.stderr
 
 
+@pytest.mark.parametrize("recipe_name", ["mini", "diffa", "diffa2"])
+@pytest.mark.parametrize("script", ["run.sh", "decode.sh"])
+def test_recipe_scripts_run_elsewhere_say_where_to_run_them(recipe_name, script, tmp_path):
+    path = REPO / "egs" / recipe_name / script
+    result = subprocess.run([str(path), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"{path}: run it from its recipe directory: cd {path.parent} && ./{script}\n"
+
+
 def test_help_lists_stages_and_options():
     result = subprocess.run(["./run.sh", "--help"], cwd=REPO / "egs" / "diffa2",
                             capture_output=True, text=True)
