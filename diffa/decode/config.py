@@ -207,7 +207,9 @@ class DecodeConfig:
         path : str
             The YAML file.
         overrides : mapping, optional
-            Keys replacing the file's values.
+            Keys replacing the file's values; ``task_overrides`` is merged task by task and key by
+            key (``{mcq: {steps: 8}}`` keeps the file's ASR settings). Errors then name the
+            command line too.
 
         Returns
         -------
@@ -221,6 +223,9 @@ class DecodeConfig:
         >>> cfg = DecodeConfig.from_yaml(path, {"factor": None, "steps": 8})
         >>> cfg.factor, cfg.steps
         (None, 8)
+        >>> _ = open(path, "a").write("task_overrides: {asr: {gen_length: 64, block_length: 64, steps: 64}}\\n")
+        >>> DecodeConfig.from_yaml(path, {"task_overrides": {"mcq": {"steps": 8}}}).task_overrides
+        {'asr': {'gen_length': 64, 'block_length': 64, 'steps': 64}, 'mcq': {'steps': 8}}
         """
         from hyperpyyaml import load_hyperpyyaml
 
@@ -228,10 +233,15 @@ class DecodeConfig:
             with open(path, encoding="utf-8") as f:
                 values = load_hyperpyyaml(f) or {}
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such decode config; see egs/*/conf/decode_*.yaml") from None
+            raise FileNotFoundError(f"{path}: no such decode config; a recipe's are its conf/decode*.yaml") from None
         if not isinstance(values, Mapping):
             raise ValueError(f"{path}: expected a mapping of decode settings")
-        return cls.from_dict({**values, **(overrides or {})}, where=path)
+        merged = {**values, **(overrides or {})}
+        file_tasks, flag_tasks = values.get("task_overrides"), (overrides or {}).get("task_overrides")
+        if isinstance(file_tasks, Mapping) and isinstance(flag_tasks, Mapping):
+            merged["task_overrides"] = {task: {**(file_tasks.get(task) or {}), **(flag_tasks.get(task) or {})}
+                                        for task in [*file_tasks, *(t for t in flag_tasks if t not in file_tasks)]}
+        return cls.from_dict(merged, where=f"{path} and the command line" if overrides else path)
 
 
 def _check_type(where: str, key: str, value: Any, kind: type) -> None:
@@ -274,6 +284,10 @@ def _optional_float(text: str) -> Optional[float]:
 
 def _optional_int(text: str) -> Optional[int]:
     return None if text.lower() in ("none", "null") else int(text)
+
+
+# argparse names the type in its error ("invalid <name> value: 'x'")
+_optional_float.__name__, _optional_int.__name__ = "number (or none)", "integer (or none)"
 
 
 def _optional_str(text: str) -> Optional[str]:

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from diffa.decode.config import DecodeConfig, add_config_arguments, config_overrides
+from diffa.decode.config import DecodeConfig, add_config_arguments, config_from_args, config_overrides
 
 
 def write(tmp_path, text):
@@ -78,3 +78,17 @@ def test_recipe_configs_hold_the_released_settings(path, task, gen, block, steps
     # the authors' inference passes "You are a helpful voice assistant." (DIFFA-2's src/utils.py
     # generate_response, DIFFA's inference_stage2_*.py), DIFFA-2's longer training prompt included
     assert cfg.system_prompt is None
+
+
+def test_command_line_values_and_errors_name_their_source(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--factor", "high"])
+    assert "argument --factor: invalid number (or none) value: 'high'" in capsys.readouterr().err
+    path = tmp_path / "decode.yaml"
+    path.write_text("task_overrides: {asr: {gen_length: 64, block_length: 64, steps: 64}}\n")
+    with pytest.raises(ValueError, match=r"decode.yaml and the command line: task_overrides.mcq: unknown keys \['step'\]"):
+        config_from_args(parser.parse_args(["--task_overrides", "{mcq: {step: 8}}"]), str(path))
+    merged = config_from_args(parser.parse_args(["--task_overrides", "{mcq: {steps: 8}, asr: {steps: 32}}"]), str(path))
+    assert merged.task_overrides == {"asr": {"gen_length": 64, "block_length": 64, "steps": 32}, "mcq": {"steps": 8}}
