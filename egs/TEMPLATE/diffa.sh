@@ -77,7 +77,7 @@ tag=""                   # decoding directory name: decode_<tag> (default: the d
 score_opts=""            # extra options for diffa.bin.score
 export_opts=""           # extra options for diffa.bin.export
 help_message=$(sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0")
-_command_line="$0 $*"
+_command_line="$0$(printf ' %q' "$@")"  # quoted: the log's copy can be pasted back
 
 log() {
   echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"
