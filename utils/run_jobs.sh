@@ -194,7 +194,9 @@ case "$backend" in
         if [ -n "$group" ]; then kill -- "-$pid" 2>/dev/null; else kill "$pid" 2>/dev/null; fi
       done
       trap - "$1"
-      wait # for their logs' last line (a second signal cuts this short)
+      # For their logs' last line (a second signal cuts this short). Without setsid only the jobs'
+      # shells got the signal, and they wait for their commands: no waiting then.
+      [ -z "$group" ] || wait
       echo "$me: interrupted (SIG$1): stopped the running jobs; a rerun resumes" >&2
       kill -s "$1" $$
     }

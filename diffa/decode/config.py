@@ -122,6 +122,9 @@ class DecodeConfig:
         if not isinstance(self.task_overrides, Mapping):
             raise ValueError(f"{self.where}: task_overrides must map task types to settings, got "
                              f"{type(self.task_overrides).__name__}")
+        for task, keys in self.task_overrides.items():
+            if keys is not None and not isinstance(keys, Mapping):
+                raise ValueError(f"{self.where}: task_overrides.{task} must map settings to values, got {keys!r}")
         self.task_overrides = {task: dict(keys or {}) for task, keys in self.task_overrides.items()}
         for task, keys in self.task_overrides.items():
             if task not in TASK_TYPES:
@@ -208,8 +211,8 @@ class DecodeConfig:
             The YAML file.
         overrides : mapping, optional
             Keys replacing the file's values; ``task_overrides`` is merged task by task and key by
-            key (``{mcq: {steps: 8}}`` keeps the file's ASR settings). Errors then name the
-            command line too.
+            key (``{mcq: {steps: 8}}`` keeps the file's ASR settings; ``{asr: null}`` drops
+            them). Errors then name the command line too.
 
         Returns
         -------
@@ -239,8 +242,14 @@ class DecodeConfig:
         merged = {**values, **(overrides or {})}
         file_tasks, flag_tasks = values.get("task_overrides"), (overrides or {}).get("task_overrides")
         if isinstance(file_tasks, Mapping) and isinstance(flag_tasks, Mapping):
-            merged["task_overrides"] = {task: {**(file_tasks.get(task) or {}), **(flag_tasks.get(task) or {})}
-                                        for task in [*file_tasks, *(t for t in flag_tasks if t not in file_tasks)]}
+            merged["task_overrides"] = tasks = dict(file_tasks)
+            for task, keys in flag_tasks.items():
+                if keys is None:  # {asr: null}: the file's settings for asr are dropped
+                    tasks.pop(task, None)
+                elif isinstance(keys, Mapping) and isinstance(tasks.get(task), Mapping):
+                    tasks[task] = {**tasks[task], **keys}
+                else:
+                    tasks[task] = keys  # checked by DecodeConfig
         return cls.from_dict(merged, where=f"{path} and the command line" if overrides else path)
 
 

@@ -91,6 +91,24 @@ def resolve_model_dir(path: PathLike) -> Path:
     return path
 
 
+def _link_target(source: Path, model_dir: Path) -> str:
+    """What a saved model's link to a frozen part says: ``source`` relative to ``model_dir`` when it
+    lies in the same experiment tree (at most three levels up: exp/<stage>/final/encoder ->
+    ../../pretrained/whisper), so a recipe directory moved or mounted elsewhere keeps its models;
+    else the absolute path (a shared /data/models/whisper-large-v3 stays found when the recipe
+    moves).
+
+    Example
+    -------
+    >>> _link_target(Path("/r/exp/pretrained/whisper"), Path("/r/exp/stage4_vrpo/final"))
+    '../../pretrained/whisper'
+    >>> _link_target(Path("/data/models/llada"), Path("/home/u/egs/diffa2/exp/stage4_vrpo/final"))
+    '/data/models/llada'
+    """
+    relative = os.path.relpath(source, model_dir)
+    return relative if Path(relative).parts[:4].count("..") < 4 else str(source)
+
+
 def _remove(path: Path) -> None:
     """Delete ``path`` if it is there: a link itself (not its target), a directory with its content.
 
@@ -146,7 +164,7 @@ def check_frozen_links(path: Path) -> None:
     """
     dangling = [path / p for p in ("encoder", "llm") if (path / p).is_symlink() and not (path / p).exists()]
     if dangling:
-        links = "; ".join(f"{link} is a link to {os.path.abspath(os.path.join(link.parent, os.readlink(link)))}, "
+        links = "; ".join(f"{link} is a link to {os.path.normpath(link.parent.resolve() / os.readlink(link))}, "
                           "which does not exist" for link in dangling)
         raise FileNotFoundError(
             f"{links} (moved or deleted?): put the directory back or point the link at its new place "
@@ -331,8 +349,8 @@ class DIFFA(torch.nn.Module):
                 source = source.resolve()
                 if source.is_relative_to(replacing):
                     shutil.copytree(source, tmp / part)
-                else:  # relative: a recipe directory moved or mounted elsewhere keeps its models
-                    (tmp / part).symlink_to(os.path.relpath(source, replacing), target_is_directory=True)
+                else:
+                    (tmp / part).symlink_to(_link_target(source, replacing), target_is_directory=True)
             else:
                 write(tmp / part)
         tokenizer = self.sources.get("tokenizer")

@@ -138,8 +138,8 @@ class ModelSampler:
                 chunk = todo[start:start + self.batch_size]
                 # a row that does not fit on the GPU even alone gets no samples, hence no pair
                 sampled = in_halves_on_oom(sample, chunk, lambda row: {"id": row["id"], "samples": []})
-                if self.cache:
-                    self.cache.append(sampled)
+                if self.cache:  # not the rows that did not fit: a resumed run (a bigger GPU?) tries again
+                    self.cache.append([r for r in sampled if r["samples"]])
                 stored.update((r["id"], r) for r in sampled)
                 bar.update(len(chunk))
         finally:

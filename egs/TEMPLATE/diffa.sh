@@ -88,9 +88,19 @@ die() {
   exit 1
 }
 
+# A path as names and stamps compare it: without ./ in front, / at the end or this directory's
+# own absolute prefix.
+normal_path() {
+  local path=${1#"$PWD"/}
+  while [[ $path == ./* ]]; do path=${path#./}; done
+  while [[ $path == */ && $path != / ]]; do path=${path%/}; done
+  echo "$path"
+}
+
 # The repository's utils/ (through the recipe's symlink to this file), so --help works anywhere.
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument(s) '$*': diffa.sh takes only options (see --help)"
+expdir=$(normal_path "$expdir")
 for file in path.sh cmd.sh local; do
   [ -e "$file" ] || die "no $file here: run diffa.sh from a recipe directory (egs/<recipe>)"
 done
@@ -234,16 +244,27 @@ file_stamp() {
 # removal of <dir> keeps). A second run that would write the same directory at the same time
 # (./run.sh started twice; decode.sh of the model run.sh is decoding) stops at once, naming the
 # run that holds it, instead of mixing its files with that run's. Without flock, nothing is locked.
+# A place where no lock can be taken (read-only, or a file system without flock support) is used
+# unlocked, with a warning.
 held=""
 hold() {
-  local lock
+  local lock status=0
   lock=$(dirname "$1")/.$(basename "$1").lock
   [ -z "$held" ] || exec {held}>&-
   held=""
   command -v flock >/dev/null || return 0
-  mkdir -p "$(dirname "$1")"
-  exec {held}>>"$lock" || die "cannot open $lock"
-  flock -n "$held" || die "$1 is being written by another run ($(cat "$lock")): let it end, or stop it, first"
+  if ! mkdir -p "$(dirname "$1")" 2>/dev/null || ! true 2>/dev/null >>"$lock"; then
+    log "warning: cannot write $lock: $1 is not locked against other runs"
+    return 0
+  fi
+  exec {held}>>"$lock"
+  flock -n -E 75 "$held" || status=$?
+  if [ "$status" -eq 75 ]; then
+    die "$1 is being written by another run ($(cat "$lock")): let it end, or stop it, first"
+  elif [ "$status" -ne 0 ]; then
+    log "warning: flock failed on $lock (exit $status; a file system without locks?): $1 is not locked"
+    return 0
+  fi
   echo "pid $$ on ${HOSTNAME:-$(uname -n)} since $(date '+%Y-%m-%dT%H:%M:%S'): $_command_line" >"$lock"
 }
 
@@ -251,7 +272,7 @@ hold() {
 final_stage=$(previous_model_stage 8)
 final_model=""
 if [ -n "$model_dir" ]; then
-  final_model=${model_dir%/}
+  final_model=$(normal_path "$model_dir")
   final_stage=""
 elif [ -n "$final_stage" ]; then
   final_model=${stage_exp[$final_stage]}
@@ -261,10 +282,9 @@ decode_tag=decode_${tag:-$(basename "${decode_config%.*}")}
 # $expdir with "/" written "_" and without a last /final (exp/stage4_vrpo: stage4_vrpo;
 # exp/export/stage4_vrpo: export_stage4_vrpo; exp/stage3_sft/final: stage3_sft); a model outside
 # $expdir: its folder's name.
-final_name=${final_model%/}
-final_name=${final_name%/final}
+final_name=${final_model%/final}
 case "$final_name" in
-  "${expdir%/}"/*) final_name=${final_name#"${expdir%/}"/} && final_name=${final_name//\//_} ;;
+  "$expdir"/*) final_name=${final_name#"$expdir"/} && final_name=${final_name//\//_} ;;
   *) final_name=$(basename "$final_name") ;;
 esac
 
@@ -375,10 +395,9 @@ train_stage() {
   hold "$out"
   stamp="config=$(file_stamp "$config") data=$dumps valid=${dev_set:+$dumpdir/$dev_set} init=$init"
   stamp+=" pairs=$pairs opts=$train_opts"
-  redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
   # A forced redo starts from scratch (training would otherwise resume from the old checkpoints).
-  # The model it replaces is kept aside until the new one is trained: a typo in the options must
-  # not cost a trained model. After a failed redo, what it left is removed, the model is kept.
+  # The model it replaces, .done and all, is kept aside until the new one is trained: a typo in
+  # the options must not cost a trained model. After a failed redo, what it left is removed.
   if $force && [ -d "$out" ]; then
     if [ -d "$out.replaced" ]; then
       log "--force true: removing $out (left by a failed redo; the model before it is in $out.replaced)"
@@ -388,6 +407,7 @@ train_stage() {
       mv "$out" "$out.replaced"
     fi
   fi
+  redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
   for set in ${stage_sets[$n]} $dev_set; do need "$dumpdir/$set/.done" 2; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then
@@ -400,7 +420,7 @@ train_stage() {
     "${train_launcher[@]}" -m diffa.bin.train "$config" --output_folder "$out" --train_data "$dumps" \
     ${dev_set:+--valid_data "$dumpdir/$dev_set"} ${init:+--init_from "$init"} "${extra[@]}" $train_opts ||
     die "stage $n (${stage_names[$n]}) failed: see $out/log/train.log" \
-      "${force:+$([ -d "$out.replaced" ] && echo "(the model trained before is in $out.replaced)")}"
+      "$([ -d "$out.replaced" ] && echo "(the model trained before is in $out.replaced)")"
   mark_done "$stamp" "$out/.done"
   rm -rf "$out.replaced"
 }
@@ -519,14 +539,14 @@ if in_range 8; then
     dir=$(decode_dir "$set")
     log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
     hold "$dir"
-    stamp="model=$final_model config=$(file_stamp "$decode_config") opts=$decode_opts"
+    stamp="model=${final_model%/final} config=$(file_stamp "$decode_config") opts=$decode_opts"
     redo_hint="--tag <name> to decode into decode_<name>" skip_done "$stamp" "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
     [ -e "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) for it:" \
       "./run.sh --stage 2 --stop_stage 2 --test_sets $set (sets already extracted are skipped)"
     njobs=$(jobs_for "$datadir/$set")
-    fresh_jobs "$dir" "$njobs" 'results.*.jsonl' 'results.*.jsonl.partial'
+    fresh_jobs "$dir" "$njobs $stamp" 'results.*.jsonl' 'results.*.jsonl.partial'
     rm -f "$dir/results.jsonl"  # an earlier run's, remade from the jobs' files at the end
     $python utils/split_data.py "$datadir/$set" "$njobs"
     # shellcheck disable=SC2086
@@ -560,7 +580,7 @@ if in_range 10; then
   out=$expdir/export/$final_name
   log "Stage 10: ${stage_names[10]}: $final_model -> $out"
   hold "$out"
-  stamp="model=$final_model opts=$export_opts"
+  stamp="model=${final_model%/final} opts=$export_opts"
   if ! skip_done "$stamp" "$out/.done"; then
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     mkdir -p "$out"
@@ -571,12 +591,16 @@ if in_range 10; then
   fi
 fi
 
-if in_range 9 && [ -x local/score.sh ] && ! $ran; then
-  log "every stage was done already: local/score.sh is not run (--stage 9 --force true runs it)"
+# Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md; again only when a
+# stage ran or its last call did not succeed (.summarised is written when it does).
+summarised=$expdir/$final_name/$decode_tag/.summarised
+if in_range 9 && [ -x local/score.sh ] && ! $ran && [ -e "$summarised" ]; then
+  log "every stage was done already: local/score.sh is not run again (delete $summarised to run it)"
 elif in_range 9 && [ -x local/score.sh ]; then
-  # Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md.
+  rm -f "$summarised"
   local/score.sh --decode_dir "$expdir/$final_name/$decode_tag" --model_dir "$final_model" \
     --stage "$stage" --elapsed "$SECONDS" || die "local/score.sh failed"
+  mkdir -p "$(dirname "$summarised")" && touch "$summarised"
 fi
 
 log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"

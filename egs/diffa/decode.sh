@@ -7,7 +7,7 @@
 #   ./decode.sh --model_dir exp/stage2_acoustic --nj 8
 #   ./decode.sh --test_sets mmsu --decode_config conf/decode_mcq.yaml --tag mmsu16   # MMSU at 16/16/16
 set -euo pipefail
-[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
+[ -x ../TEMPLATE/decode.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
 
 exec ../TEMPLATE/decode.sh \
   --groups "conf/decode_mmsu.yaml=mmsu;conf/decode_mcq.yaml=mmau_test_mini mmar;conf/decode_asr.yaml=test_clean test_other" \

@@ -8,7 +8,7 @@
 #   ./decode.sh --decode_opts "--audio_dtype same" --tag bf16   # encoder and adapters in bfloat16 too
 #     (1.4 GB less GPU memory; the default float32 audio side is the authors' inference)
 set -euo pipefail
-[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
+[ -x ../TEMPLATE/decode.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
 
 exec ../TEMPLATE/decode.sh \
   --groups "conf/decode_mcq.yaml=mmsu mmau_test_mini mmar;conf/decode_asr.yaml=test_clean test_other" \

@@ -8,7 +8,7 @@
 #   ./decode.sh --model_dir exp/stage3_sft --tag sft
 #   ./decode.sh --decode_opts "--factor none --steps 16" --tag quota   # LLaDA's quota rule instead
 set -euo pipefail
-[ -x diffa.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
+[ -x ../TEMPLATE/decode.sh ] || { echo "$0: run it from its recipe directory: cd $(dirname "$0") && ./decode.sh" >&2; exit 1; }
 
 exec ../TEMPLATE/decode.sh \
   --groups "conf/decode.yaml=test" \

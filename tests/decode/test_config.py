@@ -92,3 +92,7 @@ def test_command_line_values_and_errors_name_their_source(tmp_path, capsys):
         config_from_args(parser.parse_args(["--task_overrides", "{mcq: {step: 8}}"]), str(path))
     merged = config_from_args(parser.parse_args(["--task_overrides", "{mcq: {steps: 8}, asr: {steps: 32}}"]), str(path))
     assert merged.task_overrides == {"asr": {"gen_length": 64, "block_length": 64, "steps": 32}, "mcq": {"steps": 8}}
+    assert config_from_args(parser.parse_args(["--task_overrides", "{asr: null}"]), str(path)).task_overrides == {}
+    path.write_text("task_overrides: {asr: [1]}\n")
+    with pytest.raises(ValueError, match=r"task_overrides.asr must map settings to values, got \[1\]"):
+        config_from_args(parser.parse_args(["--task_overrides", "{mcq: {steps: 8}}"]), str(path))

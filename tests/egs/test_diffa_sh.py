@@ -538,7 +538,8 @@ def test_a_failed_forced_redo_keeps_the_model_it_would_replace(recipe):
                         env={"DIFFA_FAKE_FAIL": "train"})
         assert failed.returncode == 1
         assert "(the model trained before is in exp/stage1_semantic.replaced)" in failed.stderr
-        assert (rec / "exp" / "stage1_semantic.replaced" / "final").is_dir() and not (model / ".done").exists()
+        kept = rec / "exp" / "stage1_semantic.replaced"
+        assert (kept / "final").is_dir() and (kept / ".done").exists() and not (model / ".done").exists()
     assert engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic")).returncode == 0
     assert (model / ".done").exists() and not (rec / "exp" / "stage1_semantic.replaced").exists()
 
@@ -566,14 +567,19 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(recipe):
     assert retrain.returncode == 1 and "Pass --force true to redo it, or another --expdir." in retrain.stderr
 
 
-@pytest.mark.parametrize("model, name", [("exp/export/m", "export_m"), ("exp/m/final", "m"), ("elsewhere/m/", "m")])
+@pytest.mark.parametrize("model, name", [("exp/export/m", "export_m"), ("exp/m/final", "m"), ("elsewhere/m/", "m"),
+                                         ("./exp/export/m/", "export_m")])
 def test_decoding_directory_is_named_by_the_model_path(recipe, model, name):
     rec = recipe()
-    (rec / model).mkdir(parents=True)
+    (rec / model / "final").mkdir(parents=True)
     assert engine(rec, "--stop_stage", "2").returncode == 0
-    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--model_dir", model, *configs("decode"))
+    result = engine(rec, "--stage", "8", "--stop_stage", "8", "--model_dir", model, "--expdir", "exp/", *configs("decode"))
     assert result.returncode == 0, result.stderr
     assert (rec / "exp" / name / "decode_decode" / "test" / ".done").exists()
+    # the same model spelled otherwise is the same model: already done
+    for same in (f"{rec}/{model}", f"{model.rstrip('/')}/final" if not model.rstrip("/").endswith("final") else model):
+        again = engine(rec, "--stage", "8", "--stop_stage", "8", "--model_dir", same, *configs("decode"))
+        assert again.returncode == 0 and "already done" in again.stdout, again.stderr
 
 
 def test_the_summary_hook_runs_only_when_a_stage_ran(recipe):
@@ -585,8 +591,13 @@ def test_the_summary_hook_runs_only_when_a_stage_ran(recipe):
     decode = ["--stop_stage", "9", "--model_dir", "model", *configs("decode")]
     assert engine(rec, *decode).returncode == 0
     again = engine(rec, *decode)  # nothing to do: the summary of the first run stays
-    assert "every stage was done already: local/score.sh is not run" in again.stdout
+    assert "every stage was done already: local/score.sh is not run again" in again.stdout
     assert len((rec / "hook_calls").read_text().splitlines()) == 1
+    hook.write_text("#!/usr/bin/env bash\necho \"$@\" >> hook_calls\nexit 1\n")
+    assert engine(rec, *decode, "--stage", "9", "--force", "true").returncode == 1  # the hook fails
+    hook.write_text("#!/usr/bin/env bash\necho \"$@\" >> hook_calls\n")
+    assert engine(rec, *decode).returncode == 0  # every stage done, but the last summary failed: again
+    assert len((rec / "hook_calls").read_text().splitlines()) == 3
 
 
 def test_a_directory_another_run_writes_is_refused(recipe):
