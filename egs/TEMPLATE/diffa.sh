@@ -33,7 +33,8 @@
 # torchrun per node (cmd.sh's train_cmd must be utils/run_jobs.sh --backend slurm); the nodes meet
 # at --master_port on the job's first node.
 #
-# Usage: ./diffa.sh [options]      e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
+# Usage: ./run.sh [options]   (a recipe's run.sh: its options, then yours, to ./diffa.sh)
+#   e.g. ./run.sh --stage 2 --stop_stage 2 --nj 8
 
 # The braces make bash read the whole engine before running it: a recipe that runs for days keeps
 # the engine it started with when this file changes under it (a git pull, an edit).
