@@ -154,7 +154,9 @@ def test_unknown_option_lists_valid_ones():
 @pytest.mark.parametrize("script", ["run.sh", "decode.sh"])
 def test_recipe_scripts_run_elsewhere_say_where_to_run_them(recipe_name, script, tmp_path):
     path = REPO / "egs" / recipe_name / script
-    result = subprocess.run([str(path), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    cwd = tmp_path / "somewhere"  # with no ../TEMPLATE: other tests make one beside their tmp_path
+    cwd.mkdir()
+    result = subprocess.run([str(path), "--help"], cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == f"{path}: run it from its recipe directory: cd {path.parent} && ./{script}\n"
 
