@@ -80,8 +80,11 @@ def test_killed_run_resumes_to_the_same_results(toy, reference, tmp_path, sig):
     out = tmp_path / "results.jsonl"
     partial = Path(f"{out}.partial")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # SIGINT at its default in the child: under a background shell (CI's `... &`) it arrives ignored,
+    # and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-m", "diffa.bin.decode", *args(toy, out)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     # the missing-audio row is written before decoding starts; wait for a decoded batch too
     while proc.poll() is None and time.time() < deadline:
