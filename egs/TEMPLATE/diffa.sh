@@ -86,6 +86,14 @@ log() {
 
 die() {
   echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) ERROR: $*" >&2
+  # A stage that stops before it wrote anything leaves no lock file and folders made for it alone.
+  if [ -n "${held_target:-}" ] && [ ! -e "$held_target" ]; then
+    rm -f "$held_lock"
+    local folder=$held_made
+    while [ -n "$folder" ] && rmdir "$folder" 2>/dev/null && [ "$folder" != "$held_top" ]; do
+      folder=$(dirname "$folder")
+    done
+  fi
   exit 1
 }
 
@@ -249,11 +257,15 @@ file_stamp() {
 # unlocked, with a warning.
 held=""
 hold() {
-  local lock status=0
+  local lock status=0 made="" top=""
   lock=$(dirname "$1")/.$(basename "$1").lock
   [ -z "$held" ] || exec {held}>&-
-  held=""
+  held="" held_target=""
   command -v flock >/dev/null || return 0
+  # the folders mkdir makes for the lock: from its own (made) up to the highest missing one (top)
+  [ -d "$(dirname "$1")" ] || made=$(dirname "$1")
+  top=$made
+  while [ -n "$top" ] && [ ! -d "$(dirname "$top")" ]; do top=$(dirname "$top"); done
   if ! mkdir -p "$(dirname "$1")" 2>/dev/null || ! true 2>/dev/null >>"$lock"; then
     log "warning: cannot write $lock: $1 is not locked against other runs"
     return 0
@@ -267,6 +279,7 @@ hold() {
     return 0
   fi
   echo "pid $$ on ${HOSTNAME:-$(uname -n)} since $(date '+%Y-%m-%dT%H:%M:%S'): $_command_line" >"$lock"
+  held_target=$1 held_lock=$lock held_made=$made held_top=$top
 }
 
 # The model stages 8-10 use, and the stage that makes it (empty for --model_dir).

@@ -193,6 +193,7 @@ def test_decoding_a_set_without_features_says_how_to_extract_them(recipe):
     assert result.returncode == 1
     assert ("missing dump/extra/.done: run stage 2 (feature extraction) for it: ./run.sh --stage 2 "
             "--stop_stage 2 --test_sets extra (sets already extracted are skipped)") in result.stderr
+    assert not (rec / "exp").exists()  # nothing left behind: no lock file, no empty decoding folders
 
 
 def test_stage2_without_stage1_names_stage1(recipe):
