@@ -301,6 +301,7 @@ case "$final_name" in
   "$expdir"/*) final_name=${final_name#"$expdir"/} && final_name=${final_name//\//_} ;;
   *) final_name=$(basename "$final_name") ;;
 esac
+decode_root=$expdir/$final_name/$decode_tag  # the test sets' decoding directories are in it
 
 # Fail before the first stage, not hours later, when a stage in range cannot run.
 for n in $(seq "$stage" "$stop_stage"); do
@@ -369,11 +370,14 @@ jobs_for() {
   echo $((n_utts < nj ? n_utts : nj))
 }
 
+# The settings features depend on: the stamp of stage 2's markers and of its job files.
+feats_stamp="n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts"
+
 # Stage 2 for one set: extract_feats <data-dir> <dump-dir>
 extract_feats() {
   local data=$1 out=$2 njobs n_utts n_feats n_bad
   njobs=$(jobs_for "$data")
-  fresh_jobs "$out/data" "$njobs n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts" \
+  fresh_jobs "$out/data" "$njobs $feats_stamp" \
     'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
   rm -f "$out/feats.scp" "$out/utt2num_frames" "$out/bad_utts"  # an earlier run's, remade at the end
   $python utils/split_data.py "$data" "$njobs"
@@ -441,7 +445,7 @@ train_stage() {
 
 # The decoding directory of test set $1.
 decode_dir() {
-  echo "$expdir/$final_name/$decode_tag/$1"
+  echo "$decode_root/$1"
 }
 
 SECONDS=0
@@ -470,7 +474,7 @@ fi
 # features are extracted once.
 extracted=" "
 stage2_set() {
-  local set=$1 other="" stamp
+  local set=$1 other=""
   case "$extracted" in *" $set "*) return ;; esac
   extracted+="$set "
   [ ! -L "$datadir/$set" ] || other=$(readlink "$datadir/$set")
@@ -485,11 +489,10 @@ stage2_set() {
   log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
   hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
-  stamp="n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts"
-  skip_done "$stamp" "$dumpdir/$set/.done" && return
+  skip_done "$feats_stamp" "$dumpdir/$set/.done" && return
   need "$datadir/$set/wav.scp" 1
   extract_feats "$datadir/$set" "$dumpdir/$set"
-  mark_done "$stamp" "$dumpdir/$set/.done"
+  mark_done "$feats_stamp" "$dumpdir/$set/.done"
 }
 
 if in_range 2; then
@@ -607,14 +610,16 @@ fi
 
 # Recipe hook (as in ESPnet): summarise the scored sets, e.g. into RESULTS.md; again only when a
 # stage ran or its last call did not succeed (.summarised is written when it does).
-summarised=$expdir/$final_name/$decode_tag/.summarised
-if in_range 9 && [ -x local/score.sh ] && ! $ran && [ -e "$summarised" ]; then
-  log "every stage was done already: local/score.sh is not run again (delete $summarised to run it)"
-elif in_range 9 && [ -x local/score.sh ]; then
-  rm -f "$summarised"
-  local/score.sh --decode_dir "$expdir/$final_name/$decode_tag" --model_dir "$final_model" \
-    --stage "$stage" --elapsed "$SECONDS" || die "local/score.sh failed"
-  mkdir -p "$(dirname "$summarised")" && touch "$summarised"
+summarised=$decode_root/.summarised
+if in_range 9 && [ -x local/score.sh ]; then
+  if ! $ran && [ -e "$summarised" ]; then
+    log "every stage was done already: local/score.sh is not run again (delete $summarised to run it)"
+  else
+    rm -f "$summarised"
+    local/score.sh --decode_dir "$decode_root" --model_dir "$final_model" \
+      --stage "$stage" --elapsed "$SECONDS" || die "local/score.sh failed"
+    mkdir -p "$decode_root" && touch "$summarised"
+  fi
 fi
 
 log "Successfully finished stages $stage-$stop_stage [elapsed=${SECONDS}s]"
