@@ -196,7 +196,7 @@ def atomic_save(path: Path, write: Callable[[str], None]) -> None:
     Arguments
     ---------
     path : Path
-        The file to (re)place; its directory must exist.
+        The file to (re)place; its directory is made when missing.
     write : callable
         Writes the content to the file name it is given.
 
@@ -208,6 +208,7 @@ def atomic_save(path: Path, write: Callable[[str], None]) -> None:
     >>> path.read_text(), oct(path.stat().st_mode & 0o777) == oct(default_mode())
     ('hi', True)
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

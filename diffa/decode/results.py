@@ -321,5 +321,4 @@ def write_settings(path: str, settings: Mapping[str, Any]) -> None:
     >>> write_settings(path, {"steps": 8}); open(path).read()
     '{\\n  "steps": 8\\n}\\n'
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_save_text(Path(path), json.dumps(settings, indent=2, ensure_ascii=False) + "\n")

@@ -318,7 +318,6 @@ def train_sentencepiece(
         spm.SentencePieceTrainer.train(model_writer=writer, **options)
     except RuntimeError as err:
         raise ValueError(f"training SentencePiece model {model_path} failed: {err}") from err
-    model_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(model_path, lambda tmp: Path(tmp).write_bytes(writer.getvalue()))
     logger.info("wrote SentencePiece model %s (%s, vocab_size <= %d)", model_path, model_type,
                 vocab_size)

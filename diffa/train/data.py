@@ -141,7 +141,6 @@ def open_split(
         name = os.path.basename(os.path.normpath(dump_dir))
         filtered = os.path.join(work_dir, name, "tasks.jsonl")
         kept = (line for number, line in enumerate(_lines(tasks, "task manifest copy"), start=1) if number not in empty)
-        os.makedirs(os.path.dirname(filtered), exist_ok=True)
         # every rank writes it at once (on a shared file system in multi-node training): through a
         # temporary file of its own
         atomic_save_text(Path(filtered), "".join(kept))
