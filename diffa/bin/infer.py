@@ -51,7 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = config_from_args(args, config_file(args))
+        config_path = config_file(args)
+        config = config_from_args(args, config_path)
         if config.task_overrides and args.task is None:
             logging.getLogger("diffa.bin.infer").warning(
                 "the config's settings for task types %s are not used: pass --task to apply them",
@@ -65,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not out.text.strip():
         logging.getLogger("diffa.bin.infer").warning(
             "the answer is empty%s: decode with the recipe's settings (its conf/decode*.yaml as the config, "
-            "and --task) or a --gen_length that fits the answer", "" if args.config or args.config_flag else
+            "and --task) or a --gen_length that fits the answer", "" if config_path else
             " with the built-in decoding settings")
     if args.verbose == "true":
         print(f"# nfe {out.nfe}, {out.seconds:.2f} s", file=sys.stderr)

@@ -162,9 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.write_results_md:
         if not args.decode_dirs:
             parser.error("--write_results_md takes --decode_dirs")
-        if options_given(parser, args, ONE):
-            parser.error(f"{', '.join(options_given(parser, args, ONE))}: options of scoring one set, "
-                         "not of --write_results_md")
+        misplaced = options_given(parser, args, ONE)
+        if misplaced:
+            parser.error(f"{', '.join(misplaced)}: options of scoring one set, not of --write_results_md")
         try:
             entries = collect_entries(args.decode_dirs)
             write_results_md(args.write_results_md, entries, args.title)
@@ -175,9 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if not args.results:
         parser.error("give --results (score one set) or --write_results_md with --decode_dirs")
-    if options_given(parser, args, MANY):
-        parser.error(f"{', '.join(options_given(parser, args, MANY))}: options of --write_results_md, "
-                     "not of scoring one set")
+    misplaced = options_given(parser, args, MANY)
+    if misplaced:
+        parser.error(f"{', '.join(misplaced)}: options of --write_results_md, not of scoring one set")
     set_name = args.set_name or default_set_name(args.results, args.data_dir)
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.results))
     try:

@@ -39,7 +39,7 @@ def format_alignment(pairs: Sequence[Pair]) -> str:
     Arguments
     ---------
     pairs : sequence of pairs
-        An alignment from :func:`align`.
+        An alignment from :func:`diffa.scoring.wer.align`.
 
     Returns
     -------
@@ -93,7 +93,7 @@ def word_stats(alignments: Iterable[Sequence[Pair]]) -> Dict[str, WordStats]:
     Arguments
     ---------
     alignments : iterable of alignments
-        From :func:`align`.
+        From :func:`diffa.scoring.wer.align`.
 
     Returns
     -------
@@ -136,7 +136,7 @@ def write_errs(path: str, result: WerResult) -> None:
     path : str
         Output file.
     result : WerResult
-        From :func:`score_wer`.
+        From :func:`diffa.scoring.wer.score_wer`.
 
     Example
     -------
