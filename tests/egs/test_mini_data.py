@@ -116,6 +116,14 @@ def test_kaldi_files_agree(corpus):
             assert (s["text"][utt] == "<nospeech>") == (spk == "sound")
 
 
+def test_no_utterance_id_is_in_two_sets(corpus):
+    """Else a set's features or tasks could pass for another's (decoding test tasks on dev's feats)."""
+    cwd, _ = corpus
+    ids = {name: set(load_set(cwd, name)["wav"]) for name in SETS}
+    assert all(ids.values())
+    assert not ids["train"] & ids["dev"] and not ids["train"] & ids["test"] and not ids["dev"] & ids["test"]
+
+
 def test_wavs_are_16k_mono_16bit_and_short(corpus):
     cwd, _ = corpus
     for name in SETS:

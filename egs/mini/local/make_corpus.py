@@ -149,7 +149,7 @@ def plan_speech(rng, voices, sentences, wavdir):
     return clips
 
 
-def plan_sounds(rng, n, wavdir):
+def plan_sounds(rng, n, set_name, wavdir):
     """Plan ``n`` sound clips with kinds, loudness, and each fact within a kind balanced.
 
     Arguments
@@ -158,17 +158,21 @@ def plan_sounds(rng, n, wavdir):
         Draws the labels and the details of each clip.
     n : int
         How many clips.
+    set_name : str
+        The set they belong to, part of their ids: no utterance id is shared by two sets (speech
+        ids differ already, since each set has its own voices), so features or tasks of one set
+        cannot pass for another's.
     wavdir : str
         Where the commands write the wavs.
 
     Returns
     -------
     list of Clip
-        Speaker ``sound``, utterance ids ``sound-<index>``, transcript ``<nospeech>``.
+        Speaker ``sound``, utterance ids ``sound-<set_name>-<index>``, transcript ``<nospeech>``.
 
     Example
     -------
-    >>> clips = plan_sounds(random.Random(0), 6, "w")
+    >>> clips = plan_sounds(random.Random(0), 6, "dev", "w")
     >>> sorted(clip.facts["kind"] for clip in clips)
     ['beeps', 'beeps', 'melody', 'melody', 'noise', 'noise']
     >>> sorted(clip.asked for clip in clips)[0]
@@ -182,7 +186,7 @@ def plan_sounds(rng, n, wavdir):
     clips = []
     for i, kind in enumerate(kinds):
         facts = {"kind": kind, **draws[kind].pop(), "loudness": loudness[i]}
-        utt = f"sound-{i:05d}"
+        utt = f"sound-{set_name}-{i:05d}"
         wav = os.path.join(wavdir, f"{utt}.wav")
         asked = ("kind", *KIND_FACTS[kind], "loudness")
         clips.append(Clip(utt, "sound", "<nospeech>", facts, asked, wav,
@@ -286,14 +290,14 @@ def write_set(setdir, clips, final_wavdir, rng):
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
-    >>> clips = plan_sounds(random.Random(0), 2, d)
+    >>> clips = plan_sounds(random.Random(0), 2, "dev", d)
     >>> synthesise(clips, nj=1)
     >>> rows, durations = write_set(f"{d}/set", clips, d, random.Random(0))
     >>> len(rows), sorted(durations), all(0.5 < dur < 4 for dur in durations.values())
-    (8, ['sound-00000', 'sound-00001'], True)
+    (8, ['sound-dev-00000', 'sound-dev-00001'], True)
     >>> print(open(f"{d}/set/text").read(), end="")
-    sound-00000 <nospeech>
-    sound-00001 <nospeech>
+    sound-dev-00000 <nospeech>
+    sound-dev-00001 <nospeech>
     """
     entries = []
     for clip in clips:
@@ -364,7 +368,7 @@ def main():
         wavdir = os.path.join(tmp_wav, name)
         os.makedirs(wavdir)
         clips[name] = (plan_speech(rng, VOICES[name], sentences[name], wavdir)
-                       + plan_sounds(rng, sizes[name][1], wavdir))
+                       + plan_sounds(rng, sizes[name][1], name, wavdir))
     all_clips = [clip for name in SETS for clip in clips[name]]
     print(f"synthesising {len(all_clips)} clips with {args.nj} processes", flush=True)
     synthesise(all_clips, args.nj)

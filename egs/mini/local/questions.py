@@ -165,9 +165,9 @@ def clip_rows(rng, utt, facts, asked, source):
     -------
     >>> import random
     >>> facts = {"kind": "noise", "noise": "pink", "loudness": "soft"}
-    >>> rows = clip_rows(random.Random(0), "sound-00001", facts, ("noise", "loudness"), "mini")
+    >>> rows = clip_rows(random.Random(0), "sound-dev-00001", facts, ("noise", "loudness"), "mini")
     >>> [row["id"] for row in rows]
-    ['sound-00001-mcq-0', 'sound-00001-mcq-1', 'sound-00001-open_qa-0']
+    ['sound-dev-00001-mcq-0', 'sound-dev-00001-mcq-1', 'sound-dev-00001-open_qa-0']
     >>> rows[0]["answer"], rows[0]["labels"]["asks"]
     ('pink', 'noise')
     """
