@@ -23,11 +23,12 @@
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
 # is missing, and writes a .done marker when it ends, holding the settings its outputs depend on
-# (options, a checksum of its config). A stage whose marker exists is skipped unless --force true;
-# one done with other settings stops the run (decoding: --tag keeps both). A forced training stage
-# starts from scratch, not from its checkpoints; the model it replaces waits in <dir>.replaced
-# until the new one is trained. Feature extraction and decoding resume job by job; a stage locks
-# the directory it writes while it runs.
+# (options, a checksum of its config, the markers of the stages it read) and when it finished. A
+# stage whose marker exists is skipped unless --force true; one done with other settings, or from
+# inputs made again since (data prepared anew, a model retrained), stops the run (decoding: --tag
+# keeps both). A forced training stage starts from scratch, not from its checkpoints; the model it
+# replaces waits in <dir>.replaced until the new one is trained. Feature extraction and decoding
+# resume job by job; a stage locks the directory it writes while it runs.
 # Training runs python -m diffa.bin.train as one process, under torchrun --standalone for several
 # processes on one node, or, with --num_nodes N > 1, as one Slurm job of N nodes that runs one
 # torchrun per node (cmd.sh's train_cmd must be utils/run_jobs.sh --backend slurm); the nodes meet
@@ -109,7 +110,7 @@ normal_path() {
 # The repository's utils/ (through the recipe's symlink to this file), so --help works anywhere.
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument(s) '$*': diffa.sh takes only options (see --help)"
-expdir=$(normal_path "$expdir")
+expdir=$(normal_path "$expdir") datadir=$(normal_path "$datadir") dumpdir=$(normal_path "$dumpdir")
 for file in path.sh cmd.sh local; do
   [ -e "$file" ] || die "no $file here: run diffa.sh from a recipe directory (egs/<recipe>)"
 done
@@ -211,21 +212,26 @@ need() {
 
 # skip_done <stamp> <marker>...: true (and say so) when every marker exists and --force is false;
 # otherwise remove the markers, so that an interrupted redo is never taken as done. <stamp> names
-# the settings the stage's outputs depend on (mark_done writes it into the markers): outputs made
-# with other settings stop the run, instead of being taken for this run's (an empty marker, from
-# before stamps, is taken as it is). ran becomes true when a stage is (re)done.
+# the settings the stage's outputs depend on and the markers of the stages whose outputs it reads
+# (inputs_stamp); mark_done writes it into the markers. Outputs made with other settings, or from
+# inputs made again since, stop the run instead of being taken for this run's (markers from before:
+# an empty one, from before stamps, is taken as it is; one without inputs is compared without
+# them). ran becomes true when a stage is (re)done.
 ran=false
 skip_done() {
-  local stamp=$1 marker="" made
+  local stamp=$1 marker="" made changed nl=$'\n'
   shift
   if ! $force; then
     for marker in "$@"; do [ -e "$marker" ] || break; done
     if [ -e "$marker" ]; then
       for marker in "$@"; do
-        made=$(cat "$marker")
-        [ -z "$made" ] || [ "$made" = "$stamp" ] || die "$(dirname "$marker") was made with other settings" \
-          "than this run's, so it is not this run's output:"$'\n'"  then: $made"$'\n'"  now:  $stamp"$'\n'"Pass" \
-          "--force true to redo it${redo_hint:+, or $redo_hint}."
+        made=$(head -n 1 "$marker")
+        [ -z "$made" ] || [ "$made" = "$stamp" ] || [[ $made != *" inputs:"* && $made = "${stamp% inputs:*}" ]] &&
+          continue
+        changed=$(changed_files "$made" "$stamp")
+        die "$(dirname "$marker") was made with other settings or inputs than this run's, so it is not this" \
+          "run's output:${nl}  then: $made${nl}  now:  $stamp${nl}${changed:+Changed since: $changed$nl}Delete" \
+          "$marker to redo it (--force true redoes every stage and set in range)${redo_hint:+, or $redo_hint}."
       done
       log "already done (delete $* or pass --force true to redo)"
       return 0
@@ -236,16 +242,50 @@ skip_done() {
   return 1
 }
 
-# mark_done <stamp> <marker>...: the stage is done, with the settings <stamp>.
+# mark_done <stamp> <marker>...: the stage is done, with the settings <stamp> (the first line,
+# which skip_done compares) and when (the second): a stage that reads the outputs has the whole
+# marker in its stamp, so a redo, even with the same settings, makes what was made from the old
+# outputs stale.
 mark_done() {
-  local stamp=$1 marker
+  local stamp=$1 marker when
   shift
-  for marker in "$@"; do echo "$stamp" >"$marker"; done
+  when=$(date '+%Y-%m-%dT%H:%M:%S.%N')
+  for marker in "$@"; do printf '%s\n# finished %s by pid %s\n' "$stamp" "$when" "$$" >"$marker"; done
 }
 
 # The settings a file contributes to a stamp: its name and checksum.
 file_stamp() {
   echo "$1 (cksum $(cksum <"$1" | cut -d' ' -f1))"
+}
+
+# changed_files <then> <now>: the files of stamp <now> whose checksums are not those of stamp <then>.
+changed_files() {
+  comm -13 <(grep -o '[^ ]* (cksum [0-9]*)' <<<"$1" | sort) <(grep -o '[^ ]* (cksum [0-9]*)' <<<"$2" | sort) |
+    sed 's/ (cksum [0-9]*)$//' | paste -sd ' ' -
+}
+
+# data_stamp <data-dir>: the files of a data directory that stages read, by checksum.
+data_stamp() {
+  local name
+  for name in wav.scp segments text utt2spk spk2utt utt2dur tasks.jsonl; do
+    [ ! -e "$1/$name" ] || file_stamp "$1/$name"
+  done | paste -sd ' ' -
+}
+
+# inputs_stamp <input>...: the part of a stamp that names a stage's inputs by checksum: the
+# markers of the stages that made them (the features, the model it starts from, ...) and data
+# directories (their files). Missing ones (a model given with --model_dir, made elsewhere) are
+# left out.
+inputs_stamp() {
+  local input out="inputs:"
+  for input in "$@"; do
+    if [ -d "$input" ]; then
+      out+=" $(data_stamp "$input")"
+    elif [ -e "$input" ]; then
+      out+=" $(file_stamp "$input")"
+    fi
+  done
+  echo "$out"
 }
 
 # hold <dir>: lock <dir> for this run until the next hold (or the run's end, however it ends),
@@ -370,14 +410,14 @@ jobs_for() {
   echo $((n_utts < nj ? n_utts : nj))
 }
 
-# The settings features depend on: the stamp of stage 2's markers and of its job files.
+# The settings features depend on (stage 2's stamps add the data directory's files).
 feats_stamp="n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts"
 
-# Stage 2 for one set: extract_feats <data-dir> <dump-dir>
+# Stage 2 for one set: extract_feats <data-dir> <dump-dir> <stamp>
 extract_feats() {
-  local data=$1 out=$2 njobs n_utts n_feats n_bad
+  local data=$1 out=$2 stamp=$3 njobs n_utts n_feats n_bad
   njobs=$(jobs_for "$data")
-  fresh_jobs "$out/data" "$njobs $feats_stamp" \
+  fresh_jobs "$out/data" "$njobs $stamp" \
     'feats.*' 'utt2num_frames.*' 'bad_utts.*' '.done.*'
   rm -f "$out/feats.scp" "$out/utt2num_frames" "$out/bad_utts"  # an earlier run's, remade at the end
   $python utils/split_data.py "$data" "$njobs"
@@ -400,7 +440,7 @@ extract_feats() {
 
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
-  local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp
+  local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp inputs
   dumps=$(train_dumps "$n")
   init_stage=$(previous_model_stage "$n")
   [ -z "$init_stage" ] || init=${stage_exp[$init_stage]}
@@ -412,7 +452,16 @@ train_stage() {
   fi
   hold "$out"
   stamp="config=$(file_stamp "$config") data=$dumps valid=${dev_set:+$dumpdir/$dev_set} init=$init"
-  stamp+=" pairs=$pairs opts=$train_opts"
+  inputs=()
+  for set in ${stage_sets[$n]} $dev_set; do inputs+=("$dumpdir/$set/.done"); done
+  # the model it starts from: the previous stage's, or the recipe hook's pretrained models
+  if [ -n "$init" ]; then
+    inputs+=("$init/.done")
+  elif [ -x local/prepare_models.sh ]; then
+    inputs+=("$expdir/pretrained/.done")
+  fi
+  [ -z "$pairs" ] || inputs+=("$pairs/.done")
+  stamp+=" pairs=$pairs opts=$train_opts $(inputs_stamp "${inputs[@]}")"
   # A forced redo starts from scratch (training would otherwise resume from the old checkpoints).
   # The model it replaces, .done and all, is kept aside until the new one is trained: a typo in
   # the options must not cost a trained model. After a failed redo, what it left is removed.
@@ -456,7 +505,8 @@ if in_range 1; then
   hold "$datadir"
   markers=()
   for set in $all_sets; do markers+=("$datadir/$set/.validated"); done
-  if ! skip_done "" "${markers[@]}"; then
+  stamp="opts=$local_data_opts"
+  if ! skip_done "$stamp" "${markers[@]}"; then
     [ -x local/data.sh ] || die "local/data.sh is missing or not executable: the recipe provides it"
     # shellcheck disable=SC2086
     local/data.sh --datadir "$datadir" $local_data_opts ||
@@ -464,8 +514,8 @@ if in_range 1; then
     for set in $all_sets; do
       [ -d "$datadir/$set" ] || die "local/data.sh made no $datadir/$set: check --train_sets/--dev_set/--test_sets"
       $python utils/validate_data_dir.py "$datadir/$set" || die "$datadir/$set is not valid (see above)"
-      touch "$datadir/$set/.validated"
     done
+    mark_done "$stamp" "${markers[@]}"
   fi
 fi
 
@@ -489,10 +539,11 @@ stage2_set() {
   log "Stage 2: ${stage_names[2]}: $datadir/$set -> $dumpdir/$set/{feats.scp,utt2num_frames,bad_utts}"
   hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
-  skip_done "$feats_stamp" "$dumpdir/$set/.done" && return
   need "$datadir/$set/wav.scp" 1
-  extract_feats "$datadir/$set" "$dumpdir/$set"
-  mark_done "$feats_stamp" "$dumpdir/$set/.done"
+  stamp="$feats_stamp $(inputs_stamp "$datadir/$set")"
+  skip_done "$stamp" "$dumpdir/$set/.done" && return
+  extract_feats "$datadir/$set" "$dumpdir/$set" "$stamp"
+  mark_done "$stamp" "$dumpdir/$set/.done"
 }
 
 if in_range 2; then
@@ -526,11 +577,14 @@ if in_range 6; then
   sampling=false sample_stage="" sample_opts=()
   [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
   [ -z "$sample_stage" ] || sample_opts=(--model_dir "${stage_exp[$sample_stage]}")
+  pairs_inputs=()
+  for set in ${stage_sets[6]}; do pairs_inputs+=("$dumpdir/$set/.done"); done
+  [ -z "$sample_stage" ] || pairs_inputs+=("${stage_exp[$sample_stage]}/.done")
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
   elif hold "$pairs_dir" && stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts" &&
-    ! skip_done "$stamp" "$pairs_dir/.done"; then
+    stamp+=" $(inputs_stamp "${pairs_inputs[@]}")" && ! skip_done "$stamp" "$pairs_dir/.done"; then
     for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
     gpu=0
     if $sampling; then
@@ -557,6 +611,7 @@ if in_range 8; then
     log "Stage 8: ${stage_names[8]}: $final_model + $dumpdir/$set -> $dir/results.jsonl"
     hold "$dir"
     stamp="model=${final_model%/final} config=$(file_stamp "$decode_config") opts=$decode_opts"
+    stamp+=" $(inputs_stamp "${final_model%/final}/.done" "$dumpdir/$set/.done" "$datadir/$set")"
     redo_hint="--tag <name> to decode into decode_<name>" skip_done "$stamp" "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
@@ -582,7 +637,7 @@ if in_range 9; then
     dir=$(decode_dir "$set")
     log "Stage 9: ${stage_names[9]}: $dir/results.jsonl + $datadir/$set -> $dir/score"
     hold "$dir"
-    stamp="opts=$score_opts"
+    stamp="opts=$score_opts $(inputs_stamp "$dir/.done")"
     skip_done "$stamp" "$dir/score/.done" && continue
     need "$dir/.done" 8
     mkdir -p "$dir/score"
@@ -597,7 +652,7 @@ if in_range 10; then
   out=$expdir/export/$final_name
   log "Stage 10: ${stage_names[10]}: $final_model -> $out"
   hold "$out"
-  stamp="model=${final_model%/final} opts=$export_opts"
+  stamp="model=${final_model%/final} opts=$export_opts $(inputs_stamp "${final_model%/final}/.done")"
   if ! skip_done "$stamp" "$out/.done"; then
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
     mkdir -p "$out"

@@ -19,7 +19,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_SH = r"""#!/usr/bin/env bash
-# Fake corpus: sets train (4 utts), dev and test (2 each); BREAK_DATA=1 writes an unsorted text.
+# Fake corpus: sets train (4 utts), dev and test (2 each); BREAK_DATA=1 writes an unsorted text,
+# DATA_WORD another transcript.
 set -euo pipefail
 datadir=data
 while [ $# -gt 0 ]; do
@@ -32,14 +33,14 @@ echo "local/data.sh --datadir $datadir" >>calls.log
 for set in train dev test; do
   d=$datadir/$set
   mkdir -p "$d" wav
-  rm -f "$d"/*
+  rm -rf "$d"/*
   n=$([ $set = train ] && echo 2 || echo 1)
   for spk in s1 s2; do
     for i in $(seq $n); do
       utt=$spk-$set-$i
       sox -n -r 16000 -c 1 -b 16 wav/$utt.wav synth 0.$((i + 1)) sine 300 2>/dev/null
       echo "$utt wav/$utt.wav" >>"$d/wav.scp"
-      echo "$utt hello $i" >>"$d/text"
+      echo "$utt ${DATA_WORD:-hello} $i" >>"$d/text"
       echo "$utt $spk" >>"$d/utt2spk"
       printf '{"id": "%s-asr", "utt": "%s", "task": "asr", "instruction": "Transcribe.", "answer": "hello %s"}\n' \
         "$utt" "$utt" "$i" >>"$d/tasks.jsonl"
@@ -556,10 +557,13 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(recipe):
     assert "already done" in engine(rec, *decode).stdout  # the same settings: skipped
     other = engine(rec, *decode, "--decode_opts", "--steps 8")
     assert other.returncode == 1
-    assert ("exp/model/decode_decode/test was made with other settings than this run's, so it is not this run's "
-            "output:\n  then: model=model config=conf/decode.yaml (cksum ") in other.stderr
-    assert "opts=\n  now:  model=model config=conf/decode.yaml" in other.stderr and "opts=--steps 8\n" in other.stderr
-    assert "Pass --force true to redo it, or --tag <name> to decode into decode_<name>." in other.stderr
+    assert ("exp/model/decode_decode/test was made with other settings or inputs than this run's, so it is not "
+            "this run's output:\n  then: model=model config=conf/decode.yaml (cksum ") in other.stderr
+    assert "opts= inputs: dump/test/.done (cksum " in other.stderr
+    assert "  now:  model=model config=conf/decode.yaml" in other.stderr and "opts=--steps 8 inputs: " in other.stderr
+    assert ("Delete exp/model/decode_decode/test/.done to redo it (--force true redoes every stage and set in "
+            "range), or --tag <name> to decode into decode_<name>.") in other.stderr
+    assert "Changed since" not in other.stderr  # an option, not a file
     tagged = engine(rec, *decode, "--decode_opts", "--steps 8", "--tag", "steps8")
     assert tagged.returncode == 0 and (rec / "exp" / "model" / "decode_steps8" / "test" / ".done").exists()
     (rec / "conf" / "decode.yaml").write_text("steps: 4\n")  # an edited config counts too
@@ -567,7 +571,7 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(recipe):
     trained = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
     assert trained.returncode == 0
     retrain = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--train_opts", "--lr 1")
-    assert retrain.returncode == 1 and "Pass --force true to redo it, or another --expdir." in retrain.stderr
+    assert retrain.returncode == 1 and "in range), or another --expdir." in retrain.stderr
 
 
 @pytest.mark.parametrize("model, name", [("exp/export/m", "export_m"), ("exp/m/final", "m"), ("elsewhere/m/", "m"),
@@ -621,3 +625,67 @@ def test_a_directory_another_run_writes_is_refused(recipe):
     assert result.returncode == 0, result.stderr
     assert calls(rec)[-1][0] == "train"
     assert lock.read_text().startswith("pid ") and "--stage 3 --stop_stage 3" in lock.read_text()
+
+
+def test_outputs_made_from_inputs_made_again_are_not_taken_as_done(recipe):
+    """Each stage's marker names the markers of what it read: an input made again (other data
+    options; a model retrained, even with the same settings) makes the outputs made from it stale."""
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    other_data = engine(rec, "--stop_stage", "2", "--local_data_opts", "--datadir data")
+    assert other_data.returncode == 1
+    assert "data/train was made with other settings or inputs" in other_data.stderr
+    assert "then: opts=\n  now:  opts=--datadir data\n" in other_data.stderr
+    remade = engine(rec, "--stage", "1", "--stop_stage", "1", "--force", "true")
+    assert remade.returncode == 0, remade.stderr
+    assert "already done" in engine(rec, "--stage", "2", "--stop_stage", "2").stdout  # the same data again
+    remade = engine(rec, "--stage", "1", "--stop_stage", "1", "--force", "true", env={"DATA_WORD": "bye"})
+    assert remade.returncode == 0, remade.stderr
+    stale = engine(rec, "--stage", "2", "--stop_stage", "2")
+    assert stale.returncode == 1 and "dump/train was made with other settings or inputs" in stale.stderr
+    assert "inputs: data/train/wav.scp (cksum " in stale.stderr and "\nChanged since: data/train/text\n" in stale.stderr
+    assert engine(rec, "--stage", "2", "--stop_stage", "2", "--force", "true").returncode == 0
+
+    train = ["--stop_stage", "5", *configs("semantic", "acoustic", "sft")]
+    assert engine(rec, "--stage", "3", *train).returncode == 0
+    assert "already done" in engine(rec, "--stage", "3", *train).stdout  # nothing made again: skipped
+    retrained = engine(rec, "--stage", "3", "--stop_stage", "3", "--force", "true", *configs("semantic"))
+    assert retrained.returncode == 0, retrained.stderr
+    stale = engine(rec, "--stage", "4", *train)
+    assert stale.returncode == 1 and "exp/stage2_acoustic was made with other settings or inputs" in stale.stderr
+    assert "inputs: dump/train/.done (cksum " in stale.stderr and " exp/stage1_semantic/.done (cksum " in stale.stderr
+    assert "\nChanged since: exp/stage1_semantic/.done\n" in stale.stderr
+    assert engine(rec, "--stage", "4", "--force", "true", *train).returncode == 0
+
+    decode = ["--stage", "8", "--stop_stage", "9", *configs("sft", "decode")]
+    assert engine(rec, *decode).returncode == 0
+    assert engine(rec, "--stage", "8", "--stop_stage", "8", "--force", "true", *configs("sft", "decode")).returncode == 0
+    rescore = engine(rec, "--stage", "9", "--stop_stage", "9", *configs("sft", "decode"))
+    assert rescore.returncode == 1
+    assert "exp/stage3_sft/decode_decode/test/score was made with other settings or inputs" in rescore.stderr
+    assert "Changed since: exp/stage3_sft/decode_decode/test/.done" in rescore.stderr
+    assert engine(rec, "--stage", "9", "--stop_stage", "9", "--force", "true", *configs("sft", "decode")).returncode == 0
+    # decoding reads the data directory too (its prompts and splits): new data, stale results
+    assert engine(rec, "--stop_stage", "1", "--force", "true", env={"DATA_WORD": "hi"}).returncode == 0
+    redecode = engine(rec, "--stage", "8", "--stop_stage", "8", *configs("sft", "decode"))
+    assert redecode.returncode == 1 and "Changed since: data/test/text" in redecode.stderr
+
+
+def test_markers_from_before_inputs_were_stamped_are_taken(recipe):
+    """A finished experiment from before is not made stale by the change of stamps."""
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "3", *configs("semantic")).returncode == 0
+    (rec / "data" / "train" / ".validated").write_text("")  # from before stamps
+    for marker in ("dump/train/.done", "exp/stage1_semantic/.done"):  # one line, without inputs
+        (rec / marker).write_text((rec / marker).read_text().split(" inputs:")[0] + "\n")
+    again = engine(rec, "--stop_stage", "3", *configs("semantic"))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already done") == 5  # stage 1, the three feature sets, stage 3
+
+
+def test_directories_spelled_otherwise_are_the_same_inputs(recipe):
+    rec = recipe()
+    assert engine(rec, "--stop_stage", "2").returncode == 0
+    again = engine(rec, "--stage", "2", "--stop_stage", "2", "--datadir", "./data", "--dumpdir", f"{rec}/dump/")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already done") == 3

@@ -7,6 +7,7 @@ determinism and error messages, not how much the models learn (the recipe's log 
 import doctest
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def recipe(tmp_path_factory):
                    "--out_dir", f"dump/{name}", "--job", "1", "--n_mels", "80")
         assert proc.returncode == 0, proc.stderr
         shutil.copy(cwd / "dump" / name / "data" / "feats.1.scp", cwd / "dump" / name / "feats.scp")
+        (cwd / "dump" / name / ".done").write_text("the stage 2 marker\n")
     return cwd
 
 
@@ -80,6 +82,7 @@ def test_outputs_load_as_official_checkpoints(prepared):
         assert "train_seconds" in (out / part / "pretrain_log.txt").read_text()
     assert "dev wer" in stdout and "dev_acc_described" in stdout
     assert (out / ".done").read_text().startswith("datadir=data ")
+    assert re.search(r" inputs: [0-9]+ [0-9]+$", (out / ".done").read_text())  # dump/{train,dev}/.done
     assert not list(out.glob(".*.*"))  # no temporary directory left behind
 
 
@@ -105,7 +108,7 @@ def test_missing_features_name_the_stage(recipe, tmp_path):
     (tmp_path / "utils").symlink_to(ROOT / "utils")
     (tmp_path / "data").symlink_to(recipe / "data")
     proc = run(tmp_path, "bash", "local/prepare_models.sh")
-    assert proc.returncode != 0 and "dump/train/feats.scp: run stage 2 (feature extraction) first" in proc.stderr
+    assert proc.returncode != 0 and "dump/train/.done: run stage 2 (feature extraction) first" in proc.stderr
 
 
 def test_help_lists_the_options(recipe):

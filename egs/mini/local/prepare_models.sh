@@ -4,7 +4,8 @@
 #   <outdir>/whisper/             a tiny Whisper encoder (official layout: config.json +
 #                                 model.safetensors), pre-trained on the training audio
 #   <outdir>/llada/               a tiny LLaDA (official layout), pre-trained on the training text
-#   <outdir>/.done                written last; holds the options it was made with
+#   <outdir>/.done                written last; holds the options it was made with and checksums
+#                                 of its inputs' markers (dump/<set>/.done)
 # Each model directory also holds pretrain_log.txt (dev metrics, timing); logs go to <outdir>/log/.
 #
 # Usage: local/prepare_models.sh [--datadir data] [--dumpdir dump] [--outdir exp/pretrained]
@@ -42,11 +43,13 @@ for set in "$train_set" "$dev_set"; do
   for f in "$datadir/$set/tasks.jsonl" "$datadir/$set/text"; do
     [ -f "$f" ] || die "missing $f: run stage 1 (data preparation) first"
   done
-  [ -f "$dumpdir/$set/feats.scp" ] || die "missing $dumpdir/$set/feats.scp: run stage 2 (feature extraction) first"
+  [ -f "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) first"
 done
 
 stamp="datadir=$datadir dumpdir=$dumpdir train_set=$train_set dev_set=$dev_set threads=$threads seed=$seed"
 stamp+=" vocab_size=$vocab_size tokenizer_opts=$tokenizer_opts whisper_opts=$whisper_opts llada_opts=$llada_opts"
+# and what it reads: the sets' feature markers, which name their data files by checksum (diffa.sh)
+stamp+=" inputs: $(cksum "$dumpdir/$train_set/.done" "$dumpdir/$dev_set/.done" | cut -d' ' -f1 | xargs)"
 if [ -f "$outdir/.done" ] && [ "$(cat "$outdir/.done")" = "$stamp" ]; then
   log "$outdir is already prepared with these options"
   exit 0
