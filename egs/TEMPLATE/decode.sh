@@ -10,7 +10,8 @@
 #   ./decode.sh --model_dir exp/stage4_vrpo           # every test set, each with its group's config
 #   ./decode.sh --test_sets mmsu --decode_opts "--factor none" --tag quota16   # one set, quota rule
 #   ./decode.sh --test_sets "mmau_test_mini mmar" --decode_config conf/my.yaml  # another config
-#   ./decode.sh --stage 9                              # score and collect again
+#   ./decode.sh --stage 9                              # collect the scores again
+#   ./decode.sh --force true                           # decode and score again what is done
 # Results: <expdir>/<model>/decode_<tag>/<set>/{results.jsonl,settings.json,score/}; <tag> is the
 # config's file name (decode_mcq, ...) unless --tag is given.
 
@@ -25,6 +26,7 @@ decode_opts=""        # extra diffa.bin.decode options, e.g. "--batch_size 8" (a
 score_opts=""         # extra diffa.bin.score options
 stage=8               # 8: decode, then score; 9: score only
 stop_stage=9          # 8: decode only
+force=false           # true: decode (stage 8) and score (9) again sets already done, as run.sh's --force
 expdir=exp            # experiment directory (as run.sh's --expdir)
 results_md=RESULTS.md # written from every scored set under --expdir after stage 9 (empty: skip)
 python=""             # Python interpreter, passed to run.sh as --python (default: run.sh's, python3)
@@ -83,6 +85,8 @@ else
   done
 fi
 
+force_opt=()
+[ "$force" = false ] || force_opt=(--force "$force")
 for config in "${configs[@]}"; do
   [ -f "$config" ] || die "decoding config $config not found"
   log "decoding ${sets_of[$config]} with $config${model_dir:+ and $model_dir} (stages $stage-$stop_stage)"
@@ -91,7 +95,7 @@ for config in "${configs[@]}"; do
   ./run.sh --stage "$stage" --stop_stage "$stop_stage" --test_sets "${sets_of[$config]}" \
     --decode_config "$config" --nj "$nj" --ngpu "$ngpu" --expdir "$expdir" ${tag:+--tag "$tag"} \
     ${decode_opts:+--decode_opts "$decode_opts"} ${score_opts:+--score_opts "$score_opts"} \
-    ${model_dir:+--model_dir "$model_dir"} ${python:+--python "$python"} ||
+    ${model_dir:+--model_dir "$model_dir"} ${python:+--python "$python"} "${force_opt[@]}" ||
     die "decoding or scoring ${sets_of[$config]} with $config failed (see the messages above)"
 done
 

@@ -110,8 +110,10 @@ def test_only_given_options_reach_run_sh(tmp_path):
     (tmp_path / "run.sh").chmod(0o755)
     assert decode_sh(tmp_path, "--stop_stage", "8").returncode == 0
     args = (tmp_path / "run_args").read_text().splitlines()
-    assert not {"--tag", "--decode_opts", "--score_opts"} & set(args), args
+    assert not {"--tag", "--decode_opts", "--score_opts", "--force"} & set(args), args
     (tmp_path / "run_args").unlink()
-    assert decode_sh(tmp_path, "--stop_stage", "8", "--score_opts", "--group_by task", "--tag", "t").returncode == 0
+    assert decode_sh(tmp_path, "--stop_stage", "8", "--score_opts", "--group_by task", "--tag", "t",
+                     "--force", "true").returncode == 0
     args = (tmp_path / "run_args").read_text().splitlines()
     assert args[args.index("--score_opts") + 1] == "--group_by task" and args[args.index("--tag") + 1] == "t"
+    assert args[args.index("--force") + 1] == "true"
