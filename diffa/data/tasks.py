@@ -13,14 +13,17 @@ key              type        meaning
                              whitespace); several examples may share one utterance
 ``task``         str         ``"asr"`` (answer = transcript), ``"mcq"`` (multiple choice) or
                              ``"open_qa"`` (free-form answer)
-``instruction``  str         the user's instruction, non-empty (placed after the audio in the
-                             prompt, see ``diffa.text.template``)
+``instruction``  str         the user's instruction, non-empty, exactly as the model reads it
+                             (placed after the audio in the prompt, see ``diffa.text.template``):
+                             a multiple-choice instruction lists its options itself, e.g.
+                             ``"Who speaks? Choices: (A) a man (B) a woman"``
 ``answer``       str         the reference answer, non-empty (ASR: the transcript,
                              ``<nospeech>`` for non-speech audio; MCQ: the reference response,
                              usually the gold choice's text)
 ``choices``      list[str]   ``mcq`` only, required there: at least two non-empty options, at
-                             least two of them different, in the order shown to the model (a
-                             benchmark that repeats an option, as MMAU does, keeps the repeat)
+                             least two of them different, in the order the instruction lists
+                             them (for scoring: they are not added to the prompt; a benchmark
+                             that repeats an option, as MMAU does, keeps the repeat)
 ``gold``         int | null  ``mcq`` only, required there: index of the correct choice; null
                              when the benchmark's answer is none of the choices (a few
                              released MMAR items): ``answer`` holds it and scorers judge by it
@@ -38,7 +41,7 @@ Example
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "tasks.jsonl")
 >>> write_tasks(path, [
-...     {"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks?",
+...     {"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks? (A) a man (B) a woman",
 ...      "answer": "a woman", "choices": ["a man", "a woman"], "gold": 1,
 ...      "labels": {"gender": "female"}},
 ...     {"id": "u1-asr", "utt": "u1", "task": "asr", "instruction": "Transcribe the audio.",
@@ -46,8 +49,8 @@ Example
 >>> print(open(path).read(), end="")
 {"id": "u1-asr", "utt": "u1", "task": "asr", "instruction": "Transcribe the audio.",
  "answer": "HELLO WORLD"}
-{"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks?", "answer": "a woman",
- "choices": ["a man", "a woman"], "gold": 1, "labels": {"gender": "female"}}
+{"id": "u1-mcq", "utt": "u1", "task": "mcq", "instruction": "Who speaks? (A) a man (B) a woman",
+ "answer": "a woman", "choices": ["a man", "a woman"], "gold": 1, "labels": {"gender": "female"}}
 >>> [row["task"] for row in read_tasks(path)]
 ['asr', 'mcq']
 """

@@ -153,6 +153,9 @@ done
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage"
 # shellcheck disable=SC2086  # word lists
 all_sets=$(printf '%s\n' $train_sets ${stage_sets[*]} $dev_set $test_sets | awk '!seen[$0]++' | xargs)
+for set in $all_sets; do
+  [[ $set != */* ]] || die "'$set': a set is named by its folder in --datadir ($datadir/<set>), not by a path"
+done
 # --ngpu 0 means CPU even on a machine with GPUs (training then uses gloo, decoding the CPU)
 [ "$ngpu" -gt 0 ] || export CUDA_VISIBLE_DEVICES=""
 [ "$nproc_per_node" -gt 0 ] || nproc_per_node=$((ngpu > 0 ? ngpu : 1))
@@ -264,10 +267,15 @@ changed_files() {
     sed 's/ (cksum [0-9]*)$//' | paste -sd ' ' -
 }
 
-# data_stamp <data-dir>: the files of a data directory that stages read, by checksum.
+# The files of a data directory: those its features are made from, and all of them (stage 2 copies
+# them beside the features for the stages that read dump/<set>).
+audio_files="wav.scp segments"
+data_files="wav.scp segments text utt2spk spk2utt utt2dur tasks.jsonl"
+
+# data_stamp <data-dir>: its files (those of $data_files it has) by checksum.
 data_stamp() {
   local name
-  for name in wav.scp segments text utt2spk spk2utt utt2dur tasks.jsonl; do
+  for name in $data_files; do
     [ ! -e "$1/$name" ] || file_stamp "$1/$name"
   done | paste -sd ' ' -
 }
@@ -410,7 +418,7 @@ jobs_for() {
   echo $((n_utts < nj ? n_utts : nj))
 }
 
-# The settings features depend on (stage 2's stamps add the data directory's files).
+# The settings features depend on (stage 2's stamps add the audio files they are made from).
 feats_stamp="n_mels=$n_mels dtype=$feats_dtype skip_bad=$skip_bad opts=$feats_opts"
 
 # Stage 2 for one set: extract_feats <data-dir> <dump-dir> <stamp>
@@ -435,7 +443,29 @@ extract_feats() {
   [ $((n_feats + n_bad)) -eq "$n_utts" ] ||
     die "$out/feats.scp has $n_feats utterances and $out/bad_utts $n_bad, but $data has $n_utts"
   [ "$n_bad" -eq 0 ] || log "$n_bad of $n_utts utterances have no features: see $out/bad_utts"
-  copy_files "$data" "$out" wav.scp text utt2spk spk2utt utt2dur tasks.jsonl
+}
+
+# need_feats <set>: stop unless stage 2 made the set's features from its audio as it is now and
+# copied its files as they are now; else name what changed and how to redo stage 2. (Features
+# without a data directory, e.g. copied from elsewhere, are taken as they are.)
+need_feats() {
+  local set=$1 made name changed=() list
+  [ -e "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) for it:" \
+    "./run.sh --stage 2 --stop_stage 2 --test_sets $set (sets already extracted are skipped)"
+  [ -d "$datadir/$set" ] || return 0
+  made=$(head -n 1 "$dumpdir/$set/.done")
+  if [[ $made == *" inputs:"* ]] && [ "$(grep -o 'cksum [0-9]*' <<<"${made#* inputs:}")" != \
+    "$(grep -o 'cksum [0-9]*' <<<"$(inputs_stamp $(printf "$datadir/$set/%s " $audio_files))")" ]; then
+    changed=("the audio (${audio_files// /, })")
+  fi
+  for name in $data_files; do
+    [ ! -e "$datadir/$set/$name" ] && [ ! -e "$dumpdir/$set/$name" ] || cmp -s "$datadir/$set/$name" \
+      "$dumpdir/$set/$name" || [[ $name == wav.scp && ${#changed[@]} -gt 0 ]] || changed+=("$name")
+  done
+  [ ${#changed[@]} -eq 0 ] && return
+  list=$(printf '%s; ' "${changed[@]}")
+  die "$datadir/$set changed since stage 2 extracted its features (${list%; }). Run stage 2 again (./run.sh" \
+    "--stage 2 --stop_stage 2 --test_sets $set; when the audio changed, delete $dumpdir/$set/.done first)"
 }
 
 # Stages 3, 4, 5 and 7: train_stage <n>
@@ -453,7 +483,7 @@ train_stage() {
   hold "$out"
   stamp="config=$(file_stamp "$config") data=$dumps valid=${dev_set:+$dumpdir/$dev_set} init=$init"
   inputs=()
-  for set in ${stage_sets[$n]} $dev_set; do inputs+=("$dumpdir/$set/.done"); done
+  for set in ${stage_sets[$n]} $dev_set; do inputs+=("$dumpdir/$set/.done" "$dumpdir/$set"); done
   # the model it starts from: the previous stage's, or the recipe hook's pretrained models
   if [ -n "$init" ]; then
     inputs+=("$init/.done")
@@ -475,7 +505,7 @@ train_stage() {
     fi
   fi
   redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
-  for set in ${stage_sets[$n]} $dev_set; do need "$dumpdir/$set/.done" 2; done
+  for set in ${stage_sets[$n]} $dev_set; do need_feats "$set"; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then
     # VRPO: the model it starts from is also the frozen reference.
@@ -540,10 +570,14 @@ stage2_set() {
   hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
   need "$datadir/$set/wav.scp" 1
-  stamp="$feats_stamp $(inputs_stamp "$datadir/$set")"
-  skip_done "$stamp" "$dumpdir/$set/.done" && return
-  extract_feats "$datadir/$set" "$dumpdir/$set" "$stamp"
-  mark_done "$stamp" "$dumpdir/$set/.done"
+  stamp="$feats_stamp $(inputs_stamp $(printf "$datadir/$set/%s " $audio_files))"
+  if ! skip_done "$stamp" "$dumpdir/$set/.done"; then
+    extract_feats "$datadir/$set" "$dumpdir/$set" "$stamp"
+    mark_done "$stamp" "$dumpdir/$set/.done"
+  fi
+  # The set's files beside its features, also when these were done: a question corrected in
+  # tasks.jsonl needs no new features (the stages that read the copies stamp them).
+  copy_files "$datadir/$set" "$dumpdir/$set" $data_files
 }
 
 if in_range 2; then
@@ -578,14 +612,14 @@ if in_range 6; then
   [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
   [ -z "$sample_stage" ] || sample_opts=(--model_dir "${stage_exp[$sample_stage]}")
   pairs_inputs=()
-  for set in ${stage_sets[6]}; do pairs_inputs+=("$dumpdir/$set/.done"); done
+  for set in ${stage_sets[6]}; do pairs_inputs+=("$dumpdir/$set/.done" "$dumpdir/$set"); done
   [ -z "$sample_stage" ] || pairs_inputs+=("${stage_exp[$sample_stage]}/.done")
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
   elif hold "$pairs_dir" && stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts" &&
     stamp+=" $(inputs_stamp "${pairs_inputs[@]}")" && ! skip_done "$stamp" "$pairs_dir/.done"; then
-    for set in ${stage_sets[6]}; do need "$dumpdir/$set/.done" 2; done
+    for set in ${stage_sets[6]}; do need_feats "$set"; done
     gpu=0
     if $sampling; then
       [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"
@@ -614,9 +648,8 @@ if in_range 8; then
     stamp+=" $(inputs_stamp "${final_model%/final}/.done" "$dumpdir/$set/.done" "$datadir/$set")"
     redo_hint="--tag <name> to decode into decode_<name>" skip_done "$stamp" "$dir/.done" && continue
     [ -z "$final_stage" ] || need "$final_model/.done" "$final_stage"
-    # a set only decode.sh decodes (e.g. egs/diffa2's LibriSpeech tests) is not among run.sh's sets
-    [ -e "$dumpdir/$set/.done" ] || die "missing $dumpdir/$set/.done: run stage 2 (feature extraction) for it:" \
-      "./run.sh --stage 2 --stop_stage 2 --test_sets $set (sets already extracted are skipped)"
+    # (a set only decode.sh decodes, e.g. egs/diffa2's LibriSpeech tests, is not among run.sh's sets)
+    need_feats "$set"
     njobs=$(jobs_for "$datadir/$set")
     fresh_jobs "$dir" "$njobs $stamp" 'results.*.jsonl' 'results.*.jsonl.partial'
     rm -f "$dir/results.jsonl"  # an earlier run's, remade from the jobs' files at the end

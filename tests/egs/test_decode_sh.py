@@ -7,6 +7,7 @@ of tests/decode/conftest.py in two jobs, with the real diffa package.
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def recipe(tmp_path_factory):
     toy_builders.write_feats(dump, utts[:-1])
     (dump / "bad_utts").write_text(f"{utts[-1]} missing wav/{utts[-1]}.wav does not exist\n")
     (dump / ".done").touch()
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "tasks.jsonl"):  # copied by stage 2
+        shutil.copy(data / name, dump / name)
     toy_builders.build_model_dir(rec / "model", toy_builders.SENTENCES * 4)
     return rec, tasks
 

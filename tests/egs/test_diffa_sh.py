@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DATA_SH = r"""#!/usr/bin/env bash
 # Fake corpus: sets train (4 utts), dev and test (2 each); BREAK_DATA=1 writes an unsorted text,
-# DATA_WORD another transcript.
+# DATA_WORD other transcripts, WAV_DIR the audio elsewhere.
 set -euo pipefail
 datadir=data
 while [ $# -gt 0 ]; do
@@ -32,14 +32,15 @@ done
 echo "local/data.sh --datadir $datadir" >>calls.log
 for set in train dev test; do
   d=$datadir/$set
-  mkdir -p "$d" wav
+  wavs=${WAV_DIR:-wav}
+  mkdir -p "$d" "$wavs"
   rm -rf "$d"/*
   n=$([ $set = train ] && echo 2 || echo 1)
   for spk in s1 s2; do
     for i in $(seq $n); do
       utt=$spk-$set-$i
-      sox -n -r 16000 -c 1 -b 16 wav/$utt.wav synth 0.$((i + 1)) sine 300 2>/dev/null
-      echo "$utt wav/$utt.wav" >>"$d/wav.scp"
+      sox -n -r 16000 -c 1 -b 16 $wavs/$utt.wav synth 0.$((i + 1)) sine 300 2>/dev/null
+      echo "$utt $wavs/$utt.wav" >>"$d/wav.scp"
       echo "$utt ${DATA_WORD:-hello} $i" >>"$d/text"
       echo "$utt $spk" >>"$d/utt2spk"
       printf '{"id": "%s-asr", "utt": "%s", "task": "asr", "instruction": "Transcribe.", "answer": "hello %s"}\n' \
@@ -333,6 +334,7 @@ def test_failed_feature_job_is_named_and_resumed(recipe):
         (["--stage", "3", "--stop_stage", "3", "--semantic_config", "conf/nope.yaml"],
          "stage 3 (semantic alignment): config conf/nope.yaml not found"),
         (["--stop_stage", "1", "extra"], "unexpected argument(s) 'extra'"),
+        (["--test_sets", "data/test"], "'data/test': a set is named by its folder in --datadir (data/<set>), not by a path"),
     ],
 )
 def test_bad_options(recipe, args, message):
@@ -639,11 +641,25 @@ def test_outputs_made_from_inputs_made_again_are_not_taken_as_done(recipe):
     remade = engine(rec, "--stage", "1", "--stop_stage", "1", "--force", "true")
     assert remade.returncode == 0, remade.stderr
     assert "already done" in engine(rec, "--stage", "2", "--stop_stage", "2").stdout  # the same data again
+    # new transcripts: the features stay; stage 2 copies the new files beside them, and a stage
+    # that reads them before it has is told to run it
     remade = engine(rec, "--stage", "1", "--stop_stage", "1", "--force", "true", env={"DATA_WORD": "bye"})
+    assert remade.returncode == 0, remade.stderr
+    early = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
+    assert early.returncode == 1
+    assert ("data/train changed since stage 2 extracted its features (text). Run stage 2 again (./run.sh --stage 2 "
+            "--stop_stage 2 --test_sets train; when the audio changed, delete dump/train/.done first)") in early.stderr
+    copied = engine(rec, "--stage", "2", "--stop_stage", "2")
+    assert copied.returncode == 0 and copied.stdout.count("already done") == 3
+    assert (rec / "dump/train/text").read_text() == (rec / "data/train/text").read_text()
+    # new audio: new features
+    remade = engine(rec, "--stage", "1", "--stop_stage", "1", "--force", "true", env={"WAV_DIR": "wav2"})
     assert remade.returncode == 0, remade.stderr
     stale = engine(rec, "--stage", "2", "--stop_stage", "2")
     assert stale.returncode == 1 and "dump/train was made with other settings or inputs" in stale.stderr
-    assert "inputs: data/train/wav.scp (cksum " in stale.stderr and "\nChanged since: data/train/text\n" in stale.stderr
+    assert "inputs: data/train/wav.scp (cksum " in stale.stderr and "\nChanged since: data/train/wav.scp\n" in stale.stderr
+    early = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
+    assert "data/train changed since stage 2 extracted its features (the audio (wav.scp, segments); text)." in early.stderr
     assert engine(rec, "--stage", "2", "--stop_stage", "2", "--force", "true").returncode == 0
 
     train = ["--stop_stage", "5", *configs("semantic", "acoustic", "sft")]
