@@ -51,6 +51,11 @@ def main(argv=None):
         speakers = len(set(data.tables["utt2spk"].values()))
         tasks = "" if data.tasks is None else f", {len(data.tasks)} tasks"
         print(f"{path}: OK ({len(data.utts)} utterances, {speakers} speakers{tasks})")
+        off_gold = [row["id"] for row in data.tasks or () if row["task"] == "mcq" and row.get("gold") is not None
+                    and row["answer"] != row["choices"][row["gold"]]]
+        if off_gold:
+            print(f"{path}: note: {len(off_gold)} multiple-choice row(s) whose answer is not their gold choice "
+                  f"(first: {off_gold[0]}); scoring follows gold")
     if status:
         print("Fix the files above; utils/fix_data_dir.py keeps only the utterances every file "
               f"has and remakes {SPK2UTT}.", file=sys.stderr)

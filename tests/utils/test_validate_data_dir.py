@@ -1,4 +1,5 @@
 """utils/validate_data_dir.py: a valid directory passes; each kind of defect is named precisely."""
+import json
 import os
 
 import pytest
@@ -15,6 +16,17 @@ def test_valid_dir_passes(run_util, data_dir):
     result = run_util("validate_data_dir.py", data_dir)
     assert result.returncode == 0, result.stderr
     assert f"{data_dir}: OK (6 utterances, 3 speakers, 6 tasks)" in result.stdout
+
+
+def test_a_multiple_choice_answer_other_than_its_gold_choice_is_noted(run_util, data_dir):
+    utt = (data_dir / "wav.scp").read_text().split()[0]
+    with open(data_dir / "tasks.jsonl", "a") as f:  # ids sort after the ASR rows'
+        f.write(json.dumps({"id": "zz-mcq", "utt": utt, "task": "mcq", "instruction": "Kind? (A) beeps (B) melody",
+                            "answer": "melody", "choices": ["beeps", "melody"], "gold": 0}) + "\n")
+    result = run_util("validate_data_dir.py", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert (f"{data_dir}: note: 1 multiple-choice row(s) whose answer is not their gold choice (first: zz-mcq); "
+            "scoring follows gold") in result.stdout
 
 
 def swap_first_lines(d):
