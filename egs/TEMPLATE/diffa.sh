@@ -23,10 +23,11 @@
 # model trained (DIFFA v1 trains stages 3 and 4 only); stages 6 and 7 need --vrpo_config.
 # Each stage logs "Stage N: what: inputs -> outputs", names the stage to run first when an input
 # is missing, and writes a .done marker when it ends, holding the settings its outputs depend on
-# (options, a checksum of its config, the markers of the stages it read) and when it finished. A
-# stage whose marker exists is skipped unless --force true; one done with other settings, or from
-# inputs made again since (data prepared anew, a model retrained), stops the run (decoding: --tag
-# keeps both). A forced training stage starts from scratch, not from its checkpoints; the model it
+# (options, a checksum of its config, checksums of what it read: data files, the markers of the
+# stages that made its other inputs) and when it finished. A stage whose marker exists is skipped
+# unless --force true; one done with other settings, or from inputs made again since (data
+# prepared anew, a model retrained), stops the run (decoding: --tag keeps both). Stages that read
+# features first check that they are those of the data directory as it is now. A forced training stage starts from scratch, not from its checkpoints; the model it
 # replaces waits in <dir>.replaced until the new one is trained. Feature extraction and decoding
 # resume job by job; a stage locks the directory it writes while it runs.
 # Training runs python -m diffa.bin.train as one process, under torchrun --standalone for several
@@ -215,8 +216,8 @@ need() {
 
 # skip_done <stamp> <marker>...: true (and say so) when every marker exists and --force is false;
 # otherwise remove the markers, so that an interrupted redo is never taken as done. <stamp> names
-# the settings the stage's outputs depend on and the markers of the stages whose outputs it reads
-# (inputs_stamp); mark_done writes it into the markers. Outputs made with other settings, or from
+# the settings the stage's outputs depend on and what it reads (inputs_stamp); mark_done writes
+# it into the markers. Outputs made with other settings, or from
 # inputs made again since, stop the run instead of being taken for this run's (markers from before:
 # an empty one, from before stamps, is taken as it is; one without inputs is compared without
 # them). ran becomes true when a stage is (re)done.
