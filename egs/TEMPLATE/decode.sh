@@ -18,7 +18,8 @@
 model_dir=""          # model to decode with (default: the last training stage's, as run.sh sets it)
 test_sets=""          # sets to decode (default: every set of --groups)
 decode_config=""      # config for all the sets (default: each set's config in --groups)
-groups=""             # the recipe's "<config>=<set> <set>;<config>=<set> ..." (its decode.sh sets it)
+groups=""             # the recipe's "<config>=<set> <set>;<config>=<set> ..." (its decode.sh sets it);
+                      # a set in none of them takes the config when there is only one
 nj=4                  # decoding jobs per set
 ngpu=0                # > 0: each decoding job asks its job runner for one GPU
 tag=""                # results under decode_<tag> (default: the config's name)
@@ -74,6 +75,7 @@ config_of_set() {
 if [ -n "$test_sets" ]; then
   for set in $test_sets; do
     config=${decode_config:-$(config_of_set "$set")}
+    if [ -z "$config" ] && [[ $groups == *=* && $groups != *\;* ]]; then config=${groups%%=*}; fi
     [ -n "$config" ] || die "no decoding config for set '$set' (not in --groups \"$groups\"): pass --decode_config"
     add "$config" "$set"
   done

@@ -88,7 +88,7 @@ def test_decode_score_and_results_md(recipe):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--test_sets", "dev"], "no decoding config for set 'dev' (not in --groups \"conf/decode.yaml=test\"): pass --decode_config"),
+    (["--test_sets", "dev", "--model_dir", "model"], "missing dump/dev/.done: run stage 2"),  # the one config
     (["--test_sets", "test", "--decode_config", "conf/nope.yaml"], "decoding config conf/nope.yaml not found"),
     (["--stage", "9", "--stop_stage", "8"], "--stage/--stop_stage must be 8 (decode) or 9 (score)"),
     (["--model_dir", "nomodel"], "--model_dir nomodel is not a directory"),
@@ -120,3 +120,11 @@ def test_only_given_options_reach_run_sh(tmp_path):
     args = (tmp_path / "run_args").read_text().splitlines()
     assert args[args.index("--score_opts") + 1] == "--group_by task" and args[args.index("--tag") + 1] == "t"
     assert args[args.index("--force") + 1] == "true"
+    (tmp_path / "run_args").unlink()
+    assert decode_sh(tmp_path, "--stop_stage", "8", "--test_sets", "mine").returncode == 0  # not in --groups
+    args = (tmp_path / "run_args").read_text().splitlines()
+    assert args[args.index("--test_sets") + 1] == "mine" and args[args.index("--decode_config") + 1] == "conf/decode.yaml"
+    two = subprocess.run(["../TEMPLATE/decode.sh", "--groups", "conf/a.yaml=x;conf/b.yaml=y", "--test_sets", "z"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert two.returncode == 1
+    assert "no decoding config for set 'z' (not in --groups \"conf/a.yaml=x;conf/b.yaml=y\"): pass --decode_config" in two.stderr
