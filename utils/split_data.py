@@ -7,11 +7,13 @@ Usage:
 The parts are contiguous ranges of the sorted utterance ids whose sizes differ by at most one
 (the first ones get the extra utterance); each is a complete data directory, and its
 tasks.jsonl holds the tasks of its utterances. The source must pass utils/validate_data_dir.py
-(audio aside). The split is remade only when a file of the source is newer than
-split<N>/.done; it is built in split<N>.tmp and renamed, so a half split is never used.
+(audio aside). split<N>/.done holds a fingerprint of the source's files, and the split is remade
+when they differ from it (by content: a file moved in with an old time counts too); it is built in
+split<N>.tmp and renamed, so a half split is never used.
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -55,13 +57,32 @@ def part_sizes(n_items, n_parts):
     return [size + (i < extra) for i in range(n_parts)]
 
 
+def fingerprint(src):
+    """One line per file of the data directory ``src``: its name and the SHA-1 of its content.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "wav.scp"), "w").write("u1 a.wav\\n")
+    >>> print(fingerprint(d), end="")
+    wav.scp c925f4809857f0b97caeb1626668330617820ca6
+    """
+    lines = []
+    for name in UTT_FILES + (SPK2UTT, TASKS):
+        path = os.path.join(src, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                lines.append(f"{name} {hashlib.sha1(f.read()).hexdigest()}\n")
+    return "".join(lines)
+
+
 def is_up_to_date(src, done):
-    """Return whether the marker ``done`` exists and is newer than every file of ``src``."""
+    """Return whether the marker ``done`` exists and holds the fingerprint of ``src`` now."""
     if not os.path.isfile(done):
         return False
-    files = [os.path.join(src, name) for name in UTT_FILES + (SPK2UTT, TASKS)]
-    newest = max(os.path.getmtime(file) for file in files if os.path.isfile(file))
-    return os.path.getmtime(done) >= newest
+    with open(done, encoding="utf-8") as f:
+        return f.read() == fingerprint(src)
 
 
 def main(argv=None):
@@ -69,7 +90,7 @@ def main(argv=None):
     out = os.path.join(args.data_dir, f"split{args.num_parts}")
     done = os.path.join(out, ".done")
     if is_up_to_date(args.data_dir, done):
-        print(f"{out}: already split (newer than {args.data_dir})")
+        print(f"{out}: already split (from {args.data_dir} as it is)")
         return 0
     data = load_valid(args.data_dir)
     utts = data.utts
@@ -79,7 +100,8 @@ def main(argv=None):
     for part, size in enumerate(part_sizes(len(utts), args.num_parts), 1):
         data.select(utts[start:start + size]).write(os.path.join(tmp, str(part)))
         start += size
-    open(os.path.join(tmp, ".done"), "w").close()
+    with open(os.path.join(tmp, ".done"), "w", encoding="utf-8") as f:
+        f.write(fingerprint(args.data_dir))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     print(f"{out}: {len(utts)} utterances in {args.num_parts} parts")

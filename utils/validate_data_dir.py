@@ -51,8 +51,9 @@ def main(argv=None):
         speakers = len(set(data.tables["utt2spk"].values()))
         tasks = "" if data.tasks is None else f", {len(data.tasks)} tasks"
         print(f"{path}: OK ({len(data.utts)} utterances, {speakers} speakers{tasks})")
-        off_gold = [row["id"] for row in data.tasks or () if row["task"] == "mcq" and row.get("gold") is not None
-                    and row["answer"] != row["choices"][row["gold"]]]
+        off_gold = [row["id"] for row in data.tasks or () if row.get("task") == "mcq"
+                    and isinstance(row.get("gold"), int) and 0 <= row["gold"] < len(row.get("choices") or ())
+                    and row.get("answer") != row["choices"][row["gold"]]]
         if off_gold:
             print(f"{path}: note: {len(off_gold)} multiple-choice row(s) whose answer is not their gold choice "
                   f"(first: {off_gold[0]}); scoring follows gold")

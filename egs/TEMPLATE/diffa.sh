@@ -217,13 +217,13 @@ need() {
 # skip_done <stamp> <marker>...: true (and say so) when every marker exists and --force is false;
 # otherwise remove the markers, so that an interrupted redo is never taken as done. <stamp> names
 # the settings the stage's outputs depend on and what it reads (inputs_stamp); mark_done writes
-# it into the markers. Outputs made with other settings, or from
-# inputs made again since, stop the run instead of being taken for this run's (markers from before:
-# an empty one, from before stamps, is taken as it is; one without inputs is compared without
-# them). ran becomes true when a stage is (re)done.
+# it into the markers. Outputs made with other settings, or from inputs made again since, stop the
+# run instead of being taken for this run's, with how to redo it (deleting the marker, or
+# $redo_how) and $redo_hint. Markers from before: an empty one (from before stamps) is taken as
+# it is, one without inputs is compared without them. ran becomes true when a stage is (re)done.
 ran=false
 skip_done() {
-  local stamp=$1 marker="" made changed nl=$'\n'
+  local stamp=$1 marker="" made changed how nl=$'\n'
   shift
   if ! $force; then
     for marker in "$@"; do [ -e "$marker" ] || break; done
@@ -233,9 +233,10 @@ skip_done() {
         [ -z "$made" ] || [ "$made" = "$stamp" ] || [[ $made != *" inputs:"* && $made = "${stamp% inputs:*}" ]] &&
           continue
         changed=$(changed_files "$made" "$stamp")
+        how=${redo_how:-"Delete $marker to redo it (--force true redoes every stage and set in range)"}
+        how+=${redo_hint:+", or $redo_hint"}
         die "$(dirname "$marker") was made with other settings or inputs than this run's, so it is not this" \
-          "run's output:${nl}  then: $made${nl}  now:  $stamp${nl}${changed:+Changed since: $changed$nl}Delete" \
-          "$marker to redo it (--force true redoes every stage and set in range)${redo_hint:+, or $redo_hint}."
+          "run's output:${nl}  then: $made${nl}  now:  $stamp${nl}${changed:+Changed since: $changed$nl}$how."
       done
       log "already done (delete $* or pass --force true to redo)"
       return 0
@@ -272,6 +273,13 @@ changed_files() {
 # them beside the features for the stages that read dump/<set>).
 audio_files="wav.scp segments"
 data_files="wav.scp segments text utt2spk spk2utt utt2dur tasks.jsonl"
+
+# audio_stamp <data-dir>: the inputs part of a stamp for the audio files of a data directory.
+audio_stamp() {
+  local name paths=()
+  for name in $audio_files; do paths+=("$1/$name"); done
+  inputs_stamp "${paths[@]}"
+}
 
 # data_stamp <data-dir>: its files (those of $data_files it has) by checksum.
 data_stamp() {
@@ -456,7 +464,7 @@ need_feats() {
   [ -d "$datadir/$set" ] || return 0
   made=$(head -n 1 "$dumpdir/$set/.done")
   if [[ $made == *" inputs:"* ]] && [ "$(grep -o 'cksum [0-9]*' <<<"${made#* inputs:}")" != \
-    "$(grep -o 'cksum [0-9]*' <<<"$(inputs_stamp $(printf "$datadir/$set/%s " $audio_files))")" ]; then
+    "$(grep -o 'cksum [0-9]*' <<<"$(audio_stamp "$datadir/$set")")" ]; then
     changed=("the audio (${audio_files// /, })")
   fi
   for name in $data_files; do
@@ -472,6 +480,7 @@ need_feats() {
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
   local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp inputs
+  local redo
   dumps=$(train_dumps "$n")
   init_stage=$(previous_model_stage "$n")
   [ -z "$init_stage" ] || init=${stage_exp[$init_stage]}
@@ -505,7 +514,9 @@ train_stage() {
       mv "$out" "$out.replaced"
     fi
   fi
-  redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
+  # (deleting the marker would not do: training resumes from the checkpoints it finds)
+  redo="Redo it with --stage $n --stop_stage $n --force true (from scratch; the later stages then stop as stale)"
+  redo_how=$redo redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
   for set in ${stage_sets[$n]} $dev_set; do need_feats "$set"; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then
@@ -555,7 +566,7 @@ fi
 # features are extracted once.
 extracted=" "
 stage2_set() {
-  local set=$1 other=""
+  local set=$1 other="" name
   case "$extracted" in *" $set "*) return ;; esac
   extracted+="$set "
   [ ! -L "$datadir/$set" ] || other=$(readlink "$datadir/$set")
@@ -571,13 +582,15 @@ stage2_set() {
   hold "$dumpdir/$set"
   [ ! -L "$dumpdir/$set" ] || rm "$dumpdir/$set"  # it stood for another set's features before
   need "$datadir/$set/wav.scp" 1
-  stamp="$feats_stamp $(inputs_stamp $(printf "$datadir/$set/%s " $audio_files))"
+  stamp="$feats_stamp $(audio_stamp "$datadir/$set")"
   if ! skip_done "$stamp" "$dumpdir/$set/.done"; then
     extract_feats "$datadir/$set" "$dumpdir/$set" "$stamp"
     mark_done "$stamp" "$dumpdir/$set/.done"
   fi
   # The set's files beside its features, also when these were done: a question corrected in
-  # tasks.jsonl needs no new features (the stages that read the copies stamp them).
+  # tasks.jsonl needs no new features (the stages that read the copies stamp them). A file the set
+  # no longer has goes too.
+  for name in $data_files; do [ -e "$datadir/$set/$name" ] || rm -f "$dumpdir/$set/$name"; done
   copy_files "$datadir/$set" "$dumpdir/$set" $data_files
 }
 
@@ -671,7 +684,7 @@ if in_range 9; then
     dir=$(decode_dir "$set")
     log "Stage 9: ${stage_names[9]}: $dir/results.jsonl + $datadir/$set -> $dir/score"
     hold "$dir"
-    stamp="opts=$score_opts $(inputs_stamp "$dir/.done")"
+    stamp="opts=$score_opts $(inputs_stamp "$dir/.done" "$datadir/$set")"  # the results and the references
     skip_done "$stamp" "$dir/score/.done" && continue
     need "$dir/.done" 8
     mkdir -p "$dir/score"

@@ -573,7 +573,9 @@ def test_outputs_made_with_other_settings_are_not_taken_as_done(recipe):
     trained = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
     assert trained.returncode == 0
     retrain = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--train_opts", "--lr 1")
-    assert retrain.returncode == 1 and "in range), or another --expdir." in retrain.stderr
+    assert retrain.returncode == 1
+    assert ("Redo it with --stage 3 --stop_stage 3 --force true (from scratch; the later stages then stop as stale), "
+            "or another --expdir.") in retrain.stderr  # deleting .done would resume from the old checkpoints
 
 
 @pytest.mark.parametrize("model, name", [("exp/export/m", "export_m"), ("exp/m/final", "m"), ("elsewhere/m/", "m"),
@@ -705,3 +707,27 @@ def test_directories_spelled_otherwise_are_the_same_inputs(recipe):
     again = engine(rec, "--stage", "2", "--stop_stage", "2", "--datadir", "./data", "--dumpdir", f"{rec}/dump/")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already done") == 3
+
+
+def test_scores_and_copies_follow_the_data_directory(recipe):
+    rec = recipe()
+    run = ["--stop_stage", "9", *configs("sft", "decode")]
+    (rec / "data").mkdir()
+    assert engine(rec, *run).returncode == 0
+    # a corrected reference: stage 2 copies it (no new features); the scores are stale
+    tasks = rec / "data" / "test" / "tasks.jsonl"
+    tasks.write_text(tasks.read_text().replace('"answer": "hello 1"', '"answer": "hullo 1"'))
+    copied = engine(rec, "--stage", "2", "--stop_stage", "2")
+    assert copied.returncode == 0 and copied.stdout.count("already done") == 3
+    rescore = engine(rec, "--stage", "9", "--stop_stage", "9", *configs("sft", "decode"))
+    assert rescore.returncode == 1 and "Changed since: data/test/tasks.jsonl\n" in rescore.stderr
+    # a file the set no longer has leaves its features' folder too
+    utt2dur = rec / "data" / "test" / "utt2dur"
+    utt2dur.write_text("".join(f"{line.split()[0]} 0.2\n" for line in (rec / "data/test/wav.scp").read_text().splitlines()))
+    assert engine(rec, "--stage", "2", "--stop_stage", "2").returncode == 0
+    assert (rec / "dump" / "test" / "utt2dur").exists()
+    utt2dur.unlink()
+    assert engine(rec, "--stage", "2", "--stop_stage", "2").returncode == 0
+    assert not (rec / "dump" / "test" / "utt2dur").exists()
+    redecode = engine(rec, "--stage", "8", "--stop_stage", "8", "--force", "true", *configs("sft", "decode"))
+    assert redecode.returncode == 0, redecode.stderr

@@ -82,7 +82,7 @@ def test_outputs_load_as_official_checkpoints(prepared):
         assert "train_seconds" in (out / part / "pretrain_log.txt").read_text()
     assert "dev wer" in stdout and "dev_acc_described" in stdout
     assert (out / ".done").read_text().startswith("datadir=data ")
-    assert re.search(r" inputs: [0-9]+ [0-9]+$", (out / ".done").read_text())  # dump/{train,dev}/.done
+    assert re.search(r" inputs:( [0-9]+){6}$", (out / ".done").read_text())  # dump/<set>/.done, data/<set> texts
     assert not list(out.glob(".*.*"))  # no temporary directory left behind
 
 

@@ -30,6 +30,14 @@ def test_split_is_kept_until_the_source_changes(run_util, read_ids, data_dir):
     redo = run_util("split_data.py", data_dir, 2)
     assert redo.returncode == 0 and "already split" not in redo.stdout
     assert [len(read_ids(data_dir / "split2" / p / "wav.scp")) for p in "12"] == [3, 2]
+    # A source file replaced by one with an older time (mv, cp -p, tar) is a change too.
+    text = data_dir / "text"
+    old = os.stat(text).st_mtime - 3600
+    text.write_text(text.read_text().replace(" ", " X ", 1))
+    os.utime(text, (old, old))
+    moved = run_util("split_data.py", data_dir, 2)
+    assert moved.returncode == 0 and "already split" not in moved.stdout
+    assert " X " in (data_dir / "split2" / "1" / "text").read_text()
 
 
 def test_more_parts_than_utterances(run_util, data_dir):

@@ -5,7 +5,7 @@
 #                                 model.safetensors), pre-trained on the training audio
 #   <outdir>/llada/               a tiny LLaDA (official layout), pre-trained on the training text
 #   <outdir>/.done                written last; holds the options it was made with and checksums
-#                                 of its inputs' markers (dump/<set>/.done)
+#                                 of its inputs (dump/<set>/.done, data/<set>/{tasks.jsonl,text})
 # Each model directory also holds pretrain_log.txt (dev metrics, timing); logs go to <outdir>/log/.
 #
 # Usage: local/prepare_models.sh [--datadir data] [--dumpdir dump] [--outdir exp/pretrained]
@@ -48,8 +48,9 @@ done
 
 stamp="datadir=$datadir dumpdir=$dumpdir train_set=$train_set dev_set=$dev_set threads=$threads seed=$seed"
 stamp+=" vocab_size=$vocab_size tokenizer_opts=$tokenizer_opts whisper_opts=$whisper_opts llada_opts=$llada_opts"
-# and what it reads: the sets' feature markers, which name their data files by checksum (diffa.sh)
-stamp+=" inputs: $(cksum "$dumpdir/$train_set/.done" "$dumpdir/$dev_set/.done" | cut -d' ' -f1 | xargs)"
+# and what it reads: the sets' features (their markers name the audio by checksum, diffa.sh) and texts
+stamp+=" inputs: $(cksum "$dumpdir/$train_set/.done" "$dumpdir/$dev_set/.done" "$datadir/$train_set/tasks.jsonl" \
+  "$datadir/$train_set/text" "$datadir/$dev_set/tasks.jsonl" "$datadir/$dev_set/text" | cut -d' ' -f1 | xargs)"
 if [ -f "$outdir/.done" ] && [ "$(cat "$outdir/.done")" = "$stamp" ]; then
   log "$outdir is already prepared with these options"
   exit 0
