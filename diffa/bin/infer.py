@@ -53,16 +53,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config_path = config_file(args)
         config = config_from_args(args, config_path)
-        if config.task_overrides and args.task is None:
-            logging.getLogger("diffa.bin.infer").warning(
-                "the config's settings for task types %s are not used: pass --task to apply them",
-                ", ".join(sorted(config.task_overrides)))
         model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
         out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
     except (ValueError, OSError) as err:  # diffa.data.audio.AudioError is a ValueError
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     print(out.text)
+    if config.task_overrides and args.task is None and len(tokenizer.encode(out.text)) >= config.gen_length - 1:
+        logging.getLogger("diffa.bin.infer").warning(
+            "the answer fills its %d positions and may be cut short: the config's settings for task types %s "
+            "(e.g. ASR's longer answers) apply with --task", config.gen_length, ", ".join(sorted(config.task_overrides)))
     if not out.text.strip():
         logging.getLogger("diffa.bin.infer").warning(
             "the answer is empty%s: decode with the recipe's settings (its conf/decode*.yaml as the config, "

@@ -40,17 +40,22 @@ def test_an_empty_answer_says_how_to_decode_with_the_recipes_settings(toy, stere
     assert "the answer is empty with the built-in decoding settings: decode with the recipe's settings" in caplog.text
 
 
-def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog):
+def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog, monkeypatch):
     config = tmp_path / "decode.yaml"
     config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\ntask_overrides: {asr: {gen_length: 8, block_length: 8, steps: 8}}\n")
     common = ["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Transcribe.", "--config", str(config),
               "--device", "cpu", "--verbose", "true", "--stop_at_eos", "false"]
     assert main(common) == 0
     assert "# nfe 4," in capsys.readouterr().err
-    assert "settings for task types asr are not used: pass --task to apply them" in caplog.text
+    assert ("the answer fills its 4 positions and may be cut short: the config's settings for task types asr "
+            "(e.g. ASR's longer answers) apply with --task") in caplog.text
     caplog.clear()
     assert main(common + ["--task", "asr"]) == 0
-    assert "# nfe 8," in capsys.readouterr().err and "pass --task" not in caplog.text
+    assert "# nfe 8," in capsys.readouterr().err and "apply with --task" not in caplog.text
+    caplog.clear()
+    import diffa.bin.infer as infer  # an answer shorter than its positions: no word about the task settings
+    monkeypatch.setattr(infer, "answer", lambda *args, **kwargs: Answer("a", 4, 0.1))
+    assert main(common) == 0 and "apply with --task" not in caplog.text
 
 
 def test_config_as_first_argument_and_no_batching_flags(toy, stereo_wav, tmp_path, capsys):
