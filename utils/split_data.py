@@ -72,8 +72,11 @@ def fingerprint(src):
     for name in UTT_FILES + (SPK2UTT, TASKS):
         path = os.path.join(src, name)
         if os.path.isfile(path):
+            digest = hashlib.sha1()
             with open(path, "rb") as f:
-                lines.append(f"{name} {hashlib.sha1(f.read()).hexdigest()}\n")
+                for block in iter(lambda: f.read(1 << 20), b""):  # a large tasks.jsonl is not read whole
+                    digest.update(block)
+            lines.append(f"{name} {digest.hexdigest()}\n")
     return "".join(lines)
 
 

@@ -60,6 +60,8 @@ add() {
   [ -n "${sets_of[$1]+x}" ] || configs+=("$1")
   sets_of[$1]="${sets_of[$1]:-}${sets_of[$1]:+ }$2"
 }
+# config_of_set <set>: its config in --groups; for a set in none of them, the config when there is
+# only one (empty otherwise).
 config_of_set() {
   local group set
   IFS=';' read -r -a all <<<"$groups"
@@ -71,11 +73,11 @@ config_of_set() {
       fi
     done
   done
+  [ "${#all[@]}" -ne 1 ] || [[ ${all[0]} != *=* ]] || echo "${all[0]%%=*}"
 }
 if [ -n "$test_sets" ]; then
   for set in $test_sets; do
     config=${decode_config:-$(config_of_set "$set")}
-    if [ -z "$config" ] && [[ $groups == *=* && $groups != *\;* ]]; then config=${groups%%=*}; fi
     [ -n "$config" ] || die "no decoding config for set '$set' (not in --groups \"$groups\"): pass --decode_config"
     add "$config" "$set"
   done

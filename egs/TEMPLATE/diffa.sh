@@ -27,9 +27,10 @@
 # stages that made its other inputs) and when it finished. A stage whose marker exists is skipped
 # unless --force true; one done with other settings, or from inputs made again since (data
 # prepared anew, a model retrained), stops the run (decoding: --tag keeps both). Stages that read
-# features first check that they are those of the data directory as it is now. A forced training stage starts from scratch, not from its checkpoints; the model it
-# replaces waits in <dir>.replaced until the new one is trained. Feature extraction and decoding
-# resume job by job; a stage locks the directory it writes while it runs.
+# features first check that they are those of the data directory as it is now. A forced training
+# stage starts from scratch, not from its checkpoints; the model it replaces waits in
+# <dir>.replaced until the new one is trained. Feature extraction and decoding resume job by job;
+# a stage locks the directory it writes while it runs.
 # Training runs python -m diffa.bin.train as one process, under torchrun --standalone for several
 # processes on one node, or, with --num_nodes N > 1, as one Slurm job of N nodes that runs one
 # torchrun per node (cmd.sh's train_cmd must be utils/run_jobs.sh --backend slurm); the nodes meet
@@ -396,12 +397,16 @@ concat_jobs() {
   mv "$out.tmp" "$out"
 }
 
-# Copy files atomically: copy_files <from-dir> <to-dir> <name>... (names that are missing are skipped).
+# Copy files atomically: copy_files <from-dir> <to-dir> <name>... (a name <from-dir> lacks is
+# removed from <to-dir>: the copies are what <from-dir> has).
 copy_files() {
   local from=$1 to=$2 name
   shift 2
   for name in "$@"; do
-    [ -f "$from/$name" ] || continue
+    if [ ! -f "$from/$name" ]; then
+      rm -f "$to/$name"
+      continue
+    fi
     cp "$from/$name" "$to/$name.tmp"
     mv "$to/$name.tmp" "$to/$name"
   done
@@ -566,7 +571,7 @@ fi
 # features are extracted once.
 extracted=" "
 stage2_set() {
-  local set=$1 other="" name
+  local set=$1 other=""
   case "$extracted" in *" $set "*) return ;; esac
   extracted+="$set "
   [ ! -L "$datadir/$set" ] || other=$(readlink "$datadir/$set")
@@ -590,7 +595,6 @@ stage2_set() {
   # The set's files beside its features, also when these were done: a question corrected in
   # tasks.jsonl needs no new features (the stages that read the copies stamp them). A file the set
   # no longer has goes too.
-  for name in $data_files; do [ -e "$datadir/$set/$name" ] || rm -f "$dumpdir/$set/$name"; done
   copy_files "$datadir/$set" "$dumpdir/$set" $data_files
 }
 
