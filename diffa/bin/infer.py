@@ -1,10 +1,17 @@
-"""Answer one question about one audio file with a DIFFA model.
+"""Answer questions about audio files with a DIFFA model: one, or a file of them.
 
 Usage:
   python -m diffa.bin.infer --model_dir exp/stage4_vrpo --audio clip.wav --question "What is the speaker's gender?"
   python -m diffa.bin.infer --model_dir exp/m --audio talk.flac --question "Transcribe the audio." \\
       --config conf/decode_asr.yaml --task asr [--tokenizer_dir DIR] [--device cuda] \\
       [--gen_length 64 --block_length 64 --steps 64] ...
+  python -m diffa.bin.infer --model_dir exp/m --questions questions.jsonl [--config ...] > answers.jsonl
+
+A questions file has one JSON object per line: {"audio": "clip.wav", "question": "...", "task": "mcq",
+"id": "q1"} (task and id optional; --task applies to lines without one; see
+``diffa.decode.infer.read_questions``). The model is loaded once, and each answer is printed as
+it comes, as one JSON line: the question's fields plus "answer", "nfe" and "seconds", or "error"
+for a question that could not be answered (the others still are; the exit status is then 1).
 
 The audio may be any format libsndfile reads, at any sample rate and with any number of channels
 (it is averaged to mono and resampled to 16 kHz; only the first 30 s are used). Decoding settings
@@ -14,14 +21,19 @@ ones. Prints the answer; ``--verbose true`` adds NFE and time.
 """
 
 import argparse
+import json
 import logging
 import sys
 from typing import List, Optional
 
+from tqdm import tqdm
+
 from diffa.bin._cli import entry_point_parser
 from diffa.decode.config import KEYS, add_config_arguments, add_config_file_argument, config_file, config_from_args
-from diffa.decode.infer import answer
+from diffa.decode.infer import Question, answer, read_questions
 from diffa.decode.loading import add_model_arguments, load_for_decoding
+
+logger = logging.getLogger("diffa.bin.infer")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,11 +47,14 @@ def get_parser() -> argparse.ArgumentParser:
     """
     parser = entry_point_parser("diffa.bin.infer", __doc__)
     parser.add_argument("--model_dir", "--model", dest="model_dir", required=True, help="DIFFA model directory")
-    parser.add_argument("--audio", required=True, help="audio file (any rate, any channel count)")
-    parser.add_argument("--question", required=True, help="the instruction about the audio")
+    parser.add_argument("--audio", help="audio file (any rate, any channel count)")
+    parser.add_argument("--question", help="the instruction about the audio")
+    parser.add_argument("--questions", metavar="JSONL",
+                        help="instead of --audio and --question: a file of questions, answered as JSON lines")
     add_config_file_argument(parser)
     parser.add_argument("--task", choices=("asr", "mcq", "open_qa"),
-                        help="apply the config's task_overrides for this task type")
+                        help="apply the config's task_overrides for this task type (with --questions: "
+                             "for lines without a task)")
     add_model_arguments(parser)
     parser.add_argument("--verbose", choices=("true", "false"), default="false", help="also print NFE and seconds")
     add_config_arguments(parser, [key for key in KEYS if key not in ("batch_size", "max_tokens")])  # one example
@@ -48,29 +63,73 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line (module docstring); returns the exit status."""
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.questions is not None and (args.audio or args.question):
+        parser.error("--questions replaces --audio and --question: give either")
+    if args.questions is None and not (args.audio and args.question):
+        parser.error("give --audio and --question (one question), or --questions JSONL (a file of them)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config_path = config_file(args)
         config = config_from_args(args, config_path)
+        questions = read_questions(args.questions) if args.questions else None  # its errors before the load
         model, tokenizer = load_for_decoding(args.model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
-        out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
+        if questions is None:
+            out = answer(model, tokenizer, args.audio, args.question, config=config, task=args.task)
     except (ValueError, OSError) as err:  # diffa.data.audio.AudioError is a ValueError
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
+    if questions is not None:
+        return answer_file(model, tokenizer, questions, config, args.task, config_path)
     print(out.text)
-    if config.task_overrides and args.task is None and len(tokenizer.encode(out.text)) >= config.gen_length - 1:
-        logging.getLogger("diffa.bin.infer").warning(
-            "the answer fills its %d positions and may be cut short: the config's settings for task types %s "
-            "(e.g. ASR's longer answers) apply with --task", config.gen_length, ", ".join(sorted(config.task_overrides)))
-    if not out.text.strip():
-        logging.getLogger("diffa.bin.infer").warning(
-            "the answer is empty%s: decode with the recipe's settings (its conf/decode*.yaml as the config, "
-            "and --task) or a --gen_length that fits the answer", "" if config_path else
-            " with the built-in decoding settings")
+    for note in notes(tokenizer, out.text, config, args.task, config_path):
+        logger.warning(note)
     if args.verbose == "true":
         print(f"# nfe {out.nfe}, {out.seconds:.2f} s", file=sys.stderr)
     return 0
+
+
+def answer_file(model, tokenizer, questions: List[Question], config, task: Optional[str], config_path) -> int:
+    """Answer ``questions`` (``task``: for those without one), printing a JSON line each; the exit status."""
+    failed, noted = [], {}
+    for question in tqdm(questions, desc="questions", unit="question", disable=None):
+        row = {key: value for key, value in question._asdict().items() if value is not None}
+        row_task = question.task or task
+        try:
+            out = answer(model, tokenizer, question.audio, question.question, config=config, task=row_task)
+        except (ValueError, OSError) as err:
+            failed.append(question.id)
+            row["error"] = str(err)
+            logger.error("question %s: %s", question.id, err)
+        else:
+            row.update(answer=out.text, nfe=out.nfe, seconds=round(out.seconds, 3))
+            for note in notes(tokenizer, out.text, config, row_task, config_path, how='a "task" on its line'):
+                noted.setdefault(note, []).append(question.id)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    for note, ids in noted.items():
+        logger.warning("%d answer(s) (%s): %s", len(ids), ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""), note)
+    if failed:
+        logger.error("%d of %d questions could not be answered: %s", len(failed), len(questions), ", ".join(failed))
+        return 1
+    return 0
+
+
+def notes(tokenizer, text: str, config, task: Optional[str], config_path, how: str = "--task") -> List[str]:
+    """What to say about an answer: one that may be cut short for want of the task's settings, or is empty.
+
+    ``how`` names the way to give a question its task type.
+    """
+    said = []
+    if config.task_overrides and task is None and len(tokenizer.encode(text)) >= config.gen_length - 1:
+        said.append(f"the answer fills its {config.gen_length} positions and may be cut short: the config's settings "
+                    f"for task types {', '.join(sorted(config.task_overrides))} (e.g. ASR's longer answers) apply "
+                    f"with {how}")
+    if not text.strip():
+        said.append("the answer is empty" + ("" if config_path else " with the built-in decoding settings") +
+                    f": decode with the recipe's settings (its conf/decode*.yaml as the config, and {how}) or a "
+                    "--gen_length that fits the answer")
+    return said
 
 
 if __name__ == "__main__":

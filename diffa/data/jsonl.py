@@ -29,7 +29,7 @@ Example
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 from diffa.data.kaldi import KeyOrder, iter_lines
 from diffa.files import atomic_write
@@ -164,19 +164,36 @@ def read_jsonl(path: str, validate: Validator) -> List[Dict[str, Any]]:
     """
     rows = []
     order = KeyOrder(path)
-    for number, line in iter_lines(path):
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be "
-                "one complete JSON object"
-            ) from None
-        validate(row, where)
+    for number, row in iter_json_lines(path):
+        validate(row, f"{path}:{number}")
         order.add(row["id"], number)
         rows.append(row)
     return rows
+
+
+def iter_json_lines(path: str) -> Iterator[Tuple[int, Any]]:
+    """Yield ``(line_number, decoded_value)`` of each line of a JSON-lines file, in file order.
+
+    The values are not validated; unlike :func:`read_jsonl`, any order is allowed. Raises
+    ValueError naming ``path:line`` at the first line that is not one complete JSON value (or
+    not UTF-8, see :func:`diffa.data.kaldi.iter_lines`).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "q.jsonl")
+    >>> _ = open(path, "w").write('{"b": 1}\\n[2]\\n')
+    >>> list(iter_json_lines(path))
+    [(1, {'b': 1}), (2, [2])]
+    """
+    for number, line in iter_lines(path):
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno}); each line must be "
+                "one complete JSON object"
+            ) from None
 
 
 def write_jsonl(

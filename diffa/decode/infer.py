@@ -1,4 +1,7 @@
-"""Answer one question about one audio clip (a file or a waveform) with a DIFFA model.
+"""Answer a question about an audio clip (a file or a waveform) with a DIFFA model.
+
+:func:`answer` answers one; :func:`read_questions` reads a file of them (``diffa.bin.infer
+--questions``), so that a loaded model answers many.
 
 The audio may have any sample rate and channel count: a file is read with
 :func:`diffa.data.audio.load_audio`; a waveform array is averaged over its channels and
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -40,6 +43,8 @@ from diffa.data.audio import load_audio
 from diffa.data.collate import collate_prompts
 from diffa.data.dataset import Example
 from diffa.data.features import SAMPLE_RATE, WhisperLogMel
+from diffa.data.jsonl import check_keys, check_text, iter_json_lines
+from diffa.data.tasks import TASK_TYPES
 from diffa.decode.config import DecodeConfig
 from diffa.decode.decoder import decode_batch
 from diffa.text.template import encode_example
@@ -47,6 +52,60 @@ from diffa.text.template import encode_example
 logger = logging.getLogger(__name__)
 
 MAX_SECONDS = 30.0
+
+
+QUESTION_FIELDS = ("id", "audio", "question", "task")
+
+
+class Question(NamedTuple):
+    """One line of a questions file (:func:`read_questions`)."""
+
+    id: str
+    audio: str
+    question: str
+    task: Optional[str]
+
+
+def read_questions(path: str) -> List[Question]:
+    """The questions of a JSON-lines file, one object per line, in file order.
+
+    Each object has ``audio`` (an audio file; a relative path is taken from the current
+    directory, as in a ``wav.scp``) and ``question``, and may have ``task`` (asr, mcq or open_qa:
+    whose ``task_overrides`` apply, as ``--task``; default: ``None``) and ``id`` (no whitespace,
+    unique; default: the line number). Errors name ``path:line``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "questions.jsonl")
+    >>> _ = open(path, "w").write('{"audio": "a.wav", "question": "Transcribe the audio.", "task": "asr"}\\n'
+    ...                           '{"id": "q2", "audio": "b.flac", "question": "Who speaks?"}\\n')
+    >>> [tuple(q) for q in read_questions(path)]
+    [('1', 'a.wav', 'Transcribe the audio.', 'asr'), ('q2', 'b.flac', 'Who speaks?', None)]
+    >>> _ = open(path, "w").write('{"audio": "a.wav", "question": "Who?", "task": "caption"}\\n')
+    >>> read_questions(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: /...questions.jsonl:1: 'task' must be one of ['asr', 'mcq', 'open_qa'], got 'caption'
+    """
+    questions, lines = [], {}
+    for number, row in iter_json_lines(path):
+        where = f"{path}:{number}"
+        check_keys(row, where, fields=QUESTION_FIELDS, required=("audio", "question"))
+        for key in ("audio", "question"):
+            check_text(row, key, where)
+        row.setdefault("id", str(number))
+        check_text(row, "id", where, token=True)
+        if row["id"] in lines:
+            raise ValueError(f"{where}: id {row['id']!r} is on line {lines[row['id']]} too; ids must be unique")
+        lines[row["id"]] = number
+        task = row.get("task")
+        if task is not None and task not in TASK_TYPES:
+            raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {task!r}")
+        questions.append(Question(row["id"], row["audio"], row["question"], task))
+    if not questions:
+        raise ValueError(f"{path}: no questions in it (one JSON object per line: audio, question, task, id)")
+    return questions
 
 
 class Answer(NamedTuple):

@@ -482,6 +482,16 @@ need_feats() {
     "--stage 2 --stop_stage 2 --test_sets $set; when the audio changed, delete $dumpdir/$set/.done first)"
 }
 
+# opts_sets <options>: the sets whose features (<dumpdir>/<set>) a stage's extra options name,
+# e.g. make_pairs' --valid_data dump/dev; the stage checks and stamps them as its own sets.
+opts_sets() {
+  local word path
+  for word in ${1//[,=]/ }; do
+    path=$(normal_path "$word")
+    [[ $path != "$dumpdir"/* || ${path#"$dumpdir"/} == */* || ! -d $path ]] || echo "${path#"$dumpdir"/}"
+  done
+}
+
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
   local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp inputs
@@ -498,7 +508,10 @@ train_stage() {
   hold "$out"
   stamp="config=$(file_stamp "$config") data=$dumps valid=${dev_set:+$dumpdir/$dev_set} init=$init"
   inputs=()
-  for set in ${stage_sets[$n]} $dev_set; do inputs+=("$dumpdir/$set/.done" "$dumpdir/$set"); done
+  for set in ${stage_sets[$n]} $dev_set $(opts_sets "$train_opts"); do
+    need_feats "$set"  # (before skip_done: data edited since makes the stage stale, once stage 2 copied it)
+    inputs+=("$dumpdir/$set/.done" "$dumpdir/$set")
+  done
   # the model it starts from: the previous stage's, or the recipe hook's pretrained models
   if [ -n "$init" ]; then
     inputs+=("$init/.done")
@@ -522,7 +535,6 @@ train_stage() {
   # (deleting the marker would not do: training resumes from the checkpoints it finds)
   redo="Redo it with --stage $n --stop_stage $n --force true (from scratch; the later stages then stop as stale)"
   redo_how=$redo redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
-  for set in ${stage_sets[$n]} $dev_set; do need_feats "$set"; done
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then
     # VRPO: the model it starts from is also the frozen reference.
@@ -630,14 +642,16 @@ if in_range 6; then
   [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
   [ -z "$sample_stage" ] || sample_opts=(--model_dir "${stage_exp[$sample_stage]}")
   pairs_inputs=()
-  for set in ${stage_sets[6]}; do pairs_inputs+=("$dumpdir/$set/.done" "$dumpdir/$set"); done
+  for set in ${stage_sets[6]} $(opts_sets "$pairs_opts"); do
+    ! is_active 6 || need_feats "$set"
+    pairs_inputs+=("$dumpdir/$set/.done" "$dumpdir/$set")
+  done
   [ -z "$sample_stage" ] || pairs_inputs+=("${stage_exp[$sample_stage]}/.done")
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
   elif hold "$pairs_dir" && stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts" &&
     stamp+=" $(inputs_stamp "${pairs_inputs[@]}")" && ! skip_done "$stamp" "$pairs_dir/.done"; then
-    for set in ${stage_sets[6]}; do need_feats "$set"; done
     gpu=0
     if $sampling; then
       [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"

@@ -137,3 +137,60 @@ def test_audio_dtype(toy, stereo_wav, monkeypatch, capsys, flags, audio):
                  *flags, *FLAGS]) == 0
     model, _ = loaded[0]
     assert model.llm.dtype == torch.bfloat16 and {p.dtype for p in model.acoustic.parameters()} == {audio}
+
+
+def test_a_questions_file_is_answered_with_one_load_of_the_model(toy, stereo_wav, tmp_path, capsys, caplog, monkeypatch):
+    import json
+
+    import diffa.bin.infer as infer
+
+    loads = []
+    monkeypatch.setattr(infer, "load_for_decoding", lambda *args: loads.append(args) or load_for_decoding(*args))
+    questions = tmp_path / "questions.jsonl"
+    missing = str(tmp_path / "gone.wav")
+    questions.write_text(
+        json.dumps({"audio": stereo_wav, "question": "What do you hear?"}) + "\n"
+        + json.dumps({"id": "asr-1", "audio": stereo_wav, "question": "Transcribe.", "task": "asr"}) + "\n"
+        + json.dumps({"audio": missing, "question": "Who?"}) + "\n")
+    config = tmp_path / "decode.yaml"
+    config.write_text("gen_length: 8\nblock_length: 8\nsteps: 8\ntask_overrides: {asr: {gen_length: 4, block_length: 4, steps: 4}}\n")
+    assert main(["--model_dir", str(toy.model_dir), "--questions", str(questions), "--config", str(config),
+                 "--device", "cpu"]) == 1
+    assert len(loads) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    model, tok = load_for_decoding(toy.model_dir, device="cpu")
+    expected = [answer(model, tok, stereo_wav, "What do you hear?", config=DecodeConfig(gen_length=8, block_length=8, steps=8)),
+                answer(model, tok, stereo_wav, "Transcribe.", task="asr", config=DecodeConfig(
+                    gen_length=8, block_length=8, steps=8, task_overrides={"asr": {"gen_length": 4, "block_length": 4,
+                                                                                   "steps": 4}}))]
+    assert [(row["id"], row["answer"], row["nfe"]) for row in rows[:2]] == [
+        ("1", expected[0].text, expected[0].nfe), ("asr-1", expected[1].text, expected[1].nfe)]
+    assert rows[1]["task"] == "asr" and rows[1]["nfe"] <= 4 and "task" not in rows[0]
+    assert rows[2]["id"] == "3" and "answer" not in rows[2] and missing in rows[2]["error"]
+    assert "1 of 3 questions could not be answered: 3" in caplog.text
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"audio": "a.wav"}', "questions.jsonl:2: missing required key(s) ['question']"),
+    ('{"audio": "a.wav", "question": "Who?", "task": "caption"}', "questions.jsonl:2: 'task' must be one of"),
+    ('{"id": "1", "audio": "a.wav", "question": "Who?"}', "questions.jsonl:2: id '1' is on line 1 too"),
+    ('{"audio": "a.wav", "question": "Who?"', "questions.jsonl:2: malformed JSON"),
+])
+def test_a_bad_questions_file_is_named_before_the_model_loads(toy, tmp_path, capsys, monkeypatch, line, message):
+    import diffa.bin.infer as infer
+
+    monkeypatch.setattr(infer, "load_for_decoding", lambda *args: pytest.fail("loaded the model"))
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"audio": "b.wav", "question": "What?"}\n' + line + "\n")
+    assert main(["--model_dir", str(toy.model_dir), "--questions", str(questions)]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--questions", "q.jsonl", "--audio", "a.wav"], "--questions replaces --audio and --question"),
+    (["--audio", "a.wav"], "give --audio and --question (one question), or --questions JSONL"),
+])
+def test_one_question_or_a_file_of_them(capsys, args, message):
+    with pytest.raises(SystemExit):
+        main(["--model_dir", "m", *args])
+    assert message in capsys.readouterr().err

@@ -731,3 +731,23 @@ def test_scores_and_copies_follow_the_data_directory(recipe):
     assert not (rec / "dump" / "test" / "utt2dur").exists()
     redecode = engine(rec, "--stage", "8", "--stop_stage", "8", "--force", "true", *configs("sft", "decode"))
     assert redecode.returncode == 0, redecode.stderr
+
+
+def test_training_and_pairs_follow_the_data_and_the_sets_their_options_name(recipe):
+    """A finished training stage is checked against the data as it is now, and a set named in a
+    stage's extra options (make_pairs' --valid_data dump/dev) is among its inputs."""
+    rec = recipe()
+    pairs = ["--pairs_opts", "--valid_data dump/dev --max_pairs 3"]
+    assert engine(rec, "--stop_stage", "6", *configs("semantic", "vrpo"), *pairs).returncode == 0
+    text = rec / "data" / "dev" / "text"
+    text.write_text(text.read_text().replace("hello", "hullo"))
+    train = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"))
+    assert train.returncode == 1
+    assert "data/dev changed since stage 2 extracted its features (text)." in train.stderr
+    assert engine(rec, "--stage", "2", "--stop_stage", "2").returncode == 0
+    stale = engine(rec, "--stage", "6", "--stop_stage", "6", *configs("semantic", "vrpo"), *pairs)
+    assert stale.returncode == 1 and "exp/pairs was made with other settings or inputs" in stale.stderr
+    assert "\nChanged since: dump/dev/text\n" in stale.stderr
+    assert engine(rec, "--stage", "6", "--stop_stage", "6", "--force", "true", *configs("semantic", "vrpo"),
+                  *pairs).returncode == 0
+    assert " dump/dev/.done (cksum " in (rec / "exp" / "pairs" / ".done").read_text()
