@@ -131,6 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not 1 <= args.single_items <= args.n_items:
         print("ERROR: need 1 <= --single_items <= --n_items", file=sys.stderr)
         return 1
+    if args.tokenizer_dir and not args.model_dir:
+        print("ERROR: --tokenizer_dir goes with --model_dir (the random model makes its own tokenizer)", file=sys.stderr)
+        return 1
     common = dict(gen_length=args.gen_length, block_length=args.block_length, steps=args.steps)
     try:
         rules = [("quota low-confidence", DecodeConfig(**common)),

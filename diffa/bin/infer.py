@@ -10,8 +10,9 @@ Usage:
 A questions file has one JSON object per line: {"audio": "clip.wav", "question": "...", "task": "mcq",
 "id": "q1"} (task and id optional; --task applies to lines without one; see
 ``diffa.decode.infer.read_questions``). The model is loaded once, and each answer is printed as
-it comes, as one JSON line: the question's fields plus "answer", "nfe" and "seconds", or "error"
-for a question that could not be answered (the others still are; the exit status is then 1).
+it comes, as one JSON line: the question's fields plus "answer" ("nfe" and "seconds" too with
+``--verbose true``), or "error" for a question that could not be answered (the others still are;
+the exit status is then 1).
 
 The audio may be any format libsndfile reads, at any sample rate and with any number of channels
 (it is averaged to mono and resampled to 16 kHz; only the first 30 s are used). Decoding settings
@@ -56,7 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="apply the config's task_overrides for this task type (with --questions: "
                              "for lines without a task)")
     add_model_arguments(parser)
-    parser.add_argument("--verbose", choices=("true", "false"), default="false", help="also print NFE and seconds")
+    parser.add_argument("--verbose", choices=("true", "false"), default="false",
+                        help="also print NFE and seconds (with --questions: in each JSON line)")
     add_config_arguments(parser, [key for key in KEYS if key not in ("batch_size", "max_tokens")])  # one example
     return parser
 
@@ -81,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     if questions is not None:
-        return answer_file(model, tokenizer, questions, config, args.task, config_path)
+        return answer_file(model, tokenizer, questions, config, args.task, config_path, args.verbose == "true")
     print(out.text)
     for note in notes(tokenizer, out.text, config, args.task, config_path):
         logger.warning(note)
@@ -90,8 +92,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def answer_file(model, tokenizer, questions: List[Question], config, task: Optional[str], config_path) -> int:
-    """Answer ``questions`` (``task``: for those without one), printing a JSON line each; the exit status."""
+def answer_file(model, tokenizer, questions: List[Question], config, task: Optional[str], config_path,
+                verbose: bool = False) -> int:
+    """Answer ``questions`` (``task``: for those without one), printing a JSON line each (``verbose``:
+    with NFE and seconds); returns the exit status."""
     failed, noted = [], {}
     for question in tqdm(questions, desc="questions", unit="question", disable=None):
         row = {key: value for key, value in question._asdict().items() if value is not None}
@@ -103,7 +107,9 @@ def answer_file(model, tokenizer, questions: List[Question], config, task: Optio
             row["error"] = str(err)
             logger.error("question %s: %s", question.id, err)
         else:
-            row.update(answer=out.text, nfe=out.nfe, seconds=round(out.seconds, 3))
+            row["answer"] = out.text
+            if verbose:
+                row.update(nfe=out.nfe, seconds=round(out.seconds, 3))
             for note in notes(tokenizer, out.text, config, row_task, config_path, how='a "task" on its line'):
                 noted.setdefault(note, []).append(question.id)
         print(json.dumps(row, ensure_ascii=False), flush=True)

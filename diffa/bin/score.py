@@ -45,7 +45,6 @@ from diffa.scoring.score_files import score_results_file
 from diffa.scoring.scores import DEFAULT_STYLES, METRICS
 from diffa.scoring.text import STYLES
 
-logger = logging.getLogger(__name__)
 
 ONE, MANY = "score one set", "collect RESULTS.md"  # the two modes' option groups
 

@@ -50,6 +50,20 @@ def listed_frames(utt2num_frames: str, utts: Sequence[str]) -> Optional[Dict[str
 
     Errors name the file (and line): unreadable lines, and utterances of ``utts`` it has no entry
     for (an emptied or truncated file), counted with the first one.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utt2num_frames")
+    >>> listed_frames(path, ["u1"]) is None
+    True
+    >>> _ = open(path, "w").write("u1 301\\n")
+    >>> listed_frames(path, ["u1"])
+    {'u1': 301}
+    >>> listed_frames(path, ["u1", "u2"])
+    Traceback (most recent call last):
+    ...
+    ValueError: /.../utt2num_frames has no entry for 1 utterances with features (first: u2): rerun stage 2 (feature extraction)
     """
     if not os.path.exists(utt2num_frames):
         return None

@@ -30,14 +30,14 @@ Example
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from diffa.diffusion import Denoiser
 from diffa.diffusion.noise import mask_exactly_k
 
-Denoiser = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
 
 NORMALIZATIONS = ("batch", "row")
 

@@ -24,13 +24,13 @@ Authors
 """
 
 import logging
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 
-logger = logging.getLogger(__name__)
+from diffa.diffusion import Denoiser
 
-Denoiser = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
+logger = logging.getLogger(__name__)
 
 
 class Generation(NamedTuple):

@@ -108,7 +108,16 @@ def add_lora(module: torch.nn.Module, config: LoRAConfig, adapter_name: str = "d
 
 
 def lora_layers(module: torch.nn.Module) -> Iterator[Tuple[str, LoraLayer]]:
-    """Yield ``(name, layer)`` for every LoRA layer inside ``module``."""
+    """Yield ``(name, layer)`` for every LoRA layer inside ``module``.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> add_lora(net, LoRAConfig(r=2, targets=("0", "2")))
+    >>> [name for name, _ in lora_layers(net)]
+    ['0', '2']
+    """
     for name, sub in module.named_modules():
         if isinstance(sub, LoraLayer):
             yield name, sub

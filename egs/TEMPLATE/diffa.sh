@@ -113,6 +113,7 @@ normal_path() {
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../utils/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected argument(s) '$*': diffa.sh takes only options (see --help)"
 expdir=$(normal_path "$expdir") datadir=$(normal_path "$datadir") dumpdir=$(normal_path "$dumpdir")
+export PYTHON=$python  # the recipe's hooks (local/*.sh) run the same interpreter
 for file in path.sh cmd.sh local; do
   [ -e "$file" ] || die "no $file here: run diffa.sh from a recipe directory (egs/<recipe>)"
 done
@@ -161,6 +162,8 @@ done
 # --ngpu 0 means CPU even on a machine with GPUs (training then uses gloo, decoding the CPU)
 [ "$ngpu" -gt 0 ] || export CUDA_VISIBLE_DEVICES=""
 [ "$nproc_per_node" -gt 0 ] || nproc_per_node=$((ngpu > 0 ? ngpu : 1))
+# torchrun is run as --python's module (python -m torch.distributed.run), so that every training
+# process runs that interpreter.
 # shellcheck disable=SC2206,SC2016  # python, torchrun_opts: word lists; per_node: expanded on the node
 if [ "$num_nodes" -gt 1 ]; then
   # Only Slurm starts the other nodes: run_jobs.sh --num_nodes runs the launcher on each of them.
@@ -169,12 +172,12 @@ if [ "$num_nodes" -gt 1 ]; then
       "got train_cmd=\"$train_cmd\""
   # Runs on every node, where the rendezvous host (the job's first node) is known. Its arguments:
   # nodes, processes per node, port, then torchrun's extra options and the training command.
-  per_node='exec torchrun --nnodes "$1" --nproc_per_node "$2" --rdzv_backend c10d'
+  per_node="exec $python -m torch.distributed.run"' --nnodes "$1" --nproc_per_node "$2" --rdzv_backend c10d'
   per_node+=' --rdzv_endpoint "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):$3"'
   per_node+=' --rdzv_id "$SLURM_JOB_ID" "${@:4}"'
   train_launcher=(bash -c "$per_node" torchrun "$num_nodes" "$nproc_per_node" "$master_port" $torchrun_opts)
 elif [ "$nproc_per_node" -gt 1 ]; then
-  train_launcher=(torchrun --standalone --nproc_per_node "$nproc_per_node" $torchrun_opts)
+  train_launcher=($python -m torch.distributed.run --standalone --nproc_per_node "$nproc_per_node" $torchrun_opts)
 else
   train_launcher=($python)
 fi

@@ -18,3 +18,8 @@ def test_tiny_run(capsys):
     for rule, _, same, total in rows:
         if rule != "quota random":
             assert same == total  # batching does not change greedy hypotheses
+
+
+def test_a_tokenizer_without_a_model_is_refused(capsys):
+    assert main(["--tokenizer_dir", "tok"]) == 1
+    assert "--tokenizer_dir goes with --model_dir (the random model makes its own tokenizer)" in capsys.readouterr().err

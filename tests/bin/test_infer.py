@@ -155,7 +155,7 @@ def test_a_questions_file_is_answered_with_one_load_of_the_model(toy, stereo_wav
     config = tmp_path / "decode.yaml"
     config.write_text("gen_length: 8\nblock_length: 8\nsteps: 8\ntask_overrides: {asr: {gen_length: 4, block_length: 4, steps: 4}}\n")
     assert main(["--model_dir", str(toy.model_dir), "--questions", str(questions), "--config", str(config),
-                 "--device", "cpu"]) == 1
+                 "--device", "cpu", "--verbose", "true"]) == 1
     assert len(loads) == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     model, tok = load_for_decoding(toy.model_dir, device="cpu")
@@ -168,6 +168,10 @@ def test_a_questions_file_is_answered_with_one_load_of_the_model(toy, stereo_wav
     assert rows[1]["task"] == "asr" and rows[1]["nfe"] <= 4 and "task" not in rows[0]
     assert rows[2]["id"] == "3" and "answer" not in rows[2] and missing in rows[2]["error"]
     assert "1 of 3 questions could not be answered: 3" in caplog.text
+    assert main(["--model_dir", str(toy.model_dir), "--questions", str(questions), "--config", str(config),
+                 "--device", "cpu"]) == 1
+    assert [sorted(json.loads(line)) for line in capsys.readouterr().out.splitlines()[:2]] == [
+        ["answer", "audio", "id", "question"], ["answer", "audio", "id", "question", "task"]]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 echo "local/data.sh --datadir $datadir" >>calls.log
+echo "${PYTHON:-}" >>python.log
 for set in train dev test; do
   d=$datadir/$set
   wavs=${WAV_DIR:-wav}
@@ -426,14 +427,28 @@ def test_many_nodes_need_a_slurm_train_cmd(recipe):
     assert result.returncode == 1 and "--master_port must be a positive integer, got 'x'" in result.stderr
 
 
-def test_one_node_many_processes_run_torchrun_standalone(recipe):
+def recording_python(bin_dir):
+    """An interpreter at ``bin_dir/python3`` that runs this one and records each torchrun command
+    line in ``bin_dir/torchrun.calls`` as "<SLURM_NODEID> <torchrun's arguments>"."""
+    python = bin_dir / "python3"
+    python.write_text('#!/usr/bin/env bash\n[ "$1 $2" != "-m torch.distributed.run" ] || '
+                      f'echo "${{SLURM_NODEID:--}} ${{*:3}}" >>{bin_dir}/torchrun.calls\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def test_one_node_many_processes_run_torchrun_standalone(recipe, tmp_path):
     rec = recipe()
-    assert engine(rec, "--stop_stage", "2").returncode == 0
+    python = recording_python(tmp_path)
+    assert engine(rec, "--stop_stage", "2", "--python", str(python)).returncode == 0
+    assert (rec / "python.log").read_text() == f"{python}\n"  # the recipe's hooks get it as PYTHON
     result = engine(rec, "--stage", "3", "--stop_stage", "3", *configs("semantic"), "--nproc_per_node", "2",
-                    env={"OMP_NUM_THREADS": "1"})
+                    "--python", str(python), env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     log = (rec / "exp" / "stage1_semantic" / "log" / "train.log").read_text()
-    assert log.startswith("# 'torchrun' '--standalone' '--nproc_per_node' '2' '-m' 'diffa.bin.train' ")
+    assert log.startswith(f"# '{python}' '-m' 'torch.distributed.run' '--standalone' '--nproc_per_node' '2' "
+                          "'-m' 'diffa.bin.train' ")
+    assert (tmp_path / "torchrun.calls").read_text().startswith("- --standalone --nproc_per_node 2 -m diffa.bin.train ")
     ranks = sorted(line for line in (rec / "fake_calls.jsonl.ranks").read_text().splitlines() if "train" in line)
     assert ranks == ["train - 0 0 2", "train - 1 1 2"]
 
@@ -454,10 +469,7 @@ def slurm_recipe(rec, fake_slurm):
     cmd_sh = rec / "cmd.sh"
     cmd_sh.write_text(cmd_sh.read_text().replace('train_cmd="utils/run_jobs.sh --backend local"',
                                                  'train_cmd="utils/run_jobs.sh --backend slurm"'))
-    torchrun = fake_slurm.bin_dir / "torchrun"  # path.sh puts it ahead of the venv's own
-    torchrun.write_text('#!/usr/bin/env bash\necho "$SLURM_NODEID $*" >>"$FAKE_SLURM/torchrun.calls"\n'
-                        f'exec {sys.executable} -m torch.distributed.run "$@"\n')
-    torchrun.chmod(0o755)
+    recording_python(fake_slurm.bin_dir)  # path.sh puts it ahead of the venv's own python3
     with open(rec / "path.sh", "a") as f:
         f.write(f"export PATH={fake_slurm.bin_dir}:$PATH\n")
     return {**fake_slurm.env, "FAKE_SLURM_NODELIST": "localhost", "OMP_NUM_THREADS": "1"}

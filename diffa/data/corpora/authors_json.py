@@ -32,7 +32,6 @@ An empty ``input``, answer or (preference) ``rejected`` stops preparation with
 the item's ``file:line`` (the tasks contract has no empty instruction or answer,
 a preference pair no empty ``rejected``).
 """
-import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -40,7 +39,6 @@ from diffa.data.corpora.datadir import NOSPEECH, Entry, PrepSummary, resolve_aud
 from diffa.data.corpora.mcq import scalar_labels
 from diffa.data.corpora.records import CorpusError, Record, read_records
 
-logger = logging.getLogger(__name__)
 
 KINDS = ("asr", "qa", "pref")
 """What an index is used for: stage-1 ASR, instruction QA, or preference pairs."""

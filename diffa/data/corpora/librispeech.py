@@ -16,7 +16,6 @@ same on every machine and run; every other part (dev, test) gets
 Speakers are the reader ids; labels carry the subset and, when ``SPEAKERS.TXT``
 is present, the reader's gender.
 """
-import logging
 import zlib
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Union
@@ -25,7 +24,6 @@ from diffa.data.corpora.datadir import Entry, PrepSummary, resolve_audio, write_
 from diffa.data.corpora.download import extract, fetch
 from diffa.data.corpora.records import CorpusError
 
-logger = logging.getLogger(__name__)
 
 OPENSLR_URL = "https://www.openslr.org/resources/12"
 """Official download location (mirrors: https://openslr.elda.org/resources/12, ...)."""

@@ -11,7 +11,6 @@ where ``choice_c`` / ``choice_d`` may be null (two- or three-way items) and
 values are taken relative to the MMSU folder. Rows are prompted with
 :func:`diffa.data.corpora.mcq.mmsu_instruction`, exactly as DIFFA was scored.
 """
-import logging
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -19,7 +18,6 @@ from diffa.data.corpora.datadir import Entry, PrepSummary, write_data_dir
 from diffa.data.corpora.mcq import mcq_entry, mmsu_instruction, scalar_labels
 from diffa.data.corpora.records import CorpusError, Record, read_records
 
-logger = logging.getLogger(__name__)
 
 MMSU_JSONL = Path("question") / "mmsu.jsonl"
 """Index file inside the MMSU folder."""

@@ -7,12 +7,9 @@ indices) or as JSON lines (MMSU's ``question/mmsu.jsonl``, MMAR's
 with ``file:line`` so that every later error can point at the exact place.
 """
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Union
-
-logger = logging.getLogger(__name__)
 
 
 class CorpusError(ValueError):

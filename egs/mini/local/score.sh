@@ -9,7 +9,7 @@ decode_dir=""  # exp/<model>/decode_<tag>: its test/score/scores.json is summari
 model_dir=""   # the decoded model (its train_log.txt gives the VRPO preference accuracies)
 stage=1        # the first stage of the run; only a run from stage 1 is summarised
 elapsed=0      # the run's wall time in seconds
-python=python3 # Python interpreter
+python=${PYTHON:-python3} # Python interpreter (diffa.sh exports its --python as PYTHON)
 help_message=$(sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "$0")  # the comment at the top
 . utils/parse_options.sh
 [ -n "$decode_dir" ] && [ -n "$model_dir" ] ||
