@@ -131,10 +131,14 @@ def notes(tokenizer, text: str, config, task: Optional[str], config_path, how: s
         said.append(f"the answer fills its {config.gen_length} positions and may be cut short: the config's settings "
                     f"for task types {', '.join(sorted(config.task_overrides))} (e.g. ASR's longer answers) apply "
                     f"with {how}")
-    if not text.strip():
-        said.append("the answer is empty" + ("" if config_path else " with the built-in decoding settings") +
-                    f": decode with the recipe's settings (its conf/decode*.yaml as the config, and {how}) or a "
-                    "--gen_length that fits the answer")
+    if not text.strip() and not config_path:
+        said.append("the answer is empty with the built-in decoding settings: decode with the recipe's settings "
+                    f"(its conf/decode*.yaml as the config, and {how}) or a --gen_length that fits the answer")
+    elif not text.strip() and task is None and config.task_overrides:
+        said.append(f"the answer is empty: give the question's task type ({how}) so that the config's settings "
+                    "for it apply")
+    elif not text.strip():
+        said.append("the answer is empty: the model's answer ends before its first word")
     return said
 
 

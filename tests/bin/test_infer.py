@@ -32,12 +32,23 @@ def test_prints_the_answer_of_the_python_function(toy, stereo_wav, capsys):
     assert f"# nfe {expected.nfe}," in captured.err
 
 
-def test_an_empty_answer_says_how_to_decode_with_the_recipes_settings(toy, stereo_wav, monkeypatch, caplog):
+def test_an_empty_answer_says_how_to_decode_with_the_recipes_settings(toy, stereo_wav, tmp_path, monkeypatch, caplog):
     import diffa.bin.infer as infer
 
     monkeypatch.setattr(infer, "answer", lambda *args, **kwargs: Answer("", 128, 0.1))
     assert main(["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--device", "cpu"]) == 0
     assert "the answer is empty with the built-in decoding settings: decode with the recipe's settings" in caplog.text
+    config = tmp_path / "decode.yaml"
+    config.write_text("gen_length: 4\nblock_length: 4\nsteps: 4\ntask_overrides: {asr: {gen_length: 8}}\n")
+    common = ["--model_dir", str(toy.model_dir), "--audio", stereo_wav, "--question", "Who?", "--config", str(config)]
+    caplog.clear()
+    assert main(common) == 0
+    assert ("the answer is empty: give the question's task type (--task) so that the config's settings for it "
+            "apply") in caplog.text
+    caplog.clear()  # the recipe's settings and the task: nothing to advise
+    assert main([*common, "--task", "mcq"]) == 0
+    assert "the answer is empty: the model's answer ends before its first word" in caplog.text
+    assert "recipe's settings" not in caplog.text and "task type" not in caplog.text
 
 
 def test_config_file_and_task_overrides(toy, stereo_wav, tmp_path, capsys, caplog, monkeypatch):
