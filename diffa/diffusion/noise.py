@@ -168,6 +168,7 @@ def mask_exactly_k(
     answer_mask: torch.Tensor,
     n_draws: int,
     generator: Optional[torch.Generator] = None,
+    stratified: bool = False,
 ) -> ExactlyKMasks:
     """Draw ``n_draws`` masks per row, each masking exactly k ~ U{1..L_b} answer positions.
 
@@ -176,14 +177,22 @@ def mask_exactly_k(
     of that size. Vectorised: every position gets a random score (non-answer positions the
     largest), and the positions whose rank among their row is below k are masked.
 
+    With ``stratified``, draw j takes its k from the j-th of n equal strata of U(0, 1)
+    (``u_j = (j + U) / n``), so a row's n draws spread over the masking ratios instead of
+    clustering: the mean over the draws is still unbiased, with a smaller variance (when n is a
+    multiple of L_b, each k comes exactly n / L_b times). Each draw on its own is no longer
+    uniform in k.
+
     Arguments
     ---------
     answer_mask : torch.Tensor
         (B, L) bool, True at the answer positions; every row needs at least one.
     n_draws : int
-        Number of independent draws n.
+        Number of draws n (independent unless ``stratified``).
     generator : torch.Generator, optional
         Source of randomness.
+    stratified : bool
+        Draw k by strata (above); default: independently.
 
     Returns
     -------
@@ -198,6 +207,8 @@ def mask_exactly_k(
     (torch.Size([3, 2, 4]), [3, 2])
     >>> bool((masks.sum(-1) == k).all()), bool((masks <= answer).all())
     (True, True)
+    >>> mask_exactly_k(answer, 6, torch.Generator().manual_seed(0), stratified=True).k.T.tolist()
+    [[1, 1, 2, 2, 3, 3], [1, 1, 1, 2, 2, 2]]
     """
     _check_answer_mask(answer_mask)
     if n_draws < 1:
@@ -212,6 +223,8 @@ def mask_exactly_k(
     batch, length = answer_mask.shape
     device = answer_mask.device
     u = _uniform((n_draws, batch), generator, device)
+    if stratified:
+        u = (u + torch.arange(n_draws, device=device, dtype=u.dtype).unsqueeze(-1)) / n_draws
     k = torch.minimum((u * lengths).long(), lengths - 1) + 1
     # float64 scores make ties (which would bias the subset) practically impossible.
     scores = _uniform((n_draws, batch, length), generator, device, dtype=torch.float64)

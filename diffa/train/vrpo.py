@@ -37,7 +37,10 @@ scores ``(L / k) sum_masked log p``. How this module does it:
   the same draws).
 
 Settings (config section ``vrpo``, :data:`VRPO_DEFAULTS`): ``beta`` (0.2), ``n_draws`` (4,
-DIFFA-2's MC budget) and ``valid_n_draws`` (8: more draws for a steadier held-out accuracy).
+DIFFA-2's MC budget), ``valid_n_draws`` (8: more draws for a steadier held-out accuracy; their
+masked counts are drawn by strata, :func:`~diffa.diffusion.noise.mask_exactly_k`) and
+``stratified_draws`` (false: training draws the masked counts independently, as the paper does;
+true: by strata too, a variance reduction of ours that the paper does not use).
 
 Example
 -------
@@ -78,9 +81,9 @@ from diffa.train.sft import SFTBrain
 
 logger = logging.getLogger(__name__)
 
-VRPO_DEFAULTS: Dict[str, Any] = {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8}
+VRPO_DEFAULTS: Dict[str, Any] = {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False}
 """The ``vrpo`` config section: DPO inverse temperature, ELBO draws per step, draws when scoring
-the held-out pairs."""
+the held-out pairs, whether training draws the masked counts by strata."""
 # statistics accumulated per pair: reward margin, reward accuracy, policy / reference accuracy
 STAT_NAMES = ("reward_margin", "reward_accuracy", "policy_accuracy", "reference_accuracy")
 
@@ -91,11 +94,11 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     Example
     -------
     >>> vrpo_settings({"vrpo": {"beta": 0.1}})
-    {'beta': 0.1, 'n_draws': 4, 'valid_n_draws': 8}
+    {'beta': 0.1, 'n_draws': 4, 'valid_n_draws': 8, 'stratified_draws': False}
     >>> vrpo_settings({"vrpo": {"n_draw": 2}})
     Traceback (most recent call last):
      ...
-    ValueError: unknown config key 'vrpo.n_draw'; valid keys under 'vrpo': beta, n_draws, valid_n_draws
+    ValueError: unknown config key 'vrpo.n_draw'; valid keys under 'vrpo': beta, n_draws, valid_n_draws, stratified_draws
     """
     section = config.get("vrpo") or {}
     unknown = sorted(set(section) - set(VRPO_DEFAULTS))
@@ -107,6 +110,8 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     for key in ("n_draws", "valid_n_draws"):
         if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
             raise ValueError(f"vrpo.{key} must be an integer >= 1, got {settings[key]!r}")
+    if not isinstance(settings["stratified_draws"], bool):
+        raise ValueError(f"vrpo.stratified_draws must be true or false, got {settings['stratified_draws']!r}")
     return settings
 
 
@@ -201,15 +206,18 @@ class VRPOObjective:
         self.beta = beta
 
     def elbos(
-        self, policy_scorer: torch.nn.Module, batch: Mapping[str, Any], n_draws: int, generator: Optional[torch.Generator] = None
+        self, policy_scorer: torch.nn.Module, batch: Mapping[str, Any], n_draws: int,
+        generator: Optional[torch.Generator] = None, stratified: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """n-draw ELBOs (2B,) of every sequence of ``batch`` (:func:`~diffa.data.pairs.collate_pairs`)
         under the policy (differentiable) and the reference (constant), on the same masks, both
         without dropout (the policy's train/eval modes are restored afterwards).
 
-        ``policy_scorer`` is a :class:`PairELBO` of the policy (possibly DDP-wrapped).
+        ``policy_scorer`` is a :class:`PairELBO` of the policy (possibly DDP-wrapped);
+        ``stratified`` draws the masked counts by strata
+        (:func:`~diffa.diffusion.noise.mask_exactly_k`).
         """
-        masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator)
+        masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator, stratified=stratified)
         args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths,
                 batch.get("widths"))
         with self.reference.active():
@@ -319,7 +327,10 @@ class VRPOBrain(SFTBrain):
             n_draws = self.vrpo["valid_n_draws"]
             generator = torch.Generator().manual_seed(self.config["seed"] * 1_000_003 + self._valid_batches)
             self._valid_batches += 1
-        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator)
+        # held out (and in training with vrpo.stratified_draws): the draws' masked counts by strata,
+        # for steadier estimates at the same cost
+        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator,
+                                                 stratified=stage != sb.Stage.TRAIN or self.vrpo["stratified_draws"])
         return {"policy": policy, "reference": reference}
 
     def compute_objectives(self, predictions, batch, stage):

@@ -93,6 +93,19 @@ def test_mask_exactly_k_uniform_k_and_positions():
         assert ((sel.mean(0) - p).abs() < 4 * (p * (1 - p) / sel.shape[0]) ** 0.5).all()
 
 
+def test_mask_exactly_k_by_strata_spreads_k_without_bias():
+    answer = torch.tensor([[False, True, True, True], [True, True, False, False]])
+    masks, k, lengths = mask_exactly_k(answer, 6, _gen(3), stratified=True)
+    assert sorted(k[:, 0].tolist()) == [1, 1, 2, 2, 3, 3] and sorted(k[:, 1].tolist()) == [1, 1, 1, 2, 2, 2]
+    assert torch.equal(masks.sum(-1), k) and bool((masks <= answer).all())
+    # n not a multiple of L: each row's mean k is still (L + 1) / 2 on average, and steadier
+    rows = torch.ones(20000, 3, dtype=torch.bool)
+    strata = mask_exactly_k(rows, 4, _gen(4), stratified=True).k.float().mean(0)
+    independent = mask_exactly_k(rows, 4, _gen(4)).k.float().mean(0)
+    assert abs(strata.mean().item() - 2.0) < 4 * (strata.var().item() / 20000) ** 0.5
+    assert strata.var().item() < independent.var().item() / 3
+
+
 def test_mask_exactly_k_reproducible():
     answer = torch.ones(3, 7, dtype=torch.bool)
     a = mask_exactly_k(answer, 4, _gen(9))

@@ -259,8 +259,9 @@ def test_reference_from_a_directory(tok, tmp_path):
 
 
 def test_settings_and_the_diffa2_config(monkeypatch):
-    assert vrpo_settings({}) == VRPO_DEFAULTS == {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8}
+    assert vrpo_settings({}) == VRPO_DEFAULTS == {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False}
     for bad, message in (({"beta": 0}, "vrpo.beta must be > 0"), ({"n_draws": 0}, "vrpo.n_draws must be an integer >= 1"),
+                         ({"stratified_draws": "yes"}, "vrpo.stratified_draws must be true or false, got 'yes'"),
                          ({"valid_n_draws": 1.5}, "vrpo.valid_n_draws must be an integer"), ({"betas": 1}, "unknown config key 'vrpo.betas'")):
         with pytest.raises(ValueError, match=message):
             vrpo_settings({"vrpo": bad})
@@ -269,7 +270,7 @@ def test_settings_and_the_diffa2_config(monkeypatch):
     config = hparams.load_config(str(ROOT / "egs" / "diffa2" / "conf" / "stage4_vrpo.yaml"),
                                  hparams.parse_overrides(["--vrpo.n_draws", "8"]))
     assert config["stage"] == "vrpo" and config["lr"] == 5e-5 and config["number_of_epochs"] == 10
-    assert vrpo_settings(config) == {"beta": 0.2, "n_draws": 8, "valid_n_draws": 8}
+    assert vrpo_settings(config) == {"beta": 0.2, "n_draws": 8, "valid_n_draws": 8, "stratified_draws": False}
     assert config["batching"]["max_batch_size"] * 4 * config["grad_accumulation_factor"] == 16  # 4 GPUs
 
 
@@ -281,8 +282,13 @@ def test_brain_trains_logs_and_exports(tmp_path, monkeypatch):
     from diffa.train.plot import read_log
     from diffa.train.toy import make_toy_setup
 
+    import diffa.train.vrpo as vrpo_module
+
     monkeypatch.setitem(hparams.SCHEMA, "vrpo", dict(VRPO_DEFAULTS))
     monkeypatch.chdir(tmp_path)
+    draws = set()  # (n, stratified) of every call: training as configured, held out by strata
+    monkeypatch.setattr(vrpo_module, "mask_exactly_k", lambda *args, **kwargs: draws.add(
+        (args[1], kwargs["stratified"])) or mask_exactly_k(*args, **kwargs))
     setup = make_toy_setup(tmp_path / "toy", n_examples=8)
     # DIFFA-2's dropout (Q-Former 0.1, LoRA 0.05): the step-0 margin must still be exactly 0
     stage3, _ = init_model({"stage": "sft", "init": {"whisper_dir": setup["whisper_dir"], "llada_dir": setup["llada_dir"]},
@@ -305,5 +311,6 @@ def test_brain_trains_logs_and_exports(tmp_path, monkeypatch):
     start = load_file(str(tmp_path / "stage3" / "lora.safetensors"))
     assert set(final) == set(start) and any(not torch.equal(final[k], start[k]) for k in start)
     record = read_record(str(next(Path("exp/save").glob("CKPT*")) / "model.ckpt"))
-    assert record["vrpo"] == {"beta": 0.5, "n_draws": 2} and record["data"]["pairs"] == "pairs"
+    assert record["vrpo"] == {"beta": 0.5, "n_draws": 2, "stratified_draws": False} and record["data"]["pairs"] == "pairs"
+    assert draws == {(2, False), (3, True)}
     assert json.loads(Path("pairs/stats.json").read_text())["swap:transcript"] == 8
