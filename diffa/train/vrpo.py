@@ -382,8 +382,10 @@ class VRPOBrain(SFTBrain):
         super().on_stage_end(stage, stage_loss, epoch)
 
     def record(self, train_set) -> dict:
-        """SFT's resume record plus the pairs and the VRPO settings."""
+        """SFT's resume record plus the pairs and the training's VRPO settings (``stratified_draws``
+        only when true, so that checkpoints from before the setting existed still resume)."""
         record = super().record(train_set)
         record["data"]["pairs"] = self.config["pairs"]
-        record["vrpo"] = {k: v for k, v in self.vrpo.items() if k != "valid_n_draws"}
+        record["vrpo"] = {k: v for k, v in self.vrpo.items()
+                          if k != "valid_n_draws" and (k != "stratified_draws" or v)}
         return record

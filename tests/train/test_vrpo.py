@@ -311,6 +311,6 @@ def test_brain_trains_logs_and_exports(tmp_path, monkeypatch):
     start = load_file(str(tmp_path / "stage3" / "lora.safetensors"))
     assert set(final) == set(start) and any(not torch.equal(final[k], start[k]) for k in start)
     record = read_record(str(next(Path("exp/save").glob("CKPT*")) / "model.ckpt"))
-    assert record["vrpo"] == {"beta": 0.5, "n_draws": 2, "stratified_draws": False} and record["data"]["pairs"] == "pairs"
+    assert record["vrpo"] == {"beta": 0.5, "n_draws": 2} and record["data"]["pairs"] == "pairs"  # as before the key
     assert draws == {(2, False), (3, True)}
     assert json.loads(Path("pairs/stats.json").read_text())["swap:transcript"] == 8
