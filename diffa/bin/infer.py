@@ -30,6 +30,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from diffa.bin._cli import entry_point_parser
+from diffa.data.tasks import TASK_TYPES
 from diffa.decode.config import KEYS, add_config_arguments, add_config_file_argument, config_file, config_from_args
 from diffa.decode.infer import Question, answer, read_questions
 from diffa.decode.loading import add_model_arguments, load_for_decoding
@@ -53,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--questions", metavar="JSONL",
                         help="instead of --audio and --question: a file of questions, answered as JSON lines")
     add_config_file_argument(parser)
-    parser.add_argument("--task", choices=("asr", "mcq", "open_qa"),
+    parser.add_argument("--task", choices=TASK_TYPES,
                         help="apply the config's task_overrides for this task type (with --questions: "
                              "for lines without a task)")
     add_model_arguments(parser)

@@ -67,6 +67,21 @@ REQUIRED = ("id", "utt", "task", "instruction", "answer")
 MCQ_ONLY = ("choices", "gold")
 
 
+def check_task(task: Any, where: str) -> None:
+    """Raise ValueError unless ``task`` is one of :data:`TASK_TYPES` (the message starts with ``where``).
+
+    Example
+    -------
+    >>> check_task("mcq", "tasks.jsonl:1")
+    >>> check_task("caption", "tasks.jsonl:2")
+    Traceback (most recent call last):
+    ...
+    ValueError: tasks.jsonl:2: 'task' must be one of ['asr', 'mcq', 'open_qa'], got 'caption'
+    """
+    if task not in TASK_TYPES:
+        raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {task!r}")
+
+
 def validate_task(row: Any, where: str) -> None:
     """Check one manifest row against the schema of this module; raise ValueError if it is off.
 
@@ -90,8 +105,7 @@ def validate_task(row: Any, where: str) -> None:
     check_keys(row, where, FIELDS, REQUIRED)
     check_text(row, "id", where, token=True)
     check_text(row, "utt", where, token=True)
-    if row["task"] not in TASK_TYPES:
-        raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {row['task']!r}")
+    check_task(row["task"], where)
     check_text(row, "instruction", where)
     check_text(row, "answer", where)
     if row["task"] == "mcq":

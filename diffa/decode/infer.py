@@ -44,7 +44,7 @@ from diffa.data.collate import collate_prompts
 from diffa.data.dataset import Example
 from diffa.data.features import SAMPLE_RATE, WhisperLogMel
 from diffa.data.jsonl import check_keys, check_text, iter_json_lines
-from diffa.data.tasks import TASK_TYPES
+from diffa.data.tasks import check_task
 from diffa.decode.config import DecodeConfig
 from diffa.decode.decoder import decode_batch
 from diffa.text.template import encode_example
@@ -100,8 +100,8 @@ def read_questions(path: str) -> List[Question]:
             raise ValueError(f"{where}: id {row['id']!r} is on line {lines[row['id']]} too; ids must be unique")
         lines[row["id"]] = number
         task = row.get("task")
-        if task is not None and task not in TASK_TYPES:
-            raise ValueError(f"{where}: 'task' must be one of {list(TASK_TYPES)}, got {task!r}")
+        if task is not None:
+            check_task(task, where)
         questions.append(Question(row["id"], row["audio"], row["question"], task))
     if not questions:
         raise ValueError(f"{path}: no questions in it (one JSON object per line: audio, question, task, id)")

@@ -322,15 +322,12 @@ class VRPOBrain(SFTBrain):
         """
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         if stage == sb.Stage.TRAIN:
-            n_draws, generator = self.vrpo["n_draws"], None
-        else:
-            n_draws = self.vrpo["valid_n_draws"]
+            n_draws, generator, stratified = self.vrpo["n_draws"], None, self.vrpo["stratified_draws"]
+        else:  # held out: masked counts by strata, for a steadier accuracy at the same cost
+            n_draws, stratified = self.vrpo["valid_n_draws"], True
             generator = torch.Generator().manual_seed(self.config["seed"] * 1_000_003 + self._valid_batches)
             self._valid_batches += 1
-        # held out (and in training with vrpo.stratified_draws): the draws' masked counts by strata,
-        # for steadier estimates at the same cost
-        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator,
-                                                 stratified=stage != sb.Stage.TRAIN or self.vrpo["stratified_draws"])
+        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator, stratified)
         return {"policy": policy, "reference": reference}
 
     def compute_objectives(self, predictions, batch, stage):

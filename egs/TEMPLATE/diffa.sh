@@ -498,7 +498,6 @@ opts_sets() {
 # Stages 3, 4, 5 and 7: train_stage <n>
 train_stage() {
   local n=$1 config=${train_config[$1]} out=${stage_exp[$1]} dumps init_stage init="" pairs="" set extra=() stamp inputs
-  local redo
   dumps=$(train_dumps "$n")
   init_stage=$(previous_model_stage "$n")
   [ -z "$init_stage" ] || init=${stage_exp[$init_stage]}
@@ -536,8 +535,8 @@ train_stage() {
     fi
   fi
   # (deleting the marker would not do: training resumes from the checkpoints it finds)
-  redo="Redo it with --stage $n --stop_stage $n --force true (from scratch; the later stages then stop as stale)"
-  redo_how=$redo redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
+  redo_how="Redo it with --stage $n --stop_stage $n --force true (from scratch; the later stages then stop as stale)" \
+    redo_hint="another --expdir" skip_done "$stamp" "$out/.done" && return 0
   [ -z "$init" ] || need "$init/.done" "$init_stage"
   if [ -n "$pairs" ]; then
     # VRPO: the model it starts from is also the frozen reference.
@@ -644,29 +643,33 @@ if in_range 6; then
   sampling=false sample_stage="" sample_opts=()
   [[ ,$pairs_modes, != *,sampled,* ]] || { sampling=true; sample_stage=$(previous_model_stage 6); }
   [ -z "$sample_stage" ] || sample_opts=(--model_dir "${stage_exp[$sample_stage]}")
-  pairs_inputs=()
-  for set in ${stage_sets[6]} $(opts_sets "$pairs_opts"); do
-    ! is_active 6 || need_feats "$set"
-    pairs_inputs+=("$dumpdir/$set/.done" "$dumpdir/$set")
-  done
-  [ -z "$sample_stage" ] || pairs_inputs+=("${stage_exp[$sample_stage]}/.done")
   log "Stage 6: ${stage_names[6]}: $(train_dumps 6)${sample_stage:+ + ${stage_exp[$sample_stage]}} -> $pairs_dir"
   if ! is_active 6; then
     log "skipped: no --vrpo_config"
-  elif hold "$pairs_dir" && stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts" &&
-    stamp+=" $(inputs_stamp "${pairs_inputs[@]}")" && ! skip_done "$stamp" "$pairs_dir/.done"; then
-    gpu=0
-    if $sampling; then
-      [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"
-      need "${stage_exp[$sample_stage]}/.done" "$sample_stage"
-      gpu=$((ngpu > 0 ? 1 : 0))
+  else
+    hold "$pairs_dir"
+    stamp="data=$(train_dumps 6) modes=$pairs_modes model=${sample_opts[*]:1} opts=$pairs_opts"
+    pairs_inputs=()
+    for set in ${stage_sets[6]} $(opts_sets "$pairs_opts"); do
+      need_feats "$set"  # (before skip_done, as in train_stage)
+      pairs_inputs+=("$dumpdir/$set/.done" "$dumpdir/$set")
+    done
+    [ -z "$sample_stage" ] || pairs_inputs+=("${stage_exp[$sample_stage]}/.done")
+    stamp+=" $(inputs_stamp "${pairs_inputs[@]}")"
+    if ! skip_done "$stamp" "$pairs_dir/.done"; then
+      gpu=0
+      if $sampling; then
+        [ -n "$sample_stage" ] || die "--pairs_modes $pairs_modes samples answers from a trained model, but stages 3-5 have no config"
+        need "${stage_exp[$sample_stage]}/.done" "$sample_stage"
+        gpu=$((ngpu > 0 ? 1 : 0))
+      fi
+      # shellcheck disable=SC2086
+      $decode_cmd --gpu "$gpu" "$pairs_dir/log/make_pairs.log" \
+        $python -m diffa.bin.make_pairs --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" \
+        --modes "$pairs_modes" "${sample_opts[@]}" $pairs_opts ||
+        die "stage 6 (${stage_names[6]}) failed: see $pairs_dir/log/make_pairs.log"
+      mark_done "$stamp" "$pairs_dir/.done"
     fi
-    # shellcheck disable=SC2086
-    $decode_cmd --gpu "$gpu" "$pairs_dir/log/make_pairs.log" \
-      $python -m diffa.bin.make_pairs --train_data "$(train_dumps 6)" --out_dir "$pairs_dir" \
-      --modes "$pairs_modes" "${sample_opts[@]}" $pairs_opts ||
-      die "stage 6 (${stage_names[6]}) failed: see $pairs_dir/log/make_pairs.log"
-    mark_done "$stamp" "$pairs_dir/.done"
   fi
 fi
 
