@@ -218,6 +218,13 @@ need() {
   [ -e "$1" ] || die "missing $1: run stage $2 (${stage_names[$2]}) first"
 }
 
+# without_nj <stamp>: the stamp less its "--nj N" options (e.g. in --local_data_opts): --nj sets only
+# how many processes do the work (as in Kaldi; egs/mini's local/data.sh makes the same bytes with
+# any), so another --nj is not other settings.
+without_nj() {
+  sed -E 's/(^|[ =])--nj( +|=)[^ ]+( +|$)/\1/g; s/ +$//' <<<"$1"
+}
+
 # skip_done <stamp> <marker>...: true (and say so) when every marker exists and --force is false;
 # otherwise remove the markers, so that an interrupted redo is never taken as done. <stamp> names
 # the settings the stage's outputs depend on and what it reads (inputs_stamp); mark_done writes
@@ -227,13 +234,14 @@ need() {
 # it is, one without inputs is compared without them. ran becomes true when a stage is (re)done.
 ran=false
 skip_done() {
-  local stamp=$1 marker="" made changed how nl=$'\n'
+  local stamp marker="" made changed how nl=$'\n'
+  stamp=$(without_nj "$1")
   shift
   if ! $force; then
     for marker in "$@"; do [ -e "$marker" ] || break; done
     if [ -e "$marker" ]; then
       for marker in "$@"; do
-        made=$(head -n 1 "$marker")
+        made=$(without_nj "$(head -n 1 "$marker")")
         [ -z "$made" ] || [ "$made" = "$stamp" ] || [[ $made != *" inputs:"* && $made = "${stamp% inputs:*}" ]] &&
           continue
         changed=$(changed_files "$made" "$stamp")

@@ -26,6 +26,7 @@ datadir=data
 while [ $# -gt 0 ]; do
   case "$1" in
     --datadir) datadir=$2; shift 2 ;;
+    --nj) shift 2 ;;
     *) echo "local/data.sh: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -222,6 +223,11 @@ def test_stage1_validates_and_is_idempotent(recipe):
     forced = engine(rec, "--stop_stage", "1", "--force", "true")
     assert forced.returncode == 0
     assert (rec / "calls.log").read_text().count("local/data.sh") == 2
+    # --nj is parallelism only: another one is the same data; any other option is not
+    for opts in ("--nj 8", "--nj=3"):
+        assert "already done" in engine(rec, "--stop_stage", "1", "--local_data_opts", opts).stdout
+    other = engine(rec, "--stop_stage", "1", "--local_data_opts", "--nj 8 --datadir data")
+    assert other.returncode == 1 and "then: opts=\n  now:  opts=--datadir data\n" in other.stderr
 
 
 def test_stage1_rejects_invalid_data(recipe):
