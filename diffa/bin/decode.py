@@ -101,7 +101,19 @@ def read_bad_utts(feats_dir: str) -> Dict[str, str]:
 
 def decode_settings(args: argparse.Namespace, config: DecodeConfig) -> dict:
     """The content of ``settings.json``: what the results depend on (not the batch size), with the
-    dtypes of the LLM (``dtype``) and of the encoder and adapters (``audio_dtype``) spelled out."""
+    dtypes of the LLM (``dtype``) and of the encoder and adapters (``audio_dtype``) spelled out.
+
+    Example
+    -------
+    >>> args = get_parser().parse_args(["--model_dir", "exp/m/", "--tasks", "t.jsonl", "--feats_scp", "f.scp",
+    ...                                 "--out", "r.jsonl", "--device", "cpu", "--audio_dtype", "same"])
+    >>> s = decode_settings(args, DecodeConfig(factor=1.0, batch_size=8))
+    >>> list(s)   # no batch_size, max_tokens, threshold or system_prompt: unset or irrelevant
+    ['model', 'gen_length', 'block_length', 'steps', 'remasking', 'factor', 'temperature', 'cfg_scale',
+     'stop_at_eos', 'seed', 'dtype', 'audio_dtype', 'git', 'versions']
+    >>> s["model"], s["factor"], s["dtype"], s["audio_dtype"], sorted(s["versions"])
+    ('exp/m', 1.0, 'float32', 'float32', ['diffa', 'torch', 'transformers'])
+    """
     import diffa
     from diffa.provenance import git_hash, package_versions
 

@@ -96,7 +96,26 @@ def main(argv: Optional[List[str]] = None) -> int:
 def answer_file(model, tokenizer, questions: List[Question], config, task: Optional[str], config_path,
                 verbose: bool = False) -> int:
     """Answer ``questions`` (``task``: for those without one), printing a JSON line each (``verbose``:
-    with NFE and seconds); returns the exit status."""
+    with NFE and seconds); returns the exit status.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, soundfile
+    >>> from diffa.decode.config import DecodeConfig
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> tok = SentencePieceTokenizer(train_sentencepiece(["what is said"] * 4, f"{tmp.name}/spm.model", vocab_size=300))
+    >>> soundfile.write(f"{tmp.name}/a.wav", np.zeros(8000, np.float32), 16000)
+    >>> questions = [Question("q1", f"{tmp.name}/a.wav", "What is said?", "asr"),
+    ...              Question("q2", f"{tmp.name}/gone.wav", "Who speaks?", None)]
+    >>> answer_file(DIFFA(tiny_config(vocab=tok.vocab_size)).eval(), tok, questions,
+    ...             DecodeConfig(gen_length=4, block_length=4, steps=4), None, None, verbose=True)
+    {"id": "q1", "audio": "/.../a.wav", "question": "What is said?", "task": "asr", "answer": "...", "nfe": ..., "seconds": ...}
+    {"id": "q2", "audio": "/.../gone.wav", "question": "Who speaks?", "error": "/.../gone.wav does not exist"}
+    1
+    >>> tmp.cleanup()
+    """
     failed, noted = [], {}
     for question in tqdm(questions, desc="questions", unit="question", disable=None):
         row = {key: value for key, value in question._asdict().items() if value is not None}
@@ -126,6 +145,20 @@ def notes(tokenizer, text: str, config, task: Optional[str], config_path, how: s
     """What to say about an answer: one that may be cut short for want of the task's settings, or is empty.
 
     ``how`` names the way to give a question its task type.
+
+    Example
+    -------
+    >>> from diffa.decode.config import DecodeConfig
+    >>> class Words:  # a stand-in tokenizer (notes only counts the pieces of encode)
+    ...     def encode(self, text): return text.split()
+    >>> notes(Words(), "a cat", DecodeConfig(), "asr", "conf/decode.yaml")
+    []
+    >>> notes(Words(), "", DecodeConfig(), None, None)
+    ["the answer is empty with the built-in decoding settings: decode with the recipe's settings ..."]
+    >>> asr = {"asr": {"gen_length": 64, "block_length": 64, "steps": 64}}
+    >>> notes(Words(), "one two three four", DecodeConfig(gen_length=4, block_length=4, steps=4,
+    ...       task_overrides=asr), None, "conf/decode.yaml")
+    ["the answer fills its 4 positions and may be cut short: the config's settings for task types asr ... apply with --task"]
     """
     said = []
     if config.task_overrides and task is None and len(tokenizer.encode(text)) >= config.gen_length - 1:

@@ -372,14 +372,30 @@ def add_config_file_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def config_file(args: argparse.Namespace) -> Optional[str]:
-    """The config file given to a parser that has :func:`add_config_file_argument` (None: none)."""
+    """The config file given to a parser that has :func:`add_config_file_argument` (None: none).
+
+    Example
+    -------
+    >>> p = argparse.ArgumentParser(); add_config_file_argument(p)
+    >>> config_file(p.parse_args([])) is None   # no file: the built-in defaults
+    True
+    """
     if args.config and args.config_flag:
         raise ValueError(f"command line: two decoding configs, {args.config} and --config {args.config_flag}; give one")
     return args.config or args.config_flag
 
 
 def config_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """The config keys given on the command line (flags added by :func:`add_config_arguments`)."""
+    """The config keys given on the command line (flags added by :func:`add_config_arguments`).
+
+    Example
+    -------
+    >>> p = argparse.ArgumentParser(); add_config_arguments(p)
+    >>> config_overrides(p.parse_args([]))   # no flags: the file's values stand
+    {}
+    >>> config_overrides(p.parse_args(["--task_overrides", "{asr: {steps: 64}}", "--stop_at_eos", "false"]))
+    {'stop_at_eos': False, 'task_overrides': {'asr': {'steps': 64}}}
+    """
     return {key: getattr(args, key) for key in _FLAG_TYPES if hasattr(args, key)}
 
 

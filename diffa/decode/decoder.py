@@ -146,7 +146,14 @@ def audio_token_count(model, num_frames: int) -> int:
 
 
 class DecodeStats(NamedTuple):
-    """What :func:`decode_dataset` did: examples decoded and failed, NFE and seconds spent."""
+    """What :func:`decode_dataset` did: examples decoded and failed, NFE and seconds spent.
+
+    Example
+    -------
+    >>> stats = DecodeStats(decoded=4, failed=1, nfe=24, seconds=0.5)
+    >>> stats.nfe / stats.decoded, stats._fields   # mean NFE per decoded example
+    (6.0, ('decoded', 'failed', 'nfe', 'seconds'))
+    """
 
     decoded: int
     failed: int
@@ -186,6 +193,27 @@ def decode_dataset(
     Returns
     -------
     DecodeStats
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from diffa.data.dataset import TaskDataset
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import load_tokenizer
+    >>> from diffa.train.toy import make_toy_setup
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> toy = make_toy_setup(tmp.name, n_examples=3)   # dump/train/{feats.scp,tasks.jsonl}, tokenizer/
+    >>> tok = load_tokenizer(toy["tokenizer_dir"])
+    >>> data = TaskDataset(f"{toy['dump']}/tasks.jsonl", f"{toy['dump']}/feats.scp", tok, with_answer=False)
+    >>> rows = []
+    >>> stats = decode_dataset(DIFFA(tiny_config(vocab=tok.vocab_size)).eval(), tok, data,
+    ...                        DecodeConfig(gen_length=4, block_length=4, steps=4, batch_size=2),
+    ...                        rows.extend, done=["utt001-asr"], progress=False)
+    >>> stats.decoded, stats.failed, sorted(r["id"] for r in rows)
+    (2, 0, ['utt000-asr', 'utt002-asr'])
+    >>> sorted(rows[0]), 0 < stats.nfe <= 2 * 4
+    (['hypothesis', 'id', 'nfe', 'prompt', 'reference', 'seconds', 'task', 'utt'], True)
+    >>> tmp.cleanup()
     """
     done = set(done or ())
     tasks = [row["task"] for row in dataset.rows]

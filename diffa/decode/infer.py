@@ -58,7 +58,14 @@ QUESTION_FIELDS = ("id", "audio", "question", "task")
 
 
 class Question(NamedTuple):
-    """One line of a questions file (:func:`read_questions`)."""
+    """One line of a questions file (:func:`read_questions`).
+
+    Example
+    -------
+    >>> q = Question(id="q1", audio="clip.wav", question="Who speaks?", task=None)
+    >>> q._asdict()
+    {'id': 'q1', 'audio': 'clip.wav', 'question': 'Who speaks?', 'task': None}
+    """
 
     id: str
     audio: str
@@ -109,7 +116,14 @@ def read_questions(path: str) -> List[Question]:
 
 
 class Answer(NamedTuple):
-    """What :func:`answer` returns: the answer text, forward passes spent, seconds taken."""
+    """What :func:`answer` returns: the answer text, forward passes spent, seconds taken.
+
+    Example
+    -------
+    >>> text, nfe, seconds = Answer("a woman", nfe=6, seconds=0.25)
+    >>> text, nfe
+    ('a woman', 6)
+    """
 
     text: str
     nfe: int

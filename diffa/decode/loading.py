@@ -256,6 +256,20 @@ def load_for_decoding(
     Returns
     -------
     (DIFFA, tokenizer)
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import train_sentencepiece
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = train_sentencepiece(["what is said"] * 4, os.path.join(tmp.name, "tok", "spm.model"), vocab_size=300)
+    >>> model = DIFFA(tiny_config(vocab=300)); model.set_tokenizer(os.path.join(tmp.name, "tok"))
+    >>> model.save_pretrained(os.path.join(tmp.name, "model"))   # copies the tokenizer to model/tokenizer/
+    >>> model, tok = load_for_decoding(os.path.join(tmp.name, "model"), device="cpu")
+    >>> type(model).__name__, model.training, model.llm.dtype, type(tok).__name__, tok.mask_id
+    ('DIFFA', False, torch.float32, 'SentencePieceTokenizer', 3)
+    >>> tmp.cleanup()
     """
     model_dir, tokenizer_path = check_model_dir(model_dir, tokenizer_dir)
     dev, dt = resolve_device(device, dtype)
