@@ -106,7 +106,19 @@ def build_model(config: DIFFAConfig, device: torch.device, dtype: torch.dtype, s
 
 
 def random_batch(model: DIFFA, args: argparse.Namespace, generator: torch.Generator) -> Dict[str, torch.Tensor]:
-    """Random log-mel clips and right-padded prompts (with the audio position inside the text)."""
+    """Random log-mel clips and right-padded prompts (with the audio position inside the text).
+
+    Example
+    -------
+    >>> model = build_model(tiny_config(), torch.device("cpu"), torch.float32)
+    >>> args = argparse.Namespace(batch_size=3, min_seconds=0.2, max_seconds=0.6, min_text=3, max_text=8)
+    >>> batch = random_batch(model, args, torch.Generator().manual_seed(0))
+    >>> {k: tuple(v.shape) for k, v in batch.items()}
+    {'feats': (3, 50, 16), 'feat_lens': (3,), 'input_ids': (3, 6), 'attention_mask': (3, 6),
+     'audio_pos': (3,), 'text_lens': (3,)}
+    >>> batch["feat_lens"].tolist(), batch["text_lens"].tolist(), batch["audio_pos"].tolist()
+    ([39, 50, 23], [3, 4, 6], [2, 1, 1])
+    """
     device = model.llm.device
     B = args.batch_size
     seconds = args.min_seconds + (args.max_seconds - args.min_seconds) * torch.rand(B, generator=generator)
@@ -123,7 +135,17 @@ def random_batch(model: DIFFA, args: argparse.Namespace, generator: torch.Genera
 
 @contextlib.contextmanager
 def authors_behaviour(model: DIFFA, on: bool):
-    """Temporarily give the model the released checkpoints' switches (30 s input, unmasked Q-Former)."""
+    """Temporarily give the model the released checkpoints' switches (30 s input, unmasked Q-Former).
+
+    Example
+    -------
+    >>> model = DIFFA(tiny_config())
+    >>> with authors_behaviour(model, True):
+    ...     model.encoder.pad_to_30s, model.config.qformer_padding_mask
+    (True, False)
+    >>> model.encoder.pad_to_30s, model.config.qformer_padding_mask       # restored on exit
+    (False, True)
+    """
     saved = model.encoder.pad_to_30s, model.config.qformer_padding_mask
     if on:
         model.encoder.pad_to_30s, model.config.qformer_padding_mask = True, False
@@ -137,6 +159,20 @@ def loop_splice_forward(model: DIFFA, batch: Dict[str, torch.Tensor]) -> List[to
     """The authors' way: splice each example's audio in a Python loop, right-pad, no mask.
 
     Returns the text logits of each example, (text_len, V) per example.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0); model = DIFFA(tiny_config()).eval()
+    >>> batch = random_batch(model, argparse.Namespace(batch_size=3, min_seconds=0.2, max_seconds=0.6, min_text=3,
+    ...                                                max_text=8), torch.Generator().manual_seed(0))
+    >>> logits = loop_splice_forward(model, batch)
+    >>> [tuple(x.shape) for x in logits]                    # (text_lens[b], vocabulary)
+    [(3, 100), (4, 100), (6, 100)]
+    >>> [torch.allclose(a, b, atol=1e-4) for a, b in zip(logits, one_at_a_time(model, batch))]
+    [False, True, False]
+
+    Only the longest example (text + audio) has no padding to attend to: it alone agrees with
+    :func:`one_at_a_time`.
     """
     audio, audio_lens = model.encode_audio(batch["feats"], batch["feat_lens"])
     text = model.llm.get_input_embeddings()(batch["input_ids"])
@@ -154,13 +190,34 @@ def loop_splice_forward(model: DIFFA, batch: Dict[str, torch.Tensor]) -> List[to
 
 
 def ours_forward(model: DIFFA, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
-    """``DIFFA.forward`` on the whole batch; the text logits of each example."""
+    """``DIFFA.forward`` on the whole batch; the text logits of each example.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(1); model = DIFFA(tiny_config()).eval()
+    >>> batch = random_batch(model, argparse.Namespace(batch_size=3, min_seconds=0.2, max_seconds=0.5, min_text=2,
+    ...                                                max_text=9), torch.Generator().manual_seed(1))
+    >>> logits = ours_forward(model, batch)
+    >>> [len(x) for x in logits] == batch["text_lens"].tolist()
+    True
+    >>> all(torch.allclose(a, b, atol=1e-5) for a, b in zip(logits, one_at_a_time(model, batch)))  # padding masked
+    True
+    """
     logits = model(batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["attention_mask"])
     return [logits[b, : int(n)] for b, n in enumerate(batch["text_lens"])]
 
 
 def one_at_a_time(model: DIFFA, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
-    """``DIFFA.forward`` on each example alone."""
+    """``DIFFA.forward`` on each example alone.
+
+    Example
+    -------
+    >>> model = DIFFA(tiny_config(vocab=50)).eval()
+    >>> args = argparse.Namespace(batch_size=2, min_seconds=0.3, max_seconds=0.4, min_text=4, max_text=7)
+    >>> batch = random_batch(model, args, torch.Generator().manual_seed(3))
+    >>> batch["text_lens"].tolist(), [tuple(x.shape) for x in one_at_a_time(model, batch)]
+    ([5, 7], [(5, 50), (7, 50)])
+    """
     out = []
     for b in range(batch["feats"].shape[0]):
         n, t = int(batch["text_lens"][b]), int(batch["feat_lens"][b])
@@ -189,6 +246,20 @@ class PeakHeap:
 
     Freed memory that the allocator keeps is not counted, so runs measured one after another do
     not hide each other's peaks (the resident set size would).
+
+    Arguments
+    ---------
+    read : callable
+        Returns the bytes in use now (``_heap_reader()`` on glibc).
+
+    Example
+    -------
+    >>> import itertools
+    >>> readings = itertools.chain([10, 30], itertools.repeat(20))   # in use: 10, then 30, then 20
+    >>> with PeakHeap(lambda: next(readings)) as watch:
+    ...     pass
+    >>> watch.start, watch.peak, watch.peak - watch.start
+    (10, 30, 20)
     """
 
     def __init__(self, read: Callable[[], int]):
@@ -213,7 +284,15 @@ class PeakHeap:
 
 
 def measure(fn: Callable[[], object], device: torch.device, repeats: int) -> Dict[str, float]:
-    """Median milliseconds of ``fn`` over ``repeats`` runs (after one warm-up) and its peak memory."""
+    """Median milliseconds of ``fn`` over ``repeats`` runs (after one warm-up) and its peak memory.
+
+    Example
+    -------
+    >>> calls = []
+    >>> result = measure(lambda: calls.append(1), torch.device("cpu"), repeats=3)
+    >>> sorted(result), result["ms"] >= 0, len(calls)   # warm-up, peak-memory run, 3 timed runs
+    (['ms', 'peak'], True, 5)
+    """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()
     sync()

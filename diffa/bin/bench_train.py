@@ -66,17 +66,42 @@ def training_batch(model: DIFFA, args: argparse.Namespace, generator: torch.Gene
     keys = torch.arange(len(prompt_lens), device=device)
     noisy, masked, t = corrupt(ids, answer_mask, keys, model.llm.config.mask_token_id, seed=args.seed, epoch=1)
     full = torch.full_like(prompt_lens, width)  # training rows have no padding: eos fills the answers
+    del batch["attention_mask"]  # the prompts' only: the rows are whole (text_lens) from here on
     return {**batch, "input_ids": ids, "noisy": noisy, "masked": masked, "t": t, "answer_mask": answer_mask, "text_lens": full}
 
 
 def ours_loss(model: DIFFA, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """Our SFT loss: logits at the masked positions only, padding masked everywhere."""
+    """Our SFT loss: logits at the masked positions only, padding masked everywhere.
+
+    Example
+    -------
+    >>> from diffa.model.diffa import tiny_config
+    >>> model = DIFFA(tiny_config()).eval()
+    >>> args = get_parser().parse_args(["--batch_size", "1", "--min_seconds", "0.5", "--max_seconds", "1",
+    ...                                 "--min_text", "8", "--max_text", "12", "--max_answer", "8"])
+    >>> batch = training_batch(model, args, torch.Generator().manual_seed(0))
+    >>> loss = ours_loss(model, batch)
+    >>> loss.shape, loss.requires_grad, torch.allclose(loss, authors_loss(model, batch))  # one clip: no padding
+    (torch.Size([]), True, True)
+    """
     logits = MaskedPredictor(model)(batch["feats"], batch["feat_lens"], batch["noisy"], batch["audio_pos"], batch["masked"])
     return masked_sft_loss(logits, batch["input_ids"], batch["masked"], batch["t"], batch["answer_mask"])
 
 
 def authors_loss(model: DIFFA, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """The authors' SFT loss: per-example splice, no padding mask, logits everywhere."""
+    """The authors' SFT loss: per-example splice, no padding mask, logits everywhere.
+
+    Example
+    -------
+    >>> from diffa.model.diffa import tiny_config
+    >>> _ = torch.manual_seed(0); model = DIFFA(tiny_config()).eval()
+    >>> batch = training_batch(model, get_parser().parse_args(["--batch_size", "2", "--min_seconds", "0.2",
+    ...     "--max_seconds", "2", "--min_text", "6", "--max_text", "12", "--max_answer", "8"]), torch.Generator().manual_seed(0))
+    >>> batch["feat_lens"].tolist(), torch.allclose(authors_loss(model, batch), ours_loss(model, batch))
+    ([109, 158], False)
+
+    The example with the shorter clip is right-padded in the LLM, and nothing masks the padding.
+    """
     logits = torch.stack(loop_splice_forward(model, {**batch, "input_ids": batch["noisy"]}))
     return sft_loss(logits, batch["input_ids"], batch["masked"], batch["t"], batch["answer_mask"])
 

@@ -65,6 +65,16 @@ class DIFFAConfig:
         Behaviour switches (module docstring).
     lora : dict, optional
         :class:`diffa.nnet.lora.LoRAConfig` fields when the LLM carries an unmerged LoRA.
+
+    Example
+    -------
+    >>> cfg = DIFFAConfig(encoder={}, llm={}, taps=(3, 7))
+    >>> cfg.taps, cfg.layout, cfg.n_queries, cfg.pad_to_30s, cfg.llm_padding_mask, cfg.lora
+    ([3, 7], 'dual', 64, False, True, None)
+    >>> DIFFAConfig.from_dict({"encoder": {}, "llm": {}, "taps": [1], "n_query": 8}, where="exp/config.json")
+    Traceback (most recent call last):
+     ...
+    ValueError: exp/config.json: unknown keys ['n_query'] (valid: ['encoder', ..., 'taps'])
     """
 
     encoder: dict

@@ -183,6 +183,21 @@ class DIFFA(torch.nn.Module):
         A loaded encoder (else built from ``config.encoder`` with random weights).
     llm : LLaDAModel, optional
         A loaded LLaDA (else built from ``config.llm`` with random weights).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> model = DIFFA(tiny_config("stage1")).eval()
+    >>> audio, audio_lens = model.encode_audio(torch.randn(2, 40, 16), torch.tensor([40, 24]))
+    >>> audio.shape, audio_lens.tolist()          # 3 prompts + one semantic token per 8 log-mel frames
+    (torch.Size([2, 8, 32]), [8, 6])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model.save_pretrained(f"{tmp}/m")
+    ...     again = DIFFA.from_pretrained(f"{tmp}/m")
+    ...     sorted(os.listdir(f"{tmp}/m"))
+    ['adapters.safetensors', 'config.json', 'encoder', 'llm']
+    >>> again.config == model.config, torch.equal(again.prompts.weight, model.prompts.weight)
+    (True, True)
     """
 
     def __init__(self, config: DIFFAConfig, encoder: Optional[WhisperEncoder] = None, llm: Optional[LLaDAModel] = None):

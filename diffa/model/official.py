@@ -276,6 +276,35 @@ def import_official(
     dtype : torch.dtype, optional
         Load Whisper and LLaDA in this dtype; default: the dtypes their directories store
         (float16 for whisper-large-v3, bfloat16 for LLaDA-8B-Instruct).
+
+    Example
+    -------
+    A stage-1 checkpoint (semantic connector + 5 learned prompts) for a Whisper-tiny-shaped encoder:
+
+    >>> import json, tempfile
+    >>> from transformers import WhisperConfig
+    >>> from diffa.model.diffa import tiny_config
+    >>> from diffa.nnet.llada import LLaDAConfig, LLaDAModel
+    >>> from diffa.nnet.whisper import WhisperEncoder
+    >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)
+    >>> whisper = WhisperConfig(num_mel_bins=16, d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=32)
+    >>> WhisperEncoder(whisper).save_pretrained(root / "whisper")
+    >>> llada = tiny_config(d_llm=32).llm; LLaDAModel(LLaDAConfig.from_dict(llada)).save_pretrained(root / "llada")
+    >>> authors = {"conv1": "conv.0", "conv2": "conv.2", "linear1": "linear_connector.0", "linear2": "linear_connector.2",
+    ...            "norm": "layernorm"}
+    >>> state = {"semantic_connector." + authors[k.split(".")[0]] + k[k.index("."):]: v
+    ...          for k, v in SemanticAdapter(384, 32).state_dict().items()}
+    >>> state["trainable_prompts.weight"] = torch.randn(5, 32)
+    >>> (root / "ckpt").mkdir(); torch.save(state, root / "ckpt" / "pytorch_model.bin")
+    >>> _ = (root / "ckpt" / "config.json").write_text(json.dumps({"whisper_config": whisper.to_dict(), "llm_config": llada}))
+    >>> model = import_official(root / "ckpt", root / "whisper", root / "llada", out=root / "diffa")
+    >>> c = model.config; c.layout, c.taps, c.n_prompts, c.pad_to_30s, c.llm_padding_mask, c.lora
+    ('stage1', [0, 1, 2, 3], 5, True, False, None)
+    >>> torch.equal(model.prompts.weight, state["trainable_prompts.weight"])
+    True
+    >>> sorted(p.name + ("@" if p.is_symlink() else "") for p in (root / "diffa").iterdir())  # @: link to the official dir
+    ['adapters.safetensors', 'config.json', 'encoder@', 'llm@']
+    >>> tmp.cleanup()
     """
     src = Path(src)
     cfg_path = src / "config.json"

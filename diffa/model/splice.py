@@ -38,6 +38,15 @@ class Spliced(NamedTuple):
     embeds : (B, L_text + A, D) combined embeddings.
     mask : (B, L_text + A) bool, True at real tokens and real audio frames.
     text_index : (B, L_text) position of every text token in the combined sequence.
+
+    Example
+    -------
+    >>> text = torch.randn(2, 4, 3)
+    >>> embeds, mask, text_index = splice_audio(text, torch.randn(2, 2, 3), torch.tensor([2, 0]), torch.tensor([1, 4]))
+    >>> embeds.shape, mask.sum(1).tolist(), text_index.tolist()
+    (torch.Size([2, 6, 3]), [6, 4], [[0, 3, 4, 5], [2, 3, 4, 5]])
+    >>> torch.equal(embeds.gather(1, text_index[..., None].expand(-1, -1, 3)), text)  # the text back out
+    True
     """
 
     embeds: torch.Tensor
@@ -71,6 +80,16 @@ def splice_audio(
     -------
     Spliced
         Combined embeddings, their padding mask and the text positions' indices.
+
+    Example
+    -------
+    >>> out = splice_audio(torch.zeros(1, 3, 2), torch.ones(1, 2, 2), torch.tensor([2]), torch.tensor([3]))
+    >>> out.embeds[0, :, 0].tolist(), out.mask.all().item()             # audio after the last token
+    ([0.0, 0.0, 0.0, 1.0, 1.0], True)
+    >>> splice_audio(torch.zeros(1, 3, 2), torch.ones(1, 2, 2), torch.tensor([2]), torch.tensor([4]))
+    Traceback (most recent call last):
+     ...
+    ValueError: audio_pos [4] outside [0, 3] (the text length)
     """
     B, L, D = text_embeds.shape
     A = audio_embeds.shape[1]

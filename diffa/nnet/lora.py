@@ -95,6 +95,16 @@ def add_lora(module: torch.nn.Module, config: LoRAConfig, adapter_name: str = "d
     adapter_name : str
         Name of the adapter; several may coexist (see :func:`set_active_adapter`).
         The new layers take ``module``'s train/eval mode.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
+    >>> x = torch.randn(2, 4); y = net(x)
+    >>> add_lora(net, LoRAConfig(r=2, targets=("0",)))
+    >>> net[0].lora_A["default"].weight.shape, net[0].lora_B["default"].weight.shape, net[0].training
+    (torch.Size([2, 4]), torch.Size([3, 2]), False)
+    >>> torch.equal(net(x), y)                                  # lora_B is zero: same output
+    True
     """
     peft_config = PeftLoraConfig(
         r=config.r,
@@ -162,7 +172,15 @@ def set_active_adapter(module: torch.nn.Module, adapter_name: str) -> None:
 
 
 def lora_state_dict(module: torch.nn.Module, adapter_name: str = "default") -> Dict[str, torch.Tensor]:
-    """Adapter weights of ``adapter_name``, keyed ``<module path>.lora_{A,B}.weight``."""
+    """Adapter weights of ``adapter_name``, keyed ``<module path>.lora_{A,B}.weight``.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    >>> add_lora(net, LoRAConfig(r=2, targets=("0",))); add_lora(net, LoRAConfig(r=1, targets=("0",)), "old")
+    >>> {k: tuple(v.shape) for k, v in lora_state_dict(net, "old").items()}
+    {'0.lora_A.weight': (1, 4), '0.lora_B.weight': (3, 1)}
+    """
     out = {}
     for key, value in module.state_dict().items():
         m = _LORA_KEY.match(key)
@@ -207,7 +225,16 @@ def load_lora_state_dict(
 
 
 def base_state_dict(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """``module.state_dict()`` without LoRA weights and with peft's ``.base_layer`` removed."""
+    """``module.state_dict()`` without LoRA weights and with peft's ``.base_layer`` removed.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3)); add_lora(net, LoRAConfig(r=2, targets=("0",)))
+    >>> sorted(net.state_dict())
+    ['0.base_layer.bias', '0.base_layer.weight', '0.lora_A.default.weight', '0.lora_B.default.weight']
+    >>> sorted(base_state_dict(net))
+    ['0.bias', '0.weight']
+    """
     out = {}
     for key, value in module.state_dict().items():
         if ".lora_" in key:
@@ -217,7 +244,17 @@ def base_state_dict(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def merge_lora(module: torch.nn.Module, adapter_name: str = "default") -> None:
-    """Merge ``adapter_name`` into the base weights and put the plain layers back (in place)."""
+    """Merge ``adapter_name`` into the base weights and put the plain layers back (in place).
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3)); add_lora(net, LoRAConfig(r=2, dropout=0.0, targets=("0",)))
+    >>> _ = torch.nn.init.ones_(net[0].lora_B["default"].weight)          # a non-zero update
+    >>> x = torch.randn(2, 4); y = net(x)
+    >>> merge_lora(net)
+    >>> type(net[0]), has_lora(net), torch.allclose(net(x), y, atol=1e-6)
+    (<class 'torch.nn.modules.linear.Linear'>, False, True)
+    """
     for name, layer in list(lora_layers(module)):
         layer.merge(adapter_names=[adapter_name])
         parent_name, _, child = name.rpartition(".")
