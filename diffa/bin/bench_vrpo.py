@@ -54,7 +54,17 @@ DEFAULT_FRAMES = {"tiny": 200, "small": 1000, "llada8b": 3000}
 def build_policy(name: str, device: torch.device, dtype: torch.dtype) -> DIFFA:
     """A random DIFFA of shape ``name`` (:func:`diffa.bin.bench_model.model_config`) on ``device``
     prepared like a stage-3/4 model: frozen
-    encoder and LLaDA in ``dtype``, LoRA + audio adapters trainable in float32."""
+    encoder and LLaDA in ``dtype``, LoRA + audio adapters trainable in float32.
+
+    Example
+    -------
+    >>> model = build_policy("tiny", torch.device("cpu"), torch.bfloat16)
+    >>> trainable = {p.dtype for p in model.parameters() if p.requires_grad}
+    >>> trainable, {p.dtype for p in model.parameters() if not p.requires_grad}
+    ({torch.float32}, {torch.bfloat16})
+    >>> model.training, model.llm.config.vocab_size, torch.get_default_dtype()  # the default dtype is restored
+    (True, 512, torch.float32)
+    """
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -70,7 +80,16 @@ def build_policy(name: str, device: torch.device, dtype: torch.dtype) -> DIFFA:
 
 
 def sft_batch(model: DIFFA, rows: int, prompt_len: int, answer_len: int, frames: int, device) -> Dict[str, torch.Tensor]:
-    """Random SFT batch: ``rows`` sequences of ``prompt_len + answer_len`` tokens, ``frames`` of audio."""
+    """Random SFT batch: ``rows`` sequences of ``prompt_len + answer_len`` tokens, ``frames`` of audio.
+
+    Example
+    -------
+    >>> batch = sft_batch(build_policy("tiny", torch.device("cpu"), torch.float32), 2, 3, 2, frames=10, device="cpu")
+    >>> {name: tuple(value.shape) for name, value in batch.items()}
+    {'feats': (2, 10, 80), 'feat_lens': (2,), 'input_ids': (2, 5), 'audio_pos': (2,), 'answer_mask': (2, 5)}
+    >>> batch["answer_mask"][0].tolist()
+    [False, False, False, True, True]
+    """
     g = torch.Generator().manual_seed(0)
     length = prompt_len + answer_len
     ids = torch.randint(0, model.llm.config.vocab_size - 3, (rows, length), generator=g)
@@ -84,7 +103,14 @@ def sft_batch(model: DIFFA, rows: int, prompt_len: int, answer_len: int, frames:
 
 
 def pair_batch(model: DIFFA, pairs: int, prompt_len: int, answer_len: int, frames: int, device) -> Dict[str, torch.Tensor]:
-    """Random pair batch (:func:`diffa.data.pairs.collate_pairs` layout) with the same shapes."""
+    """Random pair batch (:func:`diffa.data.pairs.collate_pairs` layout) with the same shapes.
+
+    Example
+    -------
+    >>> batch = pair_batch(build_policy("tiny", torch.device("cpu"), torch.float32), 2, 3, 2, frames=10, device="cpu")
+    >>> batch["input_ids"].shape, batch["feats"].shape, batch["audio_index"].tolist()  # 2 pairs: 4 rows, audio once
+    (torch.Size([4, 5]), torch.Size([2, 10, 80]), [0, 1, 0, 1])
+    """
     batch = sft_batch(model, 2 * pairs, prompt_len, answer_len, frames, device)
     batch["feats"], batch["feat_lens"] = batch["feats"][:pairs], batch["feat_lens"][:pairs]
     batch["audio_index"] = torch.arange(pairs, device=device).repeat(2)
@@ -93,7 +119,18 @@ def pair_batch(model: DIFFA, pairs: int, prompt_len: int, answer_len: int, frame
 
 def resident_bytes(modules: Iterable[torch.nn.Module], optimizer: torch.optim.Optimizer) -> int:
     """Bytes of the distinct storages of the modules' parameters, buffers and gradients and of
-    the optimizer state (shared storages counted once)."""
+    the optimizer state (shared storages counted once).
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(4, 2)  # 8 + 2 float32 weights: 40 bytes
+    >>> opt = torch.optim.AdamW(lin.parameters())
+    >>> resident_bytes([lin], opt), resident_bytes([lin, lin], opt)
+    (40, 40)
+    >>> lin(torch.ones(1, 4)).sum().backward(); opt.step()
+    >>> resident_bytes([lin], opt)  # + gradients (40) + AdamW's two moments (80) and step counters (8)
+    168
+    """
     tensors = []
     for module in modules:
         for param in module.parameters():
@@ -122,7 +159,17 @@ def cpu_step_peak(step: Callable[[], None]) -> int:
 
 
 def peak_bytes(step: Callable[[], None], modules: Sequence[torch.nn.Module], optimizer, device: torch.device) -> int:
-    """Peak bytes of one ``step`` after a warm-up step (see the module docstring)."""
+    """Peak bytes of one ``step`` after a warm-up step (see the module docstring).
+
+    Example
+    -------
+    >>> lin, x = torch.nn.Linear(4, 2), torch.ones(8, 4)
+    >>> opt = torch.optim.AdamW(lin.parameters())
+    >>> step = _train_step(lambda: lin(x).sum(), opt, contextlib.nullcontext)
+    >>> peak = peak_bytes(step, [lin], opt, torch.device("cpu"))
+    >>> resident_bytes([lin], opt), isinstance(peak, int), peak > resident_bytes([lin], opt)  # weights + AdamW state
+    (128, True, True)
+    """
     step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

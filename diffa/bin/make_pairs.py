@@ -316,7 +316,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def make_pairs(args: argparse.Namespace) -> None:
-    """The work of :func:`main`: read the dumps, build, subsample and write the pairs."""
+    """The work of :func:`main`: read the dumps, build, subsample and write the pairs.
+
+    Example
+    -------
+    A dump of two ASR rows (mode ``swap``: one word swapped) and a QA row carrying its own
+    rejected answer (mode ``external``); only ``feats.scp``'s lines are read, not the features:
+
+    >>> from diffa.data.pairs import read_pairs
+    >>> from diffa.data.tasks import write_tasks
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     dump, out = os.path.join(d, "dump"), os.path.join(d, "pairs")
+    ...     os.makedirs(dump)
+    ...     asr = {"task": "asr", "instruction": "What is said?"}
+    ...     write_tasks(os.path.join(dump, "tasks.jsonl"), [
+    ...         dict(asr, id="u1-asr", utt="u1", answer="red cat"), dict(asr, id="u2-asr", utt="u2", answer="blue dog"),
+    ...         {"id": "u3-qa", "utt": "u3", "task": "open_qa", "instruction": "Is it loud?", "answer": "yes",
+    ...          "labels": {"rejected": "no"}}])
+    ...     _ = open(os.path.join(dump, FEATS_FILE), "w").write("u1 f.ark:9\\nu2 f.ark:99\\nu3 f.ark:999\\n")
+    ...     make_pairs(get_parser().parse_args(["--train_data", dump, "--out_dir", out, "--valid_fraction", "0"]))
+    ...     written, pairs = sorted(os.listdir(out)), read_pairs(os.path.join(out, PAIRS_FILE))
+    3 training pairs, 0 held-out pairs -> .../pairs (skipped:external: 2, skipped:swap: 1, swap:transcript: 2)
+    >>> written
+    ['feats.scp', 'pairs.jsonl', 'stats.json']
+    >>> [(p["id"], p["source"]) for p in pairs], pairs[-1]["rejected"]
+    ([('u1-asr-swap', 'swap:transcript'), ('u2-asr-swap', 'swap:transcript'), ('u3-qa-external', 'external')], 'no')
+    """
     modes = [m for m in args.modes.split(",") if m]
     split = lambda value: [d for d in (value or "").split(",") if d]  # noqa: E731
     scps = lambda dirs: [os.path.join(d, FEATS_FILE) for d in dirs]  # noqa: E731

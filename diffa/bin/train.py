@@ -123,7 +123,42 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def train(config: dict, args: argparse.Namespace) -> None:
-    """Build the model and data of ``config``, train, write ``final/``."""
+    """Build the model and data of ``config``, train, write ``final/``.
+
+    Arguments
+    ---------
+    config : dict
+        The resolved training config (:func:`diffa.train.hparams.load_config`).
+    args : argparse.Namespace
+        The command line of :func:`get_parser` (``device``, ``distributed_backend`` are used).
+
+    Example
+    -------
+    Stage ``sft`` from scratch on a toy setup (2 examples, one batch: one optimizer step):
+
+    >>> import tempfile
+    >>> from diffa.train.plot import read_log
+    >>> from diffa.train.toy import make_toy_setup
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     toy = make_toy_setup(d, n_examples=2, answer_words=(1, 1))
+    ...     path, exp = os.path.join(d, "sft.yaml"), os.path.join(d, "exp")
+    ...     _ = open(path, "w").write(yaml.safe_dump({
+    ...         "stage": "sft", "tokenizer_dir": toy["tokenizer_dir"], "model": toy["model"],
+    ...         "init": {"whisper_dir": toy["whisper_dir"], "llada_dir": toy["llada_dir"]},
+    ...         "batching": {"max_batch_size": 2, "num_buckets": 1}}))
+    ...     config = load_config(path, {"output_folder": exp, "train_data": toy["dump"]})
+    ...     train(config, get_parser().parse_args([path, "--device", "cpu"]))
+    ...     written = sorted(os.listdir(exp)), sorted(os.listdir(os.path.join(exp, "final")))
+    ...     steps = [row["step"] for row in read_log(os.path.join(exp, "train_log.txt"))["train"]]
+    stage sft: trainable parameters:
+    ...
+    model: .../exp/final
+    >>> written
+    (['config.yaml', 'final', 'loss.png', 'save', 'train_log.txt'],
+     ['adapters.safetensors', 'config.json', 'encoder', 'llm', 'lora.safetensors', 'tokenizer'])
+    >>> steps
+    [1]
+    """
     backend = args.distributed_backend or ("nccl" if torch.cuda.is_available() else "gloo")
     run_opts = {"distributed_backend": backend, "noprogressbar": not sys.stderr.isatty()}
     if args.device:

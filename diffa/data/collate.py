@@ -46,6 +46,16 @@ def collate_train(examples: Sequence[Example], pad_id: int) -> Dict[str, object]
 
     Returns a dict with ``ids`` (list of str), ``feats`` (B, T, n_mels), ``feat_lens`` (B,),
     ``input_ids`` (B, L), ``prompt_lens`` (B,), ``audio_pos`` (B,), ``answer_mask`` (B, L) bool.
+
+    Example
+    -------
+    >>> long = Example("u1", torch.zeros(3, 4), torch.tensor([1, 2, 3, 9]), 3, 1, {})
+    >>> short = Example("u2", torch.zeros(5, 4), torch.tensor([1, 2, 9]), 2, 1, {})
+    >>> batch = collate_train([long, short], pad_id=9)
+    >>> sorted(batch)
+    ['answer_mask', 'audio_pos', 'feat_lens', 'feats', 'ids', 'input_ids', 'prompt_lens']
+    >>> batch["feats"].shape, batch["input_ids"].tolist(), batch["prompt_lens"].tolist()
+    (torch.Size([2, 5, 4]), [[1, 2, 3, 9], [1, 2, 9, 9]], [3, 2])
     """
     ids = torch.nn.utils.rnn.pad_sequence([ex.input_ids for ex in examples], batch_first=True, padding_value=pad_id)
     prompt_lens = torch.tensor([ex.prompt_len for ex in examples], dtype=torch.long)
@@ -65,6 +75,18 @@ def collate_prompts(examples: Sequence[Example], pad_id: int) -> Dict[str, objec
 
     Returns ``ids``, ``feats``, ``feat_lens``, ``input_ids`` (B, L), ``attention_mask`` (B, L)
     bool, ``audio_pos`` (B,) in padded coordinates, and ``rows`` (the manifest rows).
+
+    Example
+    -------
+    >>> prompts = [Example("u1", torch.zeros(6, 4), torch.tensor([1, 2, 3]), 3, 1, {"answer": "yes"}),
+    ...            Example("u2", torch.zeros(2, 4), torch.tensor([1, 3]), 2, 1, {"answer": "no"})]
+    >>> batch = collate_prompts(prompts, pad_id=9)
+    >>> sorted(batch)
+    ['attention_mask', 'audio_pos', 'feat_lens', 'feats', 'ids', 'input_ids', 'rows']
+    >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["audio_pos"].tolist()
+    ([[1, 2, 3], [9, 1, 3]], [[True, True, True], [False, True, True]], [1, 2])
+    >>> batch["feat_lens"].tolist(), [row["answer"] for row in batch["rows"]]
+    ([6, 2], ['yes', 'no'])
     """
     prompts: List[torch.Tensor] = [ex.input_ids[: ex.prompt_len] for ex in examples]
     width = max(p.shape[0] for p in prompts)

@@ -83,6 +83,13 @@ class Example(NamedTuple):
     id : example id; feats : (T, n_mels) float32; input_ids : (L,) long (prompt + answer + eot,
     or the prompt alone when the dataset has no answers); prompt_len, audio_pos : int;
     row : the manifest row (answer, choices, labels, ...).
+
+    Example
+    -------
+    >>> ex = Example("u1-asr", torch.zeros(30, 8), torch.tensor([5, 6, 7, 8]), prompt_len=2, audio_pos=1,
+    ...              row={"answer": "hi"})
+    >>> ex.feats.shape, ex.input_ids[ex.prompt_len:].tolist(), ex.row["answer"]
+    (torch.Size([30, 8]), [7, 8], 'hi')
     """
 
     id: str
@@ -110,6 +117,27 @@ class TaskDataset(torch.utils.data.Dataset):
         Append answer + eot (training) or keep the prompt only (decoding).
     max_answer_tokens : int, optional
         Truncate longer answers (the eot is kept), counted in ``truncated_answers``.
+
+    Example
+    -------
+    Training items (answers cut to 3 tokens, eot included) against decoding items (prompt only):
+
+    >>> import tempfile
+    >>> from diffa.data.tasks import write_tasks
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     tok = SentencePieceTokenizer(train_sentencepiece(["a cat and a dog", "name the animals"] * 4,
+    ...                                                      f"{tmp}/spm.model", vocab_size=60, byte_fallback=False))
+    ...     kaldiio.save_ark(f"{tmp}/f.ark", {"u1": np.ones((12, 8), np.float32)}, scp=f"{tmp}/feats.scp")
+    ...     write_tasks(f"{tmp}/tasks.jsonl", [{"id": "u1-qa", "utt": "u1", "task": "open_qa",
+    ...                                         "instruction": "name the animals", "answer": "a cat and a dog"}])
+    ...     train = TaskDataset(f"{tmp}/tasks.jsonl", f"{tmp}/feats.scp", tok, max_answer_tokens=3)
+    ...     decode = TaskDataset(f"{tmp}/tasks.jsonl", f"{tmp}/feats.scp", tok, with_answer=False)
+    ...     ex, prompt, frames = train[0], decode[0], train.num_frames()  # features are read lazily
+    >>> train.truncated_answers, frames, train.num_tokens()[0] - decode.num_tokens()[0]
+    (1, [12], 3)
+    >>> ex.input_ids[-1].item() == tok.eot_id, len(prompt.input_ids) == prompt.prompt_len, prompt.row["answer"]
+    (True, True, 'a cat and a dog')
     """
 
     def __init__(

@@ -137,7 +137,17 @@ def write_pairs(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
 
 class PairExample(NamedTuple):
     """One encoded pair: ``id``; ``feats`` (T, n_mels); ``prompt_ids`` (Lp,); ``chosen_ids`` and
-    ``rejected_ids`` (answer + eot); ``audio_pos``; ``row`` (the pairs.jsonl row)."""
+    ``rejected_ids`` (answer + eot); ``audio_pos``; ``row`` (the pairs.jsonl row).
+
+    Example
+    -------
+    >>> ex = PairExample("p1", torch.zeros(20, 8), torch.tensor([1, 2, 3]), torch.tensor([7, 9]),
+    ...                  torch.tensor([8, 8, 9]), 1, {"chosen": "male", "rejected": "female"})
+    >>> torch.cat([ex.prompt_ids, ex.chosen_ids]).tolist(), torch.cat([ex.prompt_ids, ex.rejected_ids]).tolist()
+    ([1, 2, 3, 7, 9], [1, 2, 3, 8, 8, 9])
+    >>> ex.feats.shape, ex.row["rejected"]
+    (torch.Size([20, 8]), 'female')
+    """
 
     id: str
     feats: torch.Tensor

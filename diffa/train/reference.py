@@ -99,6 +99,25 @@ class SharedReference:
         The reference: ``model.encoder is policy.encoder``, ``model.llm is policy.llm``; its
         ``semantic`` / ``acoustic`` / ``prompts`` are frozen copies. Run it only inside
         :meth:`active`.
+
+    Example
+    -------
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.nnet.lora import LoRAConfig
+    >>> policy = DIFFA(tiny_config())
+    >>> policy.add_lora(LoRAConfig(r=4))
+    >>> ref = SharedReference(policy)
+    >>> any(p.requires_grad for p in ref.parameters()), any(p.requires_grad for p in policy.parameters())
+    (False, True)
+    >>> with ref.active() as model:
+    ...     model is ref.model, policy.llm.training, torch.is_grad_enabled()
+    (True, False, False)
+    >>> policy.llm.training, torch.is_grad_enabled()  # restored on exit
+    (True, True)
+    >>> SharedReference(DIFFA(tiny_config()))
+    Traceback (most recent call last):
+    ...
+    ValueError: the VRPO policy needs a LoRA adapter (a stage-3 SFT model); attach LoRA first
     """
 
     def __init__(self, policy: torch.nn.Module):

@@ -68,6 +68,24 @@ def make_toy_setup(
     dict
         ``whisper_dir``, ``llada_dir``, ``tokenizer_dir``, ``dump`` (paths) and ``model`` (the
         ``model:`` config section for fresh adapters).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from diffa.data.tasks import read_tasks
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     toy = make_toy_setup(root, n_examples=3, answer_words=(1, 2))
+    ...     written = sorted(os.listdir(root)), sorted(os.listdir(toy["dump"]))
+    ...     rows = read_tasks(os.path.join(toy["dump"], "tasks.jsonl"))
+    ...     n_mels = kaldiio.load_scp(os.path.join(toy["dump"], "feats.scp"))["utt000"].shape[1]
+    >>> sorted(toy), toy["model"]["taps"]
+    (['dump', 'llada_dir', 'model', 'tokenizer_dir', 'whisper_dir'], [1, 2])
+    >>> written
+    (['dump', 'llada', 'tokenizer', 'whisper'], ['feats.ark', 'feats.scp', 'tasks.jsonl', 'utt2num_frames'])
+    >>> [r["id"] for r in rows], rows[0]["instruction"], all(w in WORDS for r in rows for w in r["answer"].split())
+    (['utt000-asr', 'utt001-asr', 'utt002-asr'], 'What is said?', True)
+    >>> n_mels
+    16
     """
     root = Path(root)
     rng = np.random.default_rng(seed)

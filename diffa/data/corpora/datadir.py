@@ -60,6 +60,12 @@ class Entry:
         Speaker id; defaults to the utterance id (Kaldi's convention when the
         speaker is unknown). ``utt`` must start with ``spk + "-"`` so that
         ``utt2spk`` and ``spk2utt`` sort consistently.
+
+    Example
+    -------
+    >>> e = Entry("spk1-u1", "/data/u1.wav", "HELLO", {"id": "spk1-u1-asr"}, "index.json:4", spk="spk1")
+    >>> e.utt.startswith(e.spk + "-"), Entry("u2", "/data/u2.wav", NOSPEECH, {}, "index.json:5").spk
+    (True, None)
     """
 
     utt: str

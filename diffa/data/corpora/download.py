@@ -23,7 +23,18 @@ CURL_CANNOT_RESUME = 33
 
 
 class DownloadError(RuntimeError):
-    """A download failed or its checksum is wrong; the message says what to do."""
+    """A download failed or its checksum is wrong; the message says what to do.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     dest = os.path.join(d, "a.tar.gz"); _ = open(dest, "wb").write(b"abc")
+    ...     fetch("file:///unused", dest, "0" * 32)  # already there, but the checksum is wrong
+    Traceback (most recent call last):
+    ...
+    diffa.data.corpora.download.DownloadError: /.../a.tar.gz: MD5 9001...72 != expected 000...0; delete ... and download again
+    """
 
 
 def md5sum(path: Union[str, Path], chunk: int = 1 << 20) -> str:

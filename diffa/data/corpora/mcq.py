@@ -260,6 +260,12 @@ class ChoiceListFormat:
         Field holding the audio path relative to the benchmark folder.
     label_keys : tuple of str
         Fields copied into ``labels``.
+
+    Example
+    -------
+    >>> fmt = ChoiceListFormat(source="MMAR", audio_key="audio_path", label_keys=("modality", "category"))
+    >>> fmt.audio_key, scalar_labels({"modality": "speech", "category": None, "id": "m1"}, fmt.label_keys)
+    ('audio_path', {'modality': 'speech'})
     """
 
     source: str

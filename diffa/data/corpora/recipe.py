@@ -46,7 +46,16 @@ TRAIN_ASR = "train_asr"
 
 
 class CorpusNotFound(FileNotFoundError):
-    """A corpus folder or file is missing; the message names the option and the download place."""
+    """A corpus folder or file is missing; the message names the option and the download place.
+
+    Example
+    -------
+    >>> try:  # a FileNotFoundError
+    ...     corpus_dir(argparse.Namespace(corpora_root=None, mmsu_dir=None), MMSU)
+    ... except FileNotFoundError as err:
+    ...     print(type(err).__name__, err)
+    CorpusNotFound MMSU: set --mmsu_dir (or --corpora_root); '--mmsu_dir none' skips it. Download: https://...
+    """
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,18 @@ class CorpusSource:
         Files of which at least one must exist in the folder (empty: the folder suffices).
     url : str
         Where to download it.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> MMAU.option, MMAU.expect
+    ('mmau_dir', ('mmau-test-mini.json',))
+    >>> demo = CorpusSource("Demo", "demo_dir", "Demo", ("index.json",), "https://example.org/demo")
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     os.makedirs(os.path.join(root, "Demo"))
+    ...     open(os.path.join(root, "Demo", "index.json"), "w").close()
+    ...     corpus_dir(argparse.Namespace(corpora_root=root, demo_dir=None), demo) == Path(root) / "Demo"
+    True
     """
 
     name: str
@@ -114,6 +135,16 @@ class IndexSet:
     fallback : str, optional
         Another index set of the recipe: without a file of its own, ``data/<name>``
         is a link to ``data/<fallback>``. Such an index is optional.
+
+    Example
+    -------
+    >>> qa2 = IndexSet("train_qa_stage2", "qa", "stage-2 QA index", fallback="train_qa")
+    >>> qa2.option, qa2.optional, qa2.fallback
+    ('train_qa_stage2_json', False, 'train_qa')
+    >>> IndexSet("train_tts", "tts", "TTS index")
+    Traceback (most recent call last):
+    ...
+    ValueError: IndexSet 'train_tts': kind must be one of ('asr', 'qa', 'pref'), got 'tts'
     """
 
     name: str

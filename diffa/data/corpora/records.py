@@ -13,7 +13,16 @@ from typing import Any, Dict, List, Union
 
 
 class CorpusError(ValueError):
-    """A corpus file is malformed; the message names the file, line or id and the fix."""
+    """A corpus file is malformed; the message names the file, line or id and the fix.
+
+    Example
+    -------
+    >>> try:  # a ValueError: callers that catch ValueError catch it too
+    ...     Record({}, "x.jsonl:3").get_str("id")
+    ... except ValueError as err:
+    ...     print(type(err).__name__, err)
+    CorpusError x.jsonl:3: missing field 'id'; fix the index file
+    """
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,12 @@ class Record:
         The decoded JSON object.
     where : str
         ``"<file>:<line>"`` of the line where the object starts.
+
+    Example
+    -------
+    >>> r = Record({"id": "a1", "question": "Who speaks?"}, "mmau-test-mini.json:12")
+    >>> r.fields["question"], r.where
+    ('Who speaks?', 'mmau-test-mini.json:12')
     """
 
     fields: Dict[str, Any]
