@@ -169,6 +169,7 @@ def mask_exactly_k(
     n_draws: int,
     generator: Optional[torch.Generator] = None,
     stratified: bool = False,
+    groups: Optional[torch.Tensor] = None,
 ) -> ExactlyKMasks:
     """Draw ``n_draws`` masks per row, each masking exactly k ~ U{1..L_b} answer positions.
 
@@ -183,6 +184,13 @@ def mask_exactly_k(
     multiple of L_b, each k comes exactly n / L_b times). Each draw on its own is no longer
     uniform in k.
 
+    With ``groups``, the rows of one group share their random numbers (each draw's U and the
+    position scores, column by column): rows of the same length and answer columns get the same
+    masks, others of the same masking ratio. Each row's masks keep their distribution, so every
+    ELBO stays unbiased, while a difference of two rows' ELBOs (the chosen and rejected answers
+    of a preference pair, which share their prompt) loses the noise of two independent draws:
+    common random numbers.
+
     Arguments
     ---------
     answer_mask : torch.Tensor
@@ -193,6 +201,8 @@ def mask_exactly_k(
         Source of randomness.
     stratified : bool
         Draw k by strata (above); default: independently.
+    groups : torch.Tensor, optional
+        (B,) long group of each row, in [0, B): rows of a group share their draws (above).
 
     Returns
     -------
@@ -209,6 +219,10 @@ def mask_exactly_k(
     (True, True)
     >>> mask_exactly_k(answer, 6, torch.Generator().manual_seed(0), stratified=True).k.T.tolist()
     [[1, 1, 2, 2, 3, 3], [1, 1, 1, 2, 2, 2]]
+    >>> pair = torch.tensor([[False, True, True, True]] * 2)   # two answers after one prompt
+    >>> masks = mask_exactly_k(pair, 4, torch.Generator().manual_seed(0), groups=torch.tensor([0, 0])).masks
+    >>> bool((masks[:, 0] == masks[:, 1]).all())
+    True
     """
     _check_answer_mask(answer_mask)
     if n_draws < 1:
@@ -222,12 +236,17 @@ def mask_exactly_k(
         )
     batch, length = answer_mask.shape
     device = answer_mask.device
-    u = _uniform((n_draws, batch), generator, device)
+    if groups is not None and (groups.shape != (batch,) or groups.min() < 0 or groups.max() >= batch):
+        raise ValueError(f"groups must be ({batch},) ids in [0, {batch}), got {groups.tolist()}")
+    draws = batch if groups is None else int(groups.max()) + 1
+    u = _uniform((n_draws, draws), generator, device)
     if stratified:
         u = (u + torch.arange(n_draws, device=device, dtype=u.dtype).unsqueeze(-1)) / n_draws
-    k = torch.minimum((u * lengths).long(), lengths - 1) + 1
     # float64 scores make ties (which would bias the subset) practically impossible.
-    scores = _uniform((n_draws, batch, length), generator, device, dtype=torch.float64)
+    scores = _uniform((n_draws, draws, length), generator, device, dtype=torch.float64)
+    if groups is not None:
+        u, scores = u[:, groups], scores[:, groups]
+    k = torch.minimum((u * lengths).long(), lengths - 1) + 1
     scores = scores.masked_fill(~answer_mask, 2.0)
     rank = scores.argsort(dim=-1).argsort(dim=-1)
     masks = rank < k.unsqueeze(-1)

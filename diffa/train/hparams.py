@@ -47,8 +47,8 @@ optimizer steps, or ``ckpt_interval_minutes`` [0] every N minutes; ``keep_checkp
 the newest kept; ``avg`` [1]: the final model averages the newest N; ``log_interval`` [10]:
 optimizer steps between ``train_log.txt`` lines.
 
-*VRPO only* — ``ref_model``, ``pairs`` [null]; ``vrpo.{beta, n_draws, valid_n_draws, stratified_draws}``
-[0.2, 4, 8, false] (:mod:`diffa.train.vrpo`).
+*VRPO only* — ``ref_model``, ``pairs`` [null]; ``vrpo.{beta, n_draws, valid_n_draws, stratified_draws,
+coupled_draws}`` [0.2, 4, 8, false, false] (:mod:`diffa.train.vrpo`).
 
 Example
 -------

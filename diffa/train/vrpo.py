@@ -37,10 +37,14 @@ scores ``(L / k) sum_masked log p``. How this module does it:
   the same draws).
 
 Settings (config section ``vrpo``, :data:`VRPO_DEFAULTS`): ``beta`` (0.2), ``n_draws`` (4,
-DIFFA-2's MC budget), ``valid_n_draws`` (8: more draws for a steadier held-out accuracy; their
-masked counts are drawn by strata, :func:`~diffa.diffusion.noise.mask_exactly_k`) and
+DIFFA-2's MC budget), ``valid_n_draws`` (8: more draws for a steadier held-out accuracy;
+:func:`~diffa.diffusion.noise.mask_exactly_k`),
 ``stratified_draws`` (false: training draws the masked counts independently, as the paper does;
-true: by strata too, a variance reduction of ours that the paper does not use).
+true: by strata too, a variance reduction of ours that the paper does not use) and
+``coupled_draws`` (false, as the paper; true: the chosen and the rejected answer of a pair share
+their random numbers, the masking ratio and the position scores, so that the noise of their ELBO
+difference, which is what the loss reads, partly cancels; ours too). Held-out ELBOs are always
+drawn by strata and coupled.
 
 Example
 -------
@@ -81,9 +85,11 @@ from diffa.train.sft import SFTBrain
 
 logger = logging.getLogger(__name__)
 
-VRPO_DEFAULTS: Dict[str, Any] = {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False}
+VRPO_DEFAULTS: Dict[str, Any] = {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False,
+                                 "coupled_draws": False}
 """The ``vrpo`` config section: DPO inverse temperature, ELBO draws per step, draws when scoring
-the held-out pairs, whether training draws the masked counts by strata."""
+the held-out pairs, whether training draws the masked counts by strata and gives the two answers of
+a pair the same random numbers."""
 # statistics accumulated per pair: reward margin, reward accuracy, policy / reference accuracy
 STAT_NAMES = ("reward_margin", "reward_accuracy", "policy_accuracy", "reference_accuracy")
 
@@ -94,11 +100,11 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     Example
     -------
     >>> vrpo_settings({"vrpo": {"beta": 0.1}})
-    {'beta': 0.1, 'n_draws': 4, 'valid_n_draws': 8, 'stratified_draws': False}
+    {'beta': 0.1, 'n_draws': 4, 'valid_n_draws': 8, 'stratified_draws': False, 'coupled_draws': False}
     >>> vrpo_settings({"vrpo": {"n_draw": 2}})
     Traceback (most recent call last):
      ...
-    ValueError: unknown config key 'vrpo.n_draw'; valid keys under 'vrpo': beta, n_draws, valid_n_draws, stratified_draws
+    ValueError: unknown config key 'vrpo.n_draw'; valid keys under 'vrpo': beta, n_draws, valid_n_draws, stratified_draws, coupled_draws
     """
     section = config.get("vrpo") or {}
     unknown = sorted(set(section) - set(VRPO_DEFAULTS))
@@ -110,8 +116,9 @@ def vrpo_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     for key in ("n_draws", "valid_n_draws"):
         if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
             raise ValueError(f"vrpo.{key} must be an integer >= 1, got {settings[key]!r}")
-    if not isinstance(settings["stratified_draws"], bool):
-        raise ValueError(f"vrpo.stratified_draws must be true or false, got {settings['stratified_draws']!r}")
+    for key in ("stratified_draws", "coupled_draws"):
+        if not isinstance(settings[key], bool):
+            raise ValueError(f"vrpo.{key} must be true or false, got {settings[key]!r}")
     return settings
 
 
@@ -221,17 +228,19 @@ class VRPOObjective:
 
     def elbos(
         self, policy_scorer: torch.nn.Module, batch: Mapping[str, Any], n_draws: int,
-        generator: Optional[torch.Generator] = None, stratified: bool = False,
+        generator: Optional[torch.Generator] = None, stratified: bool = False, coupled: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """n-draw ELBOs (2B,) of every sequence of ``batch`` (:func:`~diffa.data.pairs.collate_pairs`)
         under the policy (differentiable) and the reference (constant), on the same masks, both
         without dropout (the policy's train/eval modes are restored afterwards).
 
         ``policy_scorer`` is a :class:`PairELBO` of the policy (possibly DDP-wrapped);
-        ``stratified`` draws the masked counts by strata
+        ``stratified`` draws the masked counts by strata and ``coupled`` gives the chosen and the
+        rejected answer of a pair the same random numbers
         (:func:`~diffa.diffusion.noise.mask_exactly_k`).
         """
-        masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator, stratified=stratified)
+        groups = batch["audio_index"] if coupled else None
+        masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator, stratified=stratified, groups=groups)
         args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths,
                 batch.get("widths"))
         with self.reference.active():
@@ -366,11 +375,12 @@ class VRPOBrain(SFTBrain):
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         if stage == sb.Stage.TRAIN:
             n_draws, generator, stratified = self.vrpo["n_draws"], None, self.vrpo["stratified_draws"]
-        else:  # held out: masked counts by strata, for a steadier accuracy at the same cost
+        else:  # held out: by strata and coupled, for a steadier accuracy at the same cost
             n_draws, stratified = self.vrpo["valid_n_draws"], True
             generator = torch.Generator().manual_seed(self.config["seed"] * 1_000_003 + self._valid_batches)
             self._valid_batches += 1
-        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator, stratified)
+        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator, stratified,
+                                                 coupled=stage != sb.Stage.TRAIN or self.vrpo["coupled_draws"])
         return {"policy": policy, "reference": reference}
 
     def compute_objectives(self, predictions, batch, stage):
@@ -423,9 +433,9 @@ class VRPOBrain(SFTBrain):
 
     def record(self, train_set) -> dict:
         """SFT's resume record plus the pairs and the training's VRPO settings (``stratified_draws``
-        only when true, so that checkpoints from before the setting existed still resume)."""
+        and ``coupled_draws`` only when true, so that checkpoints from before they existed still resume)."""
         record = super().record(train_set)
         record["data"]["pairs"] = self.config["pairs"]
         record["vrpo"] = {k: v for k, v in self.vrpo.items()
-                          if k != "valid_n_draws" and (k != "stratified_draws" or v)}
+                          if k != "valid_n_draws" and (k not in ("stratified_draws", "coupled_draws") or v)}
         return record

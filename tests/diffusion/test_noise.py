@@ -106,6 +106,27 @@ def test_mask_exactly_k_by_strata_spreads_k_without_bias():
     assert strata.var().item() < independent.var().item() / 3
 
 
+def test_mask_exactly_k_coupled_rows_share_draws_and_keep_their_distribution():
+    # a pair's two answers after one prompt (column 0): lengths 3 and 2
+    answer = torch.tensor([[False, True, True, True], [False, True, True, False]])
+    groups = torch.tensor([0, 0])
+    masks = mask_exactly_k(answer.repeat(2, 1), 8, _gen(5), groups=torch.tensor([0, 0, 1, 1])).masks
+    assert bool((masks <= answer.repeat(2, 1)).all())
+    assert not torch.equal(masks[:, 0], masks[:, 2])  # another pair: its own draws
+    same = mask_exactly_k(answer[[0, 0]], 50, _gen(6), groups=groups).masks
+    assert torch.equal(same[:, 0], same[:, 1])
+    # each row alone is still "k ~ U{1..L}, then a uniform subset of k": per-position rate (L + 1) / 2L
+    many = mask_exactly_k(answer, 40000, _gen(7), groups=groups)
+    for row, length in ((0, 3), (1, 2)):
+        assert sorted(torch.bincount(many.k[:, row]).tolist()[1:]) == pytest.approx([40000 / length] * length, rel=0.05)
+        rate = many.masks[:, row, 1:1 + length].float().mean(0)
+        assert torch.allclose(rate, torch.full_like(rate, (length + 1) / (2 * length)), atol=0.015)
+    # and the two rows are drawn together: same masking ratio, so the shorter row's k never exceeds the longer's
+    assert bool((many.k[:, 1] <= many.k[:, 0]).all())
+    independent = mask_exactly_k(answer, 4000, _gen(7))
+    assert not bool((independent.k[:, 1] <= independent.k[:, 0]).all())
+
+
 def test_mask_exactly_k_reproducible():
     answer = torch.ones(3, 7, dtype=torch.bool)
     a = mask_exactly_k(answer, 4, _gen(9))
@@ -119,3 +140,5 @@ def test_mask_exactly_k_errors():
         mask_exactly_k(answer, 2)
     with pytest.raises(ValueError, match="n_draws"):
         mask_exactly_k(answer[:1], 0)
+    with pytest.raises(ValueError, match=r"groups must be \(1,\) ids in \[0, 1\), got \[1\]"):
+        mask_exactly_k(answer[:1], 2, groups=torch.tensor([1]))

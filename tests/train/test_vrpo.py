@@ -259,9 +259,11 @@ def test_reference_from_a_directory(tok, tmp_path):
 
 
 def test_settings_and_the_diffa2_config(monkeypatch):
-    assert vrpo_settings({}) == VRPO_DEFAULTS == {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False}
+    assert vrpo_settings({}) == VRPO_DEFAULTS == {"beta": 0.2, "n_draws": 4, "valid_n_draws": 8, "stratified_draws": False,
+                                                         "coupled_draws": False}
     for bad, message in (({"beta": 0}, "vrpo.beta must be > 0"), ({"n_draws": 0}, "vrpo.n_draws must be an integer >= 1"),
                          ({"stratified_draws": "yes"}, "vrpo.stratified_draws must be true or false, got 'yes'"),
+                         ({"coupled_draws": 1}, "vrpo.coupled_draws must be true or false, got 1"),
                          ({"valid_n_draws": 1.5}, "vrpo.valid_n_draws must be an integer"), ({"betas": 1}, "unknown config key 'vrpo.betas'")):
         with pytest.raises(ValueError, match=message):
             vrpo_settings({"vrpo": bad})
@@ -270,7 +272,8 @@ def test_settings_and_the_diffa2_config(monkeypatch):
     config = hparams.load_config(str(ROOT / "egs" / "diffa2" / "conf" / "stage4_vrpo.yaml"),
                                  hparams.parse_overrides(["--vrpo.n_draws", "8"]))
     assert config["stage"] == "vrpo" and config["lr"] == 5e-5 and config["number_of_epochs"] == 10
-    assert vrpo_settings(config) == {"beta": 0.2, "n_draws": 8, "valid_n_draws": 8, "stratified_draws": False}
+    assert vrpo_settings(config) == {"beta": 0.2, "n_draws": 8, "valid_n_draws": 8, "stratified_draws": False,
+                                    "coupled_draws": False}
     assert config["batching"]["max_batch_size"] * 4 * config["grad_accumulation_factor"] == 16  # 4 GPUs
 
 
