@@ -133,6 +133,18 @@ def test_policy_and_reference_score_the_same_masked_sequences(tok, monkeypatch):
     assert policy_elbo.requires_grad and not reference_elbo.requires_grad
 
 
+def test_coupled_draws_give_a_pairs_two_answers_the_same_masks(tok):
+    """Pairs whose two answers are the same: coupled, their ELBOs are equal draw for draw (a real
+    pair's margin then carries only the noise of where the answers differ); drawn apart, they are not."""
+    policy = make_policy(tok).eval()
+    objective = VRPOObjective(SharedReference(policy), tok.mask_id)
+    batch = collate_pairs(make_pairs(tok, 3, seed=0, chosen=("high", "high")), tok.pad_id)
+    for coupled in (True, False):
+        elbo, _ = objective.elbos(PairELBO(policy, tok.mask_id), batch, 2, torch.Generator().manual_seed(0),
+                                  stratified=True, coupled=coupled)
+        assert torch.equal(elbo[:3], elbo[3:]) is coupled
+
+
 def test_step_zero_margin_is_zero_with_dropout_on(tok):
     """Dropout on (Q-Former 0.1, LoRA 0.05) and the policy in train mode: at step 0 the policy is the
     reference, so on shared masks the two ELBOs are bit-identical (antithetic sampling needs the same
