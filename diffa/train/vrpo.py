@@ -194,6 +194,41 @@ class PairELBO(torch.nn.Module):
         return elbo
 
 
+def scorer_inputs(batch: Mapping[str, Any], n_draws: int, generator: Optional[torch.Generator] = None,
+                  stratified: bool = False, coupled: bool = False) -> tuple:
+    """The arguments of a :class:`PairELBO` call on a pair batch (:func:`~diffa.data.pairs.collate_pairs`),
+    with ``n_draws`` masks per sequence drawn by :func:`~diffa.diffusion.noise.mask_exactly_k`
+    (``stratified``: masked counts by strata; ``coupled``: a pair's two answers share their draws).
+
+    Example
+    -------
+    >>> from diffa.data.pairs import PairExample
+    >>> pair = PairExample("p", torch.zeros(8, 2), torch.tensor([1, 2]), torch.tensor([7, 9]),
+    ...                    torch.tensor([8, 9]), 1, {})
+    >>> args = scorer_inputs(collate_pairs([pair], pad_id=0), 4, torch.Generator().manual_seed(0), coupled=True)
+    >>> masks, lengths = args[5], args[6]
+    >>> masks.shape, lengths.tolist(), torch.equal(masks[:, 0], masks[:, 1])
+    (torch.Size([4, 2, 4]), [2, 2], True)
+    """
+    groups = batch["audio_index"] if coupled else None
+    masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator, stratified=stratified, groups=groups)
+    return (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks,
+            lengths, batch.get("widths"))
+
+
+def prefers_chosen(elbo: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: whether each pair's chosen answer has the larger ELBO, from the (2B,) ELBOs of a
+    pair batch (chosen rows first): what *preference accuracy* averages.
+
+    Example
+    -------
+    >>> prefers_chosen(torch.tensor([-1.0, -5.0, -2.0, -3.0])).tolist()
+    [True, False]
+    """
+    half = elbo.shape[0] // 2
+    return elbo[:half] > elbo[half:]
+
+
 class VRPOObjective:
     """VRPO on pair batches: shared masks, reference first (no grad), then the policy (dropout off).
 
@@ -239,10 +274,7 @@ class VRPOObjective:
         rejected answer of a pair the same random numbers
         (:func:`~diffa.diffusion.noise.mask_exactly_k`).
         """
-        groups = batch["audio_index"] if coupled else None
-        masks, _, lengths = mask_exactly_k(batch["answer_mask"], n_draws, generator, stratified=stratified, groups=groups)
-        args = (batch["feats"], batch["feat_lens"], batch["input_ids"], batch["audio_pos"], batch["audio_index"], masks, lengths,
-                batch.get("widths"))
+        args = scorer_inputs(batch, n_draws, generator, stratified, coupled)
         with self.reference.active():
             reference = self.reference_scorer(*args).mean(0)
         with dropout_off(policy_scorer):
@@ -257,12 +289,11 @@ class VRPOObjective:
         """
         half = policy.shape[0] // 2
         loss, stats = vrpo_loss(policy[:half], reference[:half], policy[half:], reference[half:], self.beta)
-        prefers = lambda elbo: (elbo[:half] > elbo[half:]).float().mean()  # noqa: E731
         return loss, {
             "reward_margin": stats["reward_margin"],
             "reward_accuracy": stats["accuracy"],
-            "policy_accuracy": prefers(policy.detach()),
-            "reference_accuracy": prefers(reference),
+            "policy_accuracy": prefers_chosen(policy.detach()).float().mean(),
+            "reference_accuracy": prefers_chosen(reference).float().mean(),
         }
 
 

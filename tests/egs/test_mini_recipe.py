@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,19 @@ def test_mini_recipe_meets_its_goals(mini):
     assert table["MCQ accuracy (%)"] >= 60.0  # chance: 25
     assert table["held-out preference accuracy after VRPO (%)"] > table["held-out preference accuracy after SFT (%)"]
     assert data["wall_seconds"] > 0
+
+
+def test_score_pairs_reproduces_the_held_out_preference_accuracies(mini):
+    """diffa.bin.score_pairs with stage 7's seed and batching scores what the training log did."""
+    recipe, _ = mini
+    done = run(recipe, sys.executable, "-m", "diffa.bin.score_pairs", "--pairs", "exp/pairs/valid", "--model_dir",
+               "exp/stage3_sft", "exp/stage4_vrpo", "--seed", "1234", "--seeds", "1", "--out", "exp/score_pairs.json",
+               timeout=600)
+    assert "exp/pairs/valid: 300 pairs, 8 draws per answer (by strata, coupled), seeds 1234-1234" in done.stdout
+    models = json.loads((recipe / "exp" / "score_pairs.json").read_text())["models"]
+    data = json.loads((recipe / "exp" / "results.json").read_text())
+    assert models["exp/stage3_sft"]["mean"] == pytest.approx(data["pref_accuracy_sft"], abs=0.01)
+    assert models["exp/stage4_vrpo"]["mean"] == pytest.approx(data["pref_accuracy_vrpo"], abs=0.01)
 
 
 @pytest.mark.xfail(strict=True, reason="not yet: the tiny diffusion LM does not learn to transcribe within "
