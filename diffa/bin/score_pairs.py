@@ -70,10 +70,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 @torch.no_grad()
-def score_model(model, data: PairDataset, pad_id: int, n_draws: int, seeds: Sequence[int],
+def score_model(model, data: PairDataset, tokenizer, n_draws: int, seeds: Sequence[int],
                 batches: Sequence[Sequence[int]], desc: str = "") -> torch.Tensor:
     """(seeds, pairs) bool: whether ``model`` prefers each pair's chosen answer, per seed of draws
-    (``batches``: lists of pair indices, e.g. from :func:`pair_batches`).
+    (``tokenizer``: its mask and pad ids; ``batches``: lists of pair indices, e.g. from :func:`pair_batches`).
 
     Example
     -------
@@ -89,18 +89,19 @@ def score_model(model, data: PairDataset, pad_id: int, n_draws: int, seeds: Sequ
     ...             "rejected": "a woman", "source": "swap:gender"} for i in range(3)])
     >>> data = PairDataset(f"{tmp.name}/pairs.jsonl", f"{tmp.name}/feats.scp", tok)
     >>> model = DIFFA(tiny_config(vocab=tok.vocab_size)).eval()
-    >>> prefers = score_model(model, data, tok.pad_id, n_draws=2, seeds=[0, 1, 2], batches=[[0, 1], [2]])
+    >>> prefers = score_model(model, data, tok, n_draws=2, seeds=[0, 1, 2], batches=[[0, 1], [2]])
     >>> prefers.shape, prefers.dtype
     (torch.Size([3, 3]), torch.bool)
-    >>> torch.equal(prefers, score_model(model, data, tok.pad_id, 2, [0, 1, 2], [[0, 1], [2]]))   # the same draws
+    >>> torch.equal(prefers, score_model(model, data, tok, 2, [0, 1, 2], [[0, 1], [2]]))   # the same draws
     True
     >>> tmp.cleanup()
     """
-    scorer = PairELBO(model, model.config.llm["mask_token_id"])
+    scorer = PairELBO(model, tokenizer.mask_id)
     device = next(model.parameters()).device
     prefers = torch.zeros(len(seeds), len(data), dtype=torch.bool)
     for number, rows in enumerate(tqdm(batches, desc=desc or "pairs", unit="batch", disable=None)):
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate_pairs([data[i] for i in rows], pad_id).items()}
+        batch = collate_pairs([data[i] for i in rows], tokenizer.pad_id)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         for i, seed in enumerate(seeds):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
             elbo = scorer(*scorer_inputs(batch, n_draws, generator, stratified=True, coupled=True)).mean(0)
@@ -205,7 +206,7 @@ def score_pairs(args: argparse.Namespace) -> None:
         elif fingerprint != vocab:
             raise ValueError(f"{model_dir}: its tokenizer is not {args.model_dir[0]}'s (the first pair's text, or the "
                              "special ids, encode otherwise): the models must share one to be scored on the same pairs")
-        prefers[model_dir] = score_model(model, data, tok.pad_id, args.n_draws, seeds, batches, desc=model_dir)
+        prefers[model_dir] = score_model(model, data, tok, args.n_draws, seeds, batches, desc=model_dir)
         del model
     scores = summary(prefers, [row.get("source", "") for row in data.rows])
     print(f"{args.pairs}: {len(data)} pairs, {args.n_draws} draws per answer (by strata, coupled), "
