@@ -159,7 +159,20 @@ def summary(prefers: Dict[str, torch.Tensor], sources: List[str]) -> dict:
 
 
 def print_table(scores: dict, seeds: int) -> None:
-    """The scores as two tables: per model, then per source."""
+    """The scores (:func:`summary`) as two tables: per model, then per source.
+
+    Example
+    -------
+    >>> a = torch.tensor([[True, False], [True, True]]); b = torch.tensor([[True, True], [True, True]])
+    >>> print_table(summary({"sft": a, "vrpo": b}, ["swap:gender", "swap:rate"]), seeds=2)
+    model    accuracy (%)  vs sft
+    sft        75.00 ± 35.36
+    vrpo      100.00 ± 0.00   +25.00 ± 35.36 (higher on 1 of 2 seeds)
+    <BLANKLINE>
+    source                                       sft                    vrpo
+    swap:gender                               100.00                  100.00
+    swap:rate                                  50.00                  100.00
+    """
     names = list(scores)
     width = max(len(n) for n in names) + 2
     print(f"{'model':<{width}}{'accuracy (%)':>16}  vs {names[0]}")
