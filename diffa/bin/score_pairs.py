@@ -11,7 +11,7 @@ answers of a few tokens a single estimate of the accuracy can be off by a point 
 every model with ``--seeds`` sets of draws (``--n_draws`` per answer, masked counts by strata, a
 pair's two answers on the same random numbers, as VRPO's held-out scoring) and reports the mean and
 standard deviation over the seeds ``--seed`` .. ``--seed + --seeds - 1``. Every model is scored on
-the very same masks (seed s, batch b: the generator seeded ``s * 1000003 + b``), so the difference
+the very same masks (seed s, batch b: ``diffa.train.vrpo.held_out_generator(s, b)``), so the difference
 to the first model is paired: it is given with its own spread and the number of seeds on which it
 is positive.
 
@@ -44,7 +44,7 @@ from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, PairDataset, collate_pairs
 from diffa.decode.loading import add_model_arguments, load_for_decoding
 from diffa.files import atomic_write
 from diffa.train.sft import llm_positions
-from diffa.train.vrpo import PairELBO, prefers_chosen, scorer_inputs
+from diffa.train.vrpo import PairELBO, held_out_generator, prefers_chosen, scorer_inputs
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -103,8 +103,8 @@ def score_model(model, data: PairDataset, tokenizer, n_draws: int, seeds: Sequen
         batch = collate_pairs([data[i] for i in rows], tokenizer.pad_id)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         for i, seed in enumerate(seeds):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
-            elbo = scorer(*scorer_inputs(batch, n_draws, generator, stratified=True, coupled=True)).mean(0)
+            elbo = scorer(*scorer_inputs(batch, n_draws, held_out_generator(seed, number), stratified=True,
+                                         coupled=True)).mean(0)
             prefers[i, list(rows)] = prefers_chosen(elbo).cpu()
     return prefers
 

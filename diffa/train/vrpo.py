@@ -216,6 +216,18 @@ def scorer_inputs(batch: Mapping[str, Any], n_draws: int, generator: Optional[to
             lengths, batch.get("widths"))
 
 
+def held_out_generator(seed: int, number: int) -> torch.Generator:
+    """The generator of the masks of held-out batch ``number`` (VRPO's validation and
+    ``diffa.bin.score_pairs``): the same masks at every validation, and for every model scored.
+
+    Example
+    -------
+    >>> torch.equal(torch.rand(2, generator=held_out_generator(1234, 3)), torch.rand(2, generator=held_out_generator(1234, 3)))
+    True
+    """
+    return torch.Generator().manual_seed(seed * 1_000_003 + number)
+
+
 def prefers_chosen(elbo: torch.Tensor) -> torch.Tensor:
     """(B,) bool: whether each pair's chosen answer has the larger ELBO, from the (2B,) ELBOs of a
     pair batch (chosen rows first): what *preference accuracy* averages.
@@ -405,13 +417,13 @@ class VRPOBrain(SFTBrain):
         """
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         if stage == sb.Stage.TRAIN:
-            n_draws, generator, stratified = self.vrpo["n_draws"], None, self.vrpo["stratified_draws"]
+            n_draws, generator = self.vrpo["n_draws"], None
+            stratified, coupled = self.vrpo["stratified_draws"], self.vrpo["coupled_draws"]
         else:  # held out: by strata and coupled, for a steadier accuracy at the same cost
-            n_draws, stratified = self.vrpo["valid_n_draws"], True
-            generator = torch.Generator().manual_seed(self.config["seed"] * 1_000_003 + self._valid_batches)
+            n_draws, generator = self.vrpo["valid_n_draws"], held_out_generator(self.config["seed"], self._valid_batches)
+            stratified = coupled = True
             self._valid_batches += 1
-        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator, stratified,
-                                                 coupled=stage != sb.Stage.TRAIN or self.vrpo["coupled_draws"])
+        policy, reference = self.objective.elbos(self.modules.predictor, batch, n_draws, generator, stratified, coupled)
         return {"policy": policy, "reference": reference}
 
     def compute_objectives(self, predictions, batch, stage):
