@@ -13,6 +13,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   --nj 2 \
   --local_data_opts "--nj 2 --seed 0" \
   --train_sets train \
+  --acoustic_train_sets "train_qa train_asr" \
+  --sft_train_sets "train_qa train_asr" \
   --dev_set dev \
   --test_sets test \
   --n_mels 80 \

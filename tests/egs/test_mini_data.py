@@ -177,6 +177,17 @@ def test_task_rows_answer_from_the_labels(corpus):
     assert {row["gold"] for row in train if row["task"] == "mcq"} == {0, 1, 2, 3}
 
 
+def test_train_is_split_by_task_for_the_curriculum(corpus):
+    cwd, _ = corpus
+    train = load_set(cwd, "train")
+    for name, kinds in (("train_asr", {"asr"}), ("train_qa", {"mcq", "open_qa"})):
+        subset = load_set(cwd, name)
+        assert subset["tasks"] == [row for row in train["tasks"] if row["task"] in kinds]
+        assert set(subset["wav"]) == {row["utt"] for row in subset["tasks"]}
+        assert all(train["wav"][utt] == wav for utt, wav in subset["wav"].items())
+    assert len(load_set(cwd, "train_qa")["wav"]) == len(train["wav"])  # every clip has questions
+
+
 def test_labels_are_balanced(corpus):
     cwd, _ = corpus
     rows = load_set(cwd, "train")["tasks"]

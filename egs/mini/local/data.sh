@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Synthesise the egs/mini corpus (speech from espeak-ng, beeps/noise/melodies from sox) into
 # Kaldi data directories data/{train,dev,test} with tasks.jsonl; wavs go to data/local/wav/.
+# Then split train's tasks as DIFFA-2's curriculum has its data: data/train_asr (the transcripts,
+# replayed at 5% in stages 4-5) and data/train_qa (the questions), the same clips.
 #
 # Usage: local/data.sh [--datadir data] [--seed 0] [--nj 2] [--n_train 2000] [--n_dev 150]
 #                      [--n_test 300] [--n_sound_train 900] [--n_sound_dev 60] [--n_sound_test 150]
@@ -8,7 +10,7 @@
 #   local/data.sh --help lists every option (local/make_corpus.py does the work).
 set -euo pipefail
 help=false
-case " $* " in *" --help "* | *" -h "*) help=true; sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; echo ;; esac
+case " $* " in *" --help "* | *" -h "*) help=true; sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; echo ;; esac
 
 for prog in espeak-ng sox; do
     if ! $help && ! command -v "$prog" >/dev/null 2>&1; then
@@ -23,4 +25,16 @@ if ! "$python" -c "import diffa" 2>/dev/null; then
     echo "$0: '$python' cannot import diffa; source path.sh (or tools/activate.sh) first" >&2
     exit 1
 fi
-exec "$python" "$(dirname "$0")/make_corpus.py" "$@"
+"$python" "$(dirname "$0")/make_corpus.py" "$@"
+$help && exit 0
+
+datadir=data
+prev=""
+for arg in "$@"; do
+    case "$arg" in --datadir=*) datadir=${arg#--datadir=} ;; esac
+    [ "$prev" = --datadir ] && datadir=$arg
+    prev=$arg
+done
+utils=$(dirname "$0")/../utils
+"$python" "$utils/subset_data_dir.py" --tasks asr "$datadir/train" "$datadir/train_asr"
+"$python" "$utils/subset_data_dir.py" --tasks mcq,open_qa "$datadir/train" "$datadir/train_qa"
