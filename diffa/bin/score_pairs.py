@@ -39,11 +39,10 @@ import torch
 from tqdm import tqdm
 
 from diffa.bin._cli import entry_point_parser, error_status
-from diffa.data.batching import BucketBatchSampler
 from diffa.data.pairs import FEATS_FILE, PAIRS_FILE, PairDataset, collate_pairs
 from diffa.decode.loading import add_model_arguments, load_for_decoding
 from diffa.files import atomic_write
-from diffa.train.sft import llm_positions
+from diffa.train.sft import fixed_batches
 from diffa.train.vrpo import PairELBO, held_out_generator, prefers_chosen, scorer_inputs
 
 
@@ -73,7 +72,7 @@ def get_parser() -> argparse.ArgumentParser:
 def score_model(model, data: PairDataset, tokenizer, n_draws: int, seeds: Sequence[int],
                 batches: Sequence[Sequence[int]], desc: str = "") -> torch.Tensor:
     """(seeds, pairs) bool: whether ``model`` prefers each pair's chosen answer, per seed of draws
-    (``tokenizer``: its mask and pad ids; ``batches``: lists of pair indices, e.g. from :func:`pair_batches`).
+    (``tokenizer``: its mask and pad ids; ``batches``: lists of pair indices, e.g. from :func:`diffa.train.sft.fixed_batches`).
 
     Example
     -------
@@ -109,22 +108,6 @@ def score_model(model, data: PairDataset, tokenizer, n_draws: int, seeds: Sequen
     return prefers
 
 
-def pair_batches(data: PairDataset, config, batch_size: int, num_buckets: int) -> List[List[int]]:
-    """The batches of pair indices VRPO's validation makes (by length, in a fixed order).
-
-    Example
-    -------
-    >>> import types
-    >>> from diffa.model.diffa import tiny_config
-    >>> data = types.SimpleNamespace(num_tokens=lambda: [5, 9, 6, 9], num_frames=lambda: [16, 16, 16, 16])
-    >>> sorted(sorted(b) for b in pair_batches(data, tiny_config(), 2, 2))
-    [[0, 2], [1, 3]]
-    """
-    lengths = llm_positions(data.num_tokens(), data.num_frames(), config)
-    sampler = BucketBatchSampler(lengths, max_batch_size=batch_size, num_buckets=num_buckets, shuffle=False)
-    return [list(batch) for batch in sampler.batches(0)]
-
-
 def summary(prefers: Dict[str, torch.Tensor], sources: List[str]) -> dict:
     """Accuracies (percent) per model and seed, their mean and standard deviation, the paired
     differences to the first model, and per source the accuracy averaged over seeds.
@@ -158,13 +141,13 @@ def summary(prefers: Dict[str, torch.Tensor], sources: List[str]) -> dict:
     return out
 
 
-def print_table(scores: dict, seeds: int) -> None:
+def print_table(scores: dict) -> None:
     """The scores (:func:`summary`) as two tables: per model, then per source.
 
     Example
     -------
     >>> a = torch.tensor([[True, False], [True, True]]); b = torch.tensor([[True, True], [True, True]])
-    >>> print_table(summary({"sft": a, "vrpo": b}, ["swap:gender", "swap:rate"]), seeds=2)
+    >>> print_table(summary({"sft": a, "vrpo": b}, ["swap:gender", "swap:rate"]))
     model    accuracy (%)  vs sft
     sft        75.00 ± 35.36
     vrpo      100.00 ± 0.00   +25.00 ± 35.36 (higher on 1 of 2 seeds)
@@ -174,6 +157,7 @@ def print_table(scores: dict, seeds: int) -> None:
     swap:rate                                  50.00                  100.00
     """
     names = list(scores)
+    seeds = len(scores[names[0]]["per_seed"])
     width = max(len(n) for n in names) + 2
     print(f"{'model':<{width}}{'accuracy (%)':>16}  vs {names[0]}")
     for name in names:
@@ -210,7 +194,7 @@ def score_pairs(args: argparse.Namespace) -> None:
         model, tok = load_for_decoding(model_dir, args.tokenizer_dir, args.device, args.dtype, args.audio_dtype)
         if data is None:
             data = PairDataset(pairs, feats, tok)
-            batches = pair_batches(data, model.config, args.batch_size, args.num_buckets)
+            batches = fixed_batches(data, model.config, None, args.batch_size, args.num_buckets)
             row = data.rows[0]
             sample = " ".join((row["prompt"], row["chosen"], row["rejected"]))
         fingerprint = (tok.vocab_size, tok.mask_id, tok.pad_id, tok.eot_id, tuple(tok.encode(sample)))
@@ -224,7 +208,7 @@ def score_pairs(args: argparse.Namespace) -> None:
     scores = summary(prefers, [row.get("source", "") for row in data.rows])
     print(f"{args.pairs}: {len(data)} pairs, {args.n_draws} draws per answer (by strata, coupled), "
           f"seeds {seeds[0]}-{seeds[-1]}, batches of up to {args.batch_size} in {args.num_buckets} length buckets")
-    print_table(scores, args.seeds)
+    print_table(scores)
     if args.out:
         with atomic_write(args.out) as f:
             json.dump({"pairs": args.pairs, "n_pairs": len(data), "n_draws": args.n_draws, "seeds": list(seeds),

@@ -34,7 +34,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import speechbrain as sb
@@ -178,6 +178,26 @@ def llm_positions(num_tokens: Sequence[int], num_frames: Sequence[int], config: 
     return np.asarray(num_tokens, dtype=np.int64) + prefix + encoder // 4
 
 
+def fixed_batches(dataset, config: DIFFAConfig, max_tokens: Optional[int], max_batch_size: Optional[int],
+                  num_buckets: int) -> List[List[int]]:
+    """Validation's batches of ``dataset`` (anything with ``num_tokens()`` and ``num_frames()``):
+    bucketed by LLM length (:func:`llm_positions`), in one fixed order; ``diffa.bin.score_pairs``
+    batches held-out pairs with it too, as their ELBOs depend on the batch's padding.
+
+    Example
+    -------
+    >>> import types
+    >>> from diffa.model.diffa import tiny_config
+    >>> data = types.SimpleNamespace(num_tokens=lambda: [5, 9, 6, 9], num_frames=lambda: [16, 16, 16, 16])
+    >>> sorted(sorted(b) for b in fixed_batches(data, tiny_config(), None, 2, 2))
+    [[0, 2], [1, 3]]
+    """
+    lengths = llm_positions(dataset.num_tokens(), dataset.num_frames(), config)
+    sampler = BucketBatchSampler(lengths, max_tokens=max_tokens, max_batch_size=max_batch_size,
+                                 num_buckets=num_buckets, shuffle=False)
+    return sampler.batches(0)
+
+
 def _seed_of(*keys: int) -> int:
     """A non-negative 63-bit seed hashed from integer keys."""
     return int(hash_keys(*keys)) & (2**63 - 1)
@@ -305,13 +325,10 @@ class SFTBrain(sb.core.Brain):
 
     def make_valid_loader(self, valid_set: TrainingSet) -> torch.utils.data.DataLoader:
         """Every rank scores the whole validation set, in the same fixed batches every epoch."""
-        lengths = llm_positions(valid_set.num_tokens(), valid_set.num_frames(), self.model.config)
         batching = self.config["batching"]
-        sampler = BucketBatchSampler(
-            lengths, max_tokens=batching["max_tokens"], max_batch_size=batching["max_batch_size"],
-            num_buckets=batching["num_buckets"], shuffle=False,
-        )
-        return self._loader(valid_set, sampler.batches(0))
+        batches = fixed_batches(valid_set, self.model.config, batching["max_tokens"], batching["max_batch_size"],
+                                batching["num_buckets"])
+        return self._loader(valid_set, batches)
 
     def _loader(self, dataset, batch_sampler) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
