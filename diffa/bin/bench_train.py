@@ -85,7 +85,7 @@ def ours_loss(model: DIFFA, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
     (torch.Size([]), True, True)
     """
     logits = MaskedPredictor(model)(batch["feats"], batch["feat_lens"], batch["noisy"], batch["audio_pos"], batch["masked"])
-    return masked_sft_loss(logits, batch["input_ids"], batch["masked"], batch["t"], batch["answer_mask"])
+    return masked_sft_loss(logits, batch["input_ids"], batch["masked"], batch["t"], batch["answer_mask"]).loss
 
 
 def authors_loss(model: DIFFA, batch: Dict[str, torch.Tensor]) -> torch.Tensor:

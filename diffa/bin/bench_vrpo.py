@@ -218,7 +218,7 @@ def run(config: str = "tiny", device: str = "cpu", dtype: str = "float32", rows:
         t = sample_t(rows, device=dev)
         noisy, masked = mask_answer(batch["input_ids"], batch["answer_mask"], t, mask_id)
         logits = predictor(batch["feats"], batch["feat_lens"], noisy, batch["audio_pos"], masked)
-        return masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"])
+        return masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"]).loss
 
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
     sft_peak = peak_bytes(_train_step(sft_loss, optimizer, autocast), [model], optimizer, dev)

@@ -9,7 +9,7 @@ returns a :class:`~diffa.data.dataset.TaskDataset`.
 :class:`TrainingSet` concatenates the main sets, then the replay sets, and yields
 ``(index, example)`` pairs: the index is the example's key for the keyed diffusion noise
 (:mod:`diffa.train.keyed_noise`). :class:`Collate` turns such pairs into a training batch
-(:func:`diffa.data.collate.collate_train` plus ``keys``).
+(:func:`diffa.data.collate.collate_train` plus ``keys`` and each example's ``tasks`` type).
 
 Example
 -------
@@ -29,8 +29,8 @@ Example
 >>> train = TrainingSet([split])
 >>> index, example = train[0]
 >>> batch = Collate(tok.pad_id)([train[0]])
->>> batch["keys"].tolist(), batch["input_ids"].shape[0]
-([0], 1)
+>>> batch["keys"].tolist(), batch["input_ids"].shape[0], batch["tasks"], train.tasks()
+([0], 1, ['asr'], ['asr'])
 """
 
 from __future__ import annotations
@@ -184,9 +184,13 @@ class TrainingSet(torch.utils.data.Dataset):
         """Feature frames of every example."""
         return [n for d in self.parts for n in d.num_frames()]
 
+    def tasks(self) -> List[str]:
+        """The task types of the examples (``asr``, ``mcq``, ...), sorted."""
+        return sorted({row["task"] for d in self.parts for row in d.rows})
+
 
 class Collate:
-    """``[(index, Example), ...]`` -> :func:`collate_train` batch + ``keys`` (B,) LongTensor.
+    """``[(index, Example), ...]`` -> :func:`collate_train` batch + ``keys`` (B,) LongTensor + ``tasks``.
 
     Arguments
     ---------
@@ -200,4 +204,5 @@ class Collate:
     def __call__(self, items: Sequence[Tuple[int, Example]]) -> Dict[str, object]:
         batch = collate_train([ex for _, ex in items], self.pad_id)
         batch["keys"] = torch.tensor([i for i, _ in items], dtype=torch.long)
+        batch["tasks"] = [ex.row["task"] for _, ex in items]
         return batch

@@ -99,8 +99,23 @@ def read_log(path: str) -> Dict[str, List[Dict[str, Value]]]:
     return {kind: [by_step[s] for s in sorted(by_step)] for kind, by_step in rows.items()}
 
 
+def loss_keys(rows: List[Dict[str, Value]]) -> List[str]:
+    """``loss`` and then the per-task losses (``loss_<task>``) that ``rows`` hold, in that order.
+
+    Example
+    -------
+    >>> loss_keys([{"step": 1, "loss": 0.5, "loss_mcq": 0.2}, {"step": 2, "loss": 0.4, "loss_asr": 1.5}])
+    ['loss', 'loss_asr', 'loss_mcq']
+    >>> loss_keys([{"step": 1, "lr": 0.1}])
+    []
+    """
+    keys = {key for row in rows for key, value in row.items() if key.startswith("loss") and isinstance(value, (int, float))}
+    return sorted(keys, key=lambda key: (key != "loss", key))
+
+
 def plot_loss(log_path: str, png_path: str, title: str = "") -> None:
-    """Draw training (line) and validation (dots) loss against the optimizer step into a PNG.
+    """Draw training (line) and validation (dots) loss against the optimizer step into a PNG,
+    with the per-task losses where the log has them (on a log scale then).
 
     The PNG is written to a temporary name and renamed.
 
@@ -120,11 +135,15 @@ def plot_loss(log_path: str, png_path: str, title: str = "") -> None:
 
     rows = read_log(log_path)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind, style in (("train", "-"), ("valid", "o-")):
-        points = [(r["step"], r["loss"]) for r in rows.get(kind, []) if isinstance(r.get("loss"), (int, float))]
-        if points:
+    colours = {key: f"C{i}" for i, key in enumerate(loss_keys(rows.get("train", []) + rows.get("valid", [])))}
+    for kind, style in (("train", "-"), ("valid", "o--")):
+        for key in loss_keys(rows.get(kind, [])):
+            points = [(r["step"], r[key]) for r in rows[kind] if isinstance(r.get(key), (int, float))]
             steps, losses = zip(*points)
-            ax.plot(steps, losses, style, label=f"{kind} loss")
+            thin = {} if key == "loss" else {"lw": 0.8, "ms": 3}
+            ax.plot(steps, losses, style, color=colours[key], label=f"{kind} {key}", **thin)
+    if any(len(loss_keys(rows.get(kind, []))) > 1 for kind in ("train", "valid")):
+        ax.set_yscale("log")  # tasks whose losses differ by orders of magnitude
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title or os.path.basename(os.path.dirname(os.path.abspath(log_path))))

@@ -24,6 +24,8 @@ What :class:`SFTBrain` adds to SpeechBrain's ``Brain``:
   rate), epoch and position in the epoch; dropout is re-seeded from (seed, epoch, batch, rank)
   before every batch, so an interrupted run continues exactly;
 * ``train_log.txt`` lines (loss, lr, grad norm, examples/s, ETA) every ``log_interval`` steps,
+  with the loss of each task type (``loss_asr``, ``loss_mcq``, ...: :mod:`diffa.train.loss_by_task`)
+  where the data holds several, in training and validation lines alike;
   ``loss.png`` and the model (``final/``, averaged over the newest ``avg`` checkpoints) at the end.
 """
 
@@ -34,23 +36,24 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import speechbrain as sb
 import torch
+import torch.nn.functional as F
 import yaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from speechbrain.utils.epoch_loop import EpochCounter
 
 from diffa.data.batching import BucketBatchSampler
-from diffa.diffusion.loss import sft_loss
 from diffa.model.config import DIFFAConfig
 from diffa.model.diffa import DIFFA
 from diffa.train.checkpoint import AtomicCheckpointer, TrainableWeights, average_trainable, latest_checkpoints
 from diffa.train.data import Collate, TrainingSet, open_split
 from diffa.train.keyed_noise import corrupt, hash_keys
+from diffa.train.loss_by_task import LossByTask
 from diffa.train.plot import append_log, plot_loss
 from diffa.train.schedule import WarmupCosine
 
@@ -68,6 +71,20 @@ RUN_OPTION_KEYS = (
 )
 
 
+class SFTLoss(NamedTuple):
+    """:func:`masked_sft_loss`: the loss and each row's share of it.
+
+    ``loss`` equals ``row_sums.sum() / row_weights.sum()`` (up to rounding), so the loss of any
+    group of rows (a task type, :class:`~diffa.train.loss_by_task.LossByTask`) is the ratio of
+    their sums: ``row_sums`` is a row's ``sum CE / t`` (``"row"``: divided by its answer length),
+    ``row_weights`` its answer tokens (``"row"``: 1). Both are (B,), detached.
+    """
+
+    loss: torch.Tensor
+    row_sums: torch.Tensor
+    row_weights: torch.Tensor
+
+
 def masked_sft_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -75,12 +92,12 @@ def masked_sft_loss(
     t: torch.Tensor,
     answer_mask: torch.Tensor,
     normalization: str = "batch",
-) -> torch.Tensor:
+) -> SFTLoss:
     """:func:`diffa.diffusion.loss.sft_loss` for logits computed at the masked positions only.
 
-    ``logits`` is (n_masked, V), the rows of ``masked.nonzero()`` in order. Each masked position
-    is handed to ``sft_loss`` as a one-token row whose time carries its normaliser, so the value
-    equals ``sft_loss`` on full (B, L, V) logits without building them (V = 126,464 for LLaDA).
+    ``logits`` is (n_masked, V), the rows of ``masked.nonzero()`` in order; the full (B, L, V)
+    logits are never built (V = 126,464 for LLaDA). Each masked position's cross-entropy is
+    divided by its row's time (``"row"``: times the row's answer length), as in ``sft_loss``.
 
     Arguments
     ---------
@@ -95,35 +112,44 @@ def masked_sft_loss(
 
     Returns
     -------
-    torch.Tensor
-        Scalar loss (zero, still attached to ``logits``, when nothing is masked).
+    SFTLoss
+        The scalar loss (zero, still attached to ``logits``, when nothing is masked) and the
+        rows' shares of it.
 
     Example
     -------
+    >>> from diffa.diffusion.loss import sft_loss
     >>> full = torch.randn(2, 4, 7)
     >>> targets = torch.randint(0, 7, (2, 4))
     >>> answer = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
     >>> masked = torch.tensor([[0, 1, 0, 1], [0, 0, 1, 1]], dtype=torch.bool)
     >>> t = torch.tensor([0.5, 0.9])
-    >>> all(torch.allclose(masked_sft_loss(full[masked], targets, masked, t, answer, n),
+    >>> all(torch.allclose(masked_sft_loss(full[masked], targets, masked, t, answer, n).loss,
     ...                    sft_loss(full, targets, masked, t, answer, n)) for n in ("batch", "row"))
+    True
+    >>> loss, sums, weights = masked_sft_loss(full[masked], targets, masked, t, answer)
+    >>> torch.allclose(loss, sums.sum() / weights.sum()), weights.tolist()
+    (True, [3.0, 2.0])
+    >>> first_row = sft_loss(full[:1], targets[:1], masked[:1], t[:1], answer[:1])
+    >>> torch.allclose(first_row, sums[0] / weights[0])
     True
     """
     rows = masked.nonzero(as_tuple=True)[0]
     n = rows.numel()
     if logits.shape[0] != n:
         raise ValueError(f"logits has {logits.shape[0]} rows but masked marks {n} positions")
-    if n == 0:
-        return logits.sum() * 0.0
+    if normalization not in ("batch", "row"):
+        raise ValueError(f"normalization must be 'batch' or 'row', got {normalization!r}")
     n_answer = answer_mask.sum(-1).to(torch.float32)
     if normalization == "batch":
-        row_t, factor = t[rows].float(), n / n_answer.sum()
-    elif normalization == "row":
-        row_t, factor = t[rows].float() * n_answer[rows], n / masked.shape[0]
+        row_t, factor, row_weights = t[rows].float(), n / n_answer.sum(), n_answer
     else:
-        raise ValueError(f"normalization must be 'batch' or 'row', got {normalization!r}")
-    ones = torch.ones(n, 1, dtype=torch.bool, device=masked.device)
-    return sft_loss(logits[:, None, :], targets[masked][:, None], ones, row_t, ones, "batch") * factor
+        row_t, factor, row_weights = t[rows].float() * n_answer[rows], n / masked.shape[0], torch.ones_like(n_answer)
+    if n == 0:
+        return SFTLoss(logits.sum() * 0.0, torch.zeros_like(n_answer), row_weights)
+    weighted = F.cross_entropy(logits.float(), targets[masked], reduction="none") / row_t
+    row_sums = torch.zeros_like(n_answer).index_add_(0, rows, weighted.detach())
+    return SFTLoss(weighted.sum() / n * factor, row_sums, row_weights)
 
 
 class MaskedPredictor(torch.nn.Module):
@@ -236,7 +262,7 @@ class SFTBrain(sb.core.Brain):
     >>> brain = SFTBrain(model, config, types.SimpleNamespace(mask_id=99, pad_id=98), run_opts={"device": "cpu"})
     >>> batch = {"ids": ["a", "b"], "feats": torch.randn(2, 40, 16), "feat_lens": torch.tensor([40, 24]),
     ...          "input_ids": torch.randint(0, 90, (2, 9)), "audio_pos": torch.tensor([1, 1]),
-    ...          "answer_mask": torch.arange(9).expand(2, 9) >= 5, "keys": torch.tensor([0, 1])}
+    ...          "answer_mask": torch.arange(9).expand(2, 9) >= 5, "keys": torch.tensor([0, 1]), "tasks": ["asr", "mcq"]}
     >>> loss = brain.compute_objectives(brain.compute_forward(batch, sb.Stage.VALID), batch, sb.Stage.VALID)
     >>> loss.shape, bool(loss > 0)
     (torch.Size([]), True)
@@ -280,6 +306,7 @@ class SFTBrain(sb.core.Brain):
         self._window_ok = True
         self._stepped = False
         self._grad_norm = float("nan")
+        self.loss_by_task = {stage: LossByTask([]) for stage in (sb.Stage.TRAIN, sb.Stage.VALID)}
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -351,9 +378,11 @@ class SFTBrain(sb.core.Brain):
         return {"logits": logits, "masked": masked, "t": t, "input_ids": batch["input_ids"], "answer_mask": batch["answer_mask"]}
 
     def compute_objectives(self, predictions, batch, stage):
-        """This rank's masked-diffusion loss (:func:`masked_sft_loss`)."""
+        """This rank's masked-diffusion loss (:func:`masked_sft_loss`); its shares per task are tallied for the log."""
         p = predictions
-        return masked_sft_loss(p["logits"], p["input_ids"], p["masked"], p["t"], p["answer_mask"], self.config["loss_normalization"])
+        terms = masked_sft_loss(p["logits"], p["input_ids"], p["masked"], p["t"], p["answer_mask"], self.config["loss_normalization"])
+        self.loss_by_task[sb.Stage.TRAIN if stage == sb.Stage.TRAIN else sb.Stage.VALID].add(batch["tasks"], terms.row_sums, terms.row_weights)
+        return terms.loss
 
     def _global_scale(self, batch, loss: torch.Tensor):
         """``local * world / global`` normaliser and whether every rank's loss is finite."""
@@ -439,11 +468,13 @@ class SFTBrain(sb.core.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Position the sampler (resume: after the batches already done) and reset the stats."""
         if stage != sb.Stage.TRAIN:
+            self.loss_by_task[sb.Stage.VALID].flush()
             return
         self.epoch = epoch
         self.train_sampler.load_state_dict({"epoch": epoch, "consumed": self.step})
         self._epoch_len = len(self.train_sampler)
         self._stats = torch.zeros(3, dtype=torch.float64)  # loss sum, finite batches, examples
+        self.loss_by_task[sb.Stage.TRAIN].flush()
         self._last_log = time.time()
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
@@ -465,6 +496,7 @@ class SFTBrain(sb.core.Brain):
             "epoch": self.epoch,
             "step": self.optimizer_step,
             "loss": loss_sum / batches if batches else float("nan"),
+            **self.loss_by_task[sb.Stage.TRAIN].flush(self.device, reduce=self.world_size > 1),
             "lr": self.optimizer.param_groups[0]["lr"],
             "grad_norm": self._grad_norm,
             "examples/s": examples / max(now - self._last_log, 1e-9),
@@ -484,9 +516,12 @@ class SFTBrain(sb.core.Brain):
             if self._stats[1] > 0 or self._stats[2] > 0:
                 self._log_train()
             self._save_checkpoint(end_of_epoch=self.step >= self._epoch_len)
-        elif stage == sb.Stage.VALID and if_main_process():
-            append_log(self.log_path, "valid", epoch=epoch, step=self.optimizer_step, loss=float(stage_loss))
-            logger.info("valid epoch=%d step=%d loss=%.4g", epoch, self.optimizer_step, stage_loss)
+        elif stage == sb.Stage.VALID:
+            by_task = self.loss_by_task[sb.Stage.VALID].flush()  # every rank scored the whole set
+            if if_main_process():
+                append_log(self.log_path, "valid", epoch=epoch, step=self.optimizer_step, loss=float(stage_loss), **by_task)
+                logger.info("valid epoch=%d step=%d loss=%.4g%s", epoch, self.optimizer_step, stage_loss,
+                            "".join(f" {k}={v:.4g}" for k, v in by_task.items()))
 
     # ------------------------------------------------------------------ checkpoints
     def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
@@ -570,10 +605,17 @@ class SFTBrain(sb.core.Brain):
             },
         }
 
+    @staticmethod
+    def task_types(dataset: TrainingSet) -> List[str]:
+        """The task types whose losses the log breaks down (:class:`~diffa.train.loss_by_task.LossByTask`)."""
+        return dataset.tasks()
+
     def fit_stage(self, train_set: TrainingSet, valid_set: Optional[TrainingSet] = None) -> Path:
         """Train (or resume) the stage, then write ``final/`` and ``loss.png``; returns ``final/``."""
         train_loader = self.make_train_loader(train_set)
         valid_loader = self.make_valid_loader(valid_set) if valid_set is not None else None
+        self.loss_by_task = {sb.Stage.TRAIN: LossByTask(self.task_types(train_set)),
+                             sb.Stage.VALID: LossByTask(self.task_types(valid_set) if valid_set is not None else [])}
         self.checkpointer.add_recoverable("model", TrainableWeights(self.model, self.record(train_set)))
         per_epoch = math.ceil(len(self.train_sampler) / self.grad_accumulation_factor)
         self.total_steps = per_epoch * self.config["number_of_epochs"]

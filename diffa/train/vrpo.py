@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import speechbrain as sb
 import torch
@@ -398,6 +398,11 @@ class VRPOBrain(SFTBrain):
         if config.get("valid_data"):
             logger.info("stage vrpo validates on %s, not on --valid_data", os.path.join(pairs_dir, VALID_DIR))
         return sets[0], sets[1]
+
+    @staticmethod
+    def task_types(dataset) -> List[str]:
+        """None: VRPO logs no SFT loss to break down."""
+        return []
 
     def _loader(self, dataset, batch_sampler) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(

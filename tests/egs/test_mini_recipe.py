@@ -62,6 +62,12 @@ def test_mini_recipe_meets_its_goals(mini):
     assert table["MCQ accuracy (%)"] >= 60.0  # chance: 25
     assert table["held-out preference accuracy after VRPO (%)"] > table["held-out preference accuracy after SFT (%)"]
     assert data["wall_seconds"] > 0
+    # SFT (stage 5) lowers the dev loss of the questions it trains on (the ASR rows are a 5% replay)
+    losses = data["sft_dev_loss"]
+    assert {"loss", "loss_asr", "loss_mcq", "loss_open_qa"} <= set(losses)
+    for task in ("loss", "loss_mcq", "loss_open_qa"):
+        start, end = losses[task]
+        assert end < start, (task, start, end)
 
 
 def test_score_pairs_reproduces_the_held_out_preference_accuracies(mini):

@@ -20,13 +20,19 @@ def test_summary_files(tmp_path):
                    "policy_accuracy=0.55 reference_accuracy=0.5\n"
                    "vrpo_valid epoch=2 step=20 pairs=300 reward_margin=0.3 reward_accuracy=0.7 "
                    "policy_accuracy=0.71 reference_accuracy=0.5\n")
+    start, end = tmp_path / "start_log.txt", tmp_path / "end_log.txt"
+    start.write_text("valid epoch=1 step=300 loss=0.6 loss_asr=2 loss_mcq=0.25\nvalid epoch=2 step=600 loss=0.5 loss_asr=1.9 loss_mcq=0.2\n")
+    end.write_text("train epoch=1 step=10 loss=0.3\nvalid epoch=1 step=400 loss=0.45 loss_asr=1.8 loss_mcq=0.1\n")
     out = subprocess.run([sys.executable, str(MINI / "local" / "summarize.py"), "--scores", str(scores),
-                          "--vrpo_log", str(log), "--wall_seconds", "512.3", "--results_md", str(tmp_path / "R.md"),
-                          "--results_json", str(tmp_path / "r.json")], capture_output=True, text=True, check=True)
+                          "--vrpo_log", str(log), "--wall_seconds", "512.3", "--sft_logs", str(start), str(end),
+                          "--results_md", str(tmp_path / "R.md"), "--results_json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, check=True)
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["pref_accuracy_sft"] == 50.0 and data["pref_accuracy_vrpo"] == 71.0  # the last validation
     assert data["asr_wer"] == 31.5 and data["mcq_by_question"] == {"beeps": 55.0, "gender": 90.0}
     assert data["wall_seconds"] == 512.3
+    assert data["sft_dev_loss"] == {"loss": [0.5, 0.45], "loss_asr": [1.9, 1.8], "loss_mcq": [0.2, 0.1]}  # last lines
+    assert "| loss_mcq | 0.2000 | 0.1000 | 0.50 |" in (tmp_path / "R.md").read_text()
     assert "| MCQ accuracy (%) | 71.00 |" in (tmp_path / "R.md").read_text() and "71.00" in out.stdout
 
 

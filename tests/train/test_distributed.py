@@ -49,7 +49,7 @@ def test_two_processes_see_disjoint_examples_and_average_to_the_union_gradient(w
     batch = Collate(tok.pad_id)([train[k] for k in keys])
     noisy, masked, t = corrupt(batch["input_ids"], batch["answer_mask"], batch["keys"], tok.mask_id, cfg["seed"], 1, cfg["t_eps"])
     logits = MaskedPredictor(model)(batch["feats"], batch["feat_lens"], noisy, batch["audio_pos"], masked)
-    masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"]).backward()
+    masked_sft_loss(logits, batch["input_ids"], masked, t, batch["answer_mask"]).loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert set(grads) == set(ranks[0]["grads"])
     for name, grad in grads.items():

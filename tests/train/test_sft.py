@@ -1,5 +1,6 @@
 """Tests of diffa.train.sft: the masked-only loss, the predictor, batching costs, the Brain's steps."""
 
+import json
 import shutil
 
 import kaldiio
@@ -28,18 +29,36 @@ def test_masked_only_loss_equals_the_full_loss(normalization):
     masked = answer & (torch.rand(5, 9, generator=g) < 0.6)
     t = torch.rand(5, generator=g) * 0.9 + 0.05
     expected = sft_loss(full, targets, masked, t, answer, normalization)
-    got = masked_sft_loss(full[masked], targets, masked, t, answer, normalization)
+    got = masked_sft_loss(full[masked], targets, masked, t, answer, normalization).loss
     assert torch.allclose(got, expected)
     (g_full,) = torch.autograd.grad(expected, full)
     (g_masked,) = torch.autograd.grad(got, full)
     assert torch.allclose(g_full, g_masked)
 
 
+@pytest.mark.parametrize("normalization", ["batch", "row"])
+def test_row_shares_give_the_loss_of_any_group_of_rows(normalization):
+    g = torch.Generator().manual_seed(1)
+    full = torch.randn(6, 8, 13, generator=g)
+    targets = torch.randint(0, 13, (6, 8), generator=g)
+    answer = torch.arange(8)[None] >= torch.tensor([[1], [6], [3], [2], [7], [4]])
+    masked = answer & (torch.rand(6, 8, generator=g) < 0.5)
+    masked[:, -1] = True
+    t = torch.rand(6, generator=g) * 0.9 + 0.05
+    loss, sums, weights = masked_sft_loss(full[masked], targets, masked, t, answer, normalization)
+    assert torch.allclose(loss, sums.sum() / weights.sum())
+    assert not sums.requires_grad
+    for group in ([0], [1, 4], [2, 3, 5]):
+        alone = sft_loss(full[group], targets[group], masked[group], t[group], answer[group], normalization)
+        assert torch.allclose(sums[group].sum() / weights[group].sum(), alone)
+
+
 def test_nothing_masked_gives_zero_with_a_graph():
     logits = torch.zeros(0, 7, requires_grad=True)
     none = torch.zeros(2, 3, dtype=torch.bool)
-    loss = masked_sft_loss(logits, torch.zeros(2, 3, dtype=torch.long), none, torch.ones(2), ~none)
+    loss, sums, weights = masked_sft_loss(logits, torch.zeros(2, 3, dtype=torch.long), none, torch.ones(2), ~none)
     assert loss.item() == 0.0 and loss.requires_grad
+    assert sums.tolist() == [0.0, 0.0] and weights.tolist() == [3.0, 3.0]
     with pytest.raises(ValueError, match="logits has 0 rows but masked marks 6 positions"):
         masked_sft_loss(logits, torch.zeros(2, 3, dtype=torch.long), ~none, torch.ones(2), ~none)
 
@@ -92,6 +111,27 @@ def test_a_tiny_model_overfits_16_examples(write_config, tmp_path, toy):
         logits = MaskedPredictor(model)(batch["feats"], batch["feat_lens"], batch["input_ids"].masked_fill(answer, tok.mask_id), batch["audio_pos"], answer)
     assert torch.nn.functional.cross_entropy(logits, batch["input_ids"][answer]).item() < 0.05
     assert (out / "loss.png").is_file() and (out / "config.yaml").is_file()
+
+
+def test_the_log_breaks_the_loss_down_by_task(write_config, tmp_path, toy):
+    """Training and validation lines carry loss_<task> when the data holds several task types."""
+    dump = tmp_path / "two_tasks"
+    shutil.copytree(toy["dump"], dump)
+    rows = [json.loads(line) for line in (dump / "tasks.jsonl").read_text().splitlines()]
+    for row in rows[1::2]:
+        row["task"] = "open_qa"
+    (dump / "tasks.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = write_config(batching={"max_batch_size": 16, "num_buckets": 1}, number_of_epochs=3, log_interval=1)
+    out = _run(config, tmp_path, "--train_data", str(dump), "--valid_data", str(dump))
+    log = read_log(str(out / "train_log.txt"))
+    for kind in ("train", "valid"):
+        for row in log[kind]:
+            by_task = [row["loss_asr"], row["loss_open_qa"]]
+            # one batch per step and per validation: the loss is the token-weighted mean of the two
+            assert min(by_task) <= row["loss"] <= max(by_task) and min(by_task) < max(by_task)
+    assert log["valid"][-1]["loss_open_qa"] < log["valid"][0]["loss_open_qa"]
+    one_task = _run(config, tmp_path / "one", "--train_data", toy["dump"], "--valid_data", toy["dump"])
+    assert not any(key.startswith("loss_") for row in read_log(str(one_task / "train_log.txt"))["valid"] for key in row)
 
 
 def test_accumulation_steps_once_per_window_and_at_the_end_of_an_epoch(write_config, tmp_path, toy):

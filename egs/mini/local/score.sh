@@ -6,7 +6,8 @@
 # Usage: local/score.sh --decode_dir DIR --model_dir DIR --stage N --elapsed SECONDS
 set -euo pipefail
 decode_dir=""  # exp/<model>/decode_<tag>: its test/score/scores.json is summarised
-model_dir=""   # the decoded model (its train_log.txt gives the VRPO preference accuracies)
+model_dir=""   # the decoded model (its train_log.txt gives the VRPO preference accuracies; the SFT
+               # and stage-4 logs beside it the dev loss over SFT)
 stage=1        # the first stage of the run; only a run from stage 1 is summarised
 elapsed=0      # the run's wall time in seconds
 python=${PYTHON:-python3} # Python interpreter (diffa.sh exports its --python as PYTHON)
@@ -19,6 +20,8 @@ if [ "$stage" != 1 ]; then
     "Scores of this run: $decode_dir/*/score/"
   exit 0
 fi
+exp=$(dirname "$model_dir")
 $python local/summarize.py --scores "$decode_dir/test/score/scores.json" \
   --vrpo_log "$model_dir/train_log.txt" --wall_seconds "$elapsed" \
+  --sft_logs "$exp/stage2_acoustic/train_log.txt" "$exp/stage3_sft/train_log.txt" \
   --results_md RESULTS.md --results_json exp/results.json

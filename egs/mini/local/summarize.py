@@ -3,15 +3,18 @@
 Usage:
   python local/summarize.py --scores exp/stage4_vrpo/decode_decode/test/score/scores.json \\
       --vrpo_log exp/stage4_vrpo/train_log.txt --wall_seconds 512 \\
+      --sft_logs exp/stage2_acoustic/train_log.txt exp/stage3_sft/train_log.txt \\
       --results_md RESULTS.md --results_json exp/results.json
 
 Reads the test set's ``scores.json`` (``diffa.bin.score``: ASR WER, MCQ accuracy per question
 type, open-question accuracy) and the last ``vrpo_valid`` line of the VRPO stage's train log
 (held-out preference accuracy of the policy, and of the frozen reference = the stage-3 SFT model;
-left empty when the decoded model is not a VRPO one),
-then writes both files atomically. The machine-readable keys are ``asr_wer``, ``mcq_accuracy``,
-``open_qa_accuracy`` (percent), ``pref_accuracy_sft``, ``pref_accuracy_vrpo`` (percent),
-``mcq_by_question`` and ``wall_seconds``.
+left empty when the decoded model is not a VRPO one) and the dev loss over SFT, per task type
+(``--sft_logs``: the last ``valid`` line of the stage SFT starts from, i.e. the same model scored on
+the same masks and batches, and that of SFT), then writes both files atomically. The
+machine-readable keys are ``asr_wer``, ``mcq_accuracy``, ``open_qa_accuracy`` (percent),
+``pref_accuracy_sft``, ``pref_accuracy_vrpo`` (percent), ``mcq_by_question``, ``sft_dev_loss``
+(``{"loss": [start, end], "loss_asr": [start, end], ...}``) and ``wall_seconds``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,26 @@ def last_log_line(path: str, kind: str) -> Dict[str, str]:
     return fields
 
 
-def summarize(scores_path: str, vrpo_log: str, wall_seconds: float) -> dict:
+def sft_dev_loss(start_log: str, end_log: str) -> Dict[str, list]:
+    """``{"loss": [start, end], "loss_<task>": [start, end], ...}`` from the last ``valid`` lines of
+    the two logs (the keys both have; empty when a log is missing).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(f"{d}/a", "w").write("valid epoch=1 step=300 loss=0.58 loss_asr=1.9 loss_mcq=0.2\\n")
+    >>> _ = open(f"{d}/b", "w").write("valid epoch=1 step=400 loss=0.48 loss_asr=1.8 loss_mcq=0.1\\n")
+    >>> sft_dev_loss(f"{d}/a", f"{d}/b")
+    {'loss': [0.58, 0.48], 'loss_asr': [1.9, 1.8], 'loss_mcq': [0.2, 0.1]}
+    """
+    if not (os.path.exists(start_log) and os.path.exists(end_log)):
+        return {}
+    start, end = last_log_line(start_log, "valid"), last_log_line(end_log, "valid")
+    return {key: [float(start[key]), float(end[key])] for key in end if key.startswith("loss") and key in start}
+
+
+def summarize(scores_path: str, vrpo_log: str, wall_seconds: float, sft_logs: Sequence[str] = ()) -> dict:
     """The numbers of the run (see module docstring)."""
     with open(scores_path, encoding="utf-8") as f:
         scores = json.load(f)
@@ -59,6 +81,7 @@ def summarize(scores_path: str, vrpo_log: str, wall_seconds: float) -> dict:
         "pref_accuracy_vrpo": pref("policy_accuracy"),
         "pref_pairs": int(vrpo.get("pairs", 0)),
         "mcq_by_question": {k: v.get("accuracy") for k, v in sorted(asks.items())},
+        "sft_dev_loss": sft_dev_loss(*sft_logs) if sft_logs else {},
         "wall_seconds": round(wall_seconds, 1),
     }
 
@@ -88,6 +111,15 @@ def markdown(summary: dict, scores_path: str) -> str:
         *(f"| {k} | {fmt(v)} |" for k, v in summary["mcq_by_question"].items()),
         "",
     ]
+    if summary["sft_dev_loss"]:
+        lines += [
+            "Dev loss over SFT (stage 5), per task type; at the start: the stage-4 model it starts from:",
+            "",
+            "| loss | start | end | end / start |",
+            "|---|---|---|---|",
+            *(f"| {k} | {a:.4f} | {b:.4f} | {b / a:.2f} |" for k, (a, b) in summary["sft_dev_loss"].items()),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -103,6 +135,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scores", required=True, help="scores.json of the test set")
     parser.add_argument("--vrpo_log", required=True, help="train_log.txt of the VRPO stage")
     parser.add_argument("--wall_seconds", type=float, required=True, help="wall time of the run")
+    parser.add_argument("--sft_logs", nargs=2, metavar=("START_LOG", "END_LOG"),
+                        help="train_log.txt of the stage SFT starts from and of SFT (dev loss per task)")
     parser.add_argument("--results_md", default="RESULTS.md")
     parser.add_argument("--results_json", default="exp/results.json")
     return parser
@@ -112,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     if not os.path.exists(args.scores):
         sys.exit(f"summarize.py: {args.scores} is missing: run stages 8-9 first")
-    summary = summarize(args.scores, args.vrpo_log, args.wall_seconds)
+    summary = summarize(args.scores, args.vrpo_log, args.wall_seconds, args.sft_logs or ())
     text = markdown(summary, args.scores)
     _write(args.results_md, text)
     _write(args.results_json, json.dumps(summary, indent=2) + "\n")

@@ -6,7 +6,6 @@ import pytest
 
 from diffa.data.corpora.mcq import choice_list_instruction
 from diffa.data.corpora.mmar import prepare_mmar
-from diffa.data.corpora.records import CorpusError
 from diffa.data.kaldi import read_map
 from diffa.data.tasks import read_tasks
 
