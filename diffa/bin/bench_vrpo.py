@@ -266,7 +266,31 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Run the benchmark and print the peaks and their ratio."""
+    """Run the benchmark and print the peaks and their ratio.
+
+    Example
+    -------
+    The tiny shape with 2 sequences per forward (VRPO: 1 pair, 1 draw), 2+1 tokens and 10 frames:
+
+    >>> threads = torch.get_num_threads(); torch.set_num_threads(1)
+    >>> main(["--rows", "2", "--n_draws", "1", "--prompt_len", "2", "--answer_len", "1", "--frames", "10",
+    ...       "--device", "cpu"])
+    shape tiny on cpu (float32): 2 sequences per forward (SFT batch 2; VRPO 1 pairs x 2 answers x 1 draws),
+    2+1 tokens, 10 frames
+    SFT  step peak: ... GiB
+    VRPO step peak: ... GiB
+    ratio VRPO/SFT: ... (goal <= 1.15)
+    >>> torch.set_num_threads(threads)
+    >>> import sys
+    >>> try:  # bad options: the usage and the reason on stderr, exit status 2
+    ...     with contextlib.redirect_stderr(sys.stdout):
+    ...         main(["--rows", "3", "--n_draws", "1"])
+    ... except SystemExit as stop:
+    ...     print("exit status", stop.code)
+    usage: python -m diffa.bin.bench_vrpo [-h] ...
+    python -m diffa.bin.bench_vrpo: error: --rows must be a multiple of 2 * n_draws = 2, got 3
+    exit status 2
+    """
     args = get_parser().parse_args(argv)
     try:
         device, dtype = resolve_device(args.device, args.dtype)

@@ -57,7 +57,27 @@ def check_out_dir(model_dir: Path, out_dir: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status.
+
+    Example
+    -------
+    >>> import contextlib, os, signal, tempfile
+    >>> from diffa.model.diffa import tiny_config
+    >>> tmp = tempfile.TemporaryDirectory(); model_dir = os.path.join(tmp.name, "stage3_sft", "final")
+    >>> DIFFA(tiny_config()).save_pretrained(model_dir)
+    >>> sigterm = signal.getsignal(signal.SIGTERM)   # main turns SIGTERM into SystemExit (a clean stop)
+    >>> main(["--model_dir", model_dir, "--out_dir", os.path.join(tmp.name, "export")])
+    exported /.../stage3_sft/final -> /.../export (LoRA merged, no links)
+    0
+    >>> sorted(os.listdir(os.path.join(tmp.name, "export")))
+    ['adapters.safetensors', 'config.json', 'encoder', 'llm']
+    >>> with contextlib.redirect_stderr(sys.stdout):  # bad input: one ERROR line on stderr, status 1
+    ...     main(["--model_dir", model_dir, "--out_dir", os.path.join(tmp.name, "stage3_sft")])
+    ERROR: --out_dir /.../stage3_sft would replace the model /.../stage3_sft/final (holds it): export to a directory
+    of its own, e.g. exp/export/stage3_sft
+    1
+    >>> _ = signal.signal(signal.SIGTERM, sigterm); tmp.cleanup()
+    """
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -300,6 +300,24 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ---------
     argv : sequence of str, optional
         Command-line arguments (default: ``sys.argv[1:]``).
+
+    Example
+    -------
+    >>> import tempfile, soundfile as sf
+    >>> d = tempfile.mkdtemp(); threads = torch.get_num_threads()   # main uses one thread
+    >>> sf.write(os.path.join(d, "a.wav"), np.zeros((4000, 2), np.float32), 8000)   # 0.5 s of stereo at 8 kHz
+    >>> _ = open(os.path.join(d, "wav.scp"), "w").write(f"a {d}/a.wav\\n")
+    >>> main(["--data_dir", d, "--out_dir", os.path.join(d, "dump"), "--job", "1"])
+    extract_feats: job 1: 1 utts, 1 written, 0 skipped, 1 resampled, 1 downmixed, 0 truncated
+    >>> open(os.path.join(d, "dump", "data", "feats.1.scp")).read()
+    'a /.../dump/data/feats.1.ark:2\\n'
+    >>> main(["--data_dir", d, "--out_dir", os.path.join(d, "dump"), "--job", "1"])   # done already
+    extract_feats: job 1: already done
+    >>> main(["--data_dir", os.path.join(d, "nodata"), "--out_dir", os.path.join(d, "dump"), "--job", "2"])
+    Traceback (most recent call last):
+     ...
+    SystemExit: extract_feats: error: /.../nodata/wav.scp not found; make the data directory and split it into shards first
+    >>> torch.set_num_threads(threads)
     """
     args = get_parser().parse_args(argv)
     logging.basicConfig(

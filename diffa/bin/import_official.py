@@ -45,7 +45,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line (``argv``: default ``sys.argv[1:]``); returns the exit status.
+
+    Example
+    -------
+    A checkpoint directory without the authors' ``config.json`` (a full conversion:
+    :func:`diffa.model.official.import_official`) is one ERROR line on stderr, status 1:
+
+    >>> import contextlib, tempfile
+    >>> src = tempfile.mkdtemp()
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     main(["--src", src, "--whisper", "whisper-large-v3", "--llada", "LLaDA-8B-Instruct", "--out_dir", "exp/m"])
+    ERROR: /...: missing config.json (the authors' checkpoints have one with whisper_config/llm_config)
+    1
+    """
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -65,7 +65,31 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the command line (module docstring); returns the exit status."""
+    """Run the command line (module docstring); returns the exit status.
+
+    Example
+    -------
+    A random tiny model, a file of one question about half a second of silence, then a missing file:
+
+    >>> import contextlib, tempfile, numpy as np, soundfile
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
+    >>> tok = SentencePieceTokenizer(train_sentencepiece(["what is said"] * 4, f"{d}/tok/spm.model", vocab_size=300))
+    >>> DIFFA(tiny_config(vocab=tok.vocab_size)).save_pretrained(f"{d}/model")
+    >>> soundfile.write(f"{d}/a.wav", np.zeros(8000, np.float32), 16000)
+    >>> _ = open(f"{d}/q.jsonl", "w").write(json.dumps({"id": "q1", "audio": f"{d}/a.wav", "question": "What is said?"}))
+    >>> model = ["--model_dir", f"{d}/model", "--tokenizer_dir", f"{d}/tok", "--device", "cpu",
+    ...          "--gen_length", "4", "--block_length", "4", "--steps", "4"]
+    >>> main([*model, "--questions", f"{d}/q.jsonl"])
+    {"id": "q1", "audio": "/.../a.wav", "question": "What is said?", "answer": "..."}
+    0
+    >>> with contextlib.redirect_stderr(sys.stdout):  # bad input: one ERROR line on stderr, status 1
+    ...     main([*model, "--audio", f"{d}/gone.wav", "--question", "Who speaks?"])
+    ERROR: /.../gone.wav does not exist
+    1
+    >>> tmp.cleanup()
+    """
     parser = get_parser()
     args = parser.parse_args(argv)
     if args.questions is not None and (args.audio or args.question):

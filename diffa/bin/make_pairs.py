@@ -309,7 +309,22 @@ def _sampling_budget(args) -> Optional[int]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Build and write the pairs (see the module docstring); returns the exit status (1 after an
-    error in the data or the files, printed as one ``ERROR:`` line)."""
+    error in the data or the files, printed as one ``ERROR:`` line).
+
+    Example
+    -------
+    A dump directory without its task manifest (a run that writes pairs: :func:`make_pairs`);
+    nothing is written:
+
+    >>> import contextlib
+    >>> out = os.path.join(tempfile.mkdtemp(), "pairs")
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     main(["--train_data", "dump/none", "--out_dir", out])
+    ERROR: dump/none/tasks.jsonl is missing: run stage 2 (feature extraction) for this set first
+    1
+    >>> os.path.exists(out)
+    False
+    """
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     return error_status(lambda: make_pairs(args))

@@ -172,14 +172,58 @@ def print_table(scores: dict) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Score the models (module docstring); returns the exit status."""
+    """Score the models (module docstring); returns the exit status.
+
+    Example
+    -------
+    One pair, and the same random tiny model saved twice: the same weights on the same draws
+    give the same accuracy, seed by seed.
+
+    >>> import tempfile, numpy as np, kaldiio
+    >>> from diffa.data.pairs import write_pairs
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> from diffa.text.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
+    >>> tok = SentencePieceTokenizer(train_sentencepiece(["a man a woman who speaks"] * 4, f"{d}/tok/spm.model",
+    ...                                                  vocab_size=60, byte_fallback=False))
+    >>> model = DIFFA(tiny_config(vocab=tok.vocab_size)); model.save_pretrained(f"{d}/a"); model.save_pretrained(f"{d}/b")
+    >>> write_pairs(f"{d}/pairs/pairs.jsonl", [{"id": "p1", "utt": "u1", "prompt": "who speaks", "chosen": "a man",
+    ...                                         "rejected": "a woman", "source": "swap:gender"}])
+    >>> kaldiio.save_ark(f"{d}/f.ark", {"u1": np.ones((20, 16), np.float32)}, scp=f"{d}/pairs/feats.scp")
+    >>> main(["--pairs", f"{d}/pairs", "--model_dir", f"{d}/a", f"{d}/b", "--tokenizer_dir", f"{d}/tok",
+    ...       "--n_draws", "2", "--seeds", "2", "--device", "cpu"])
+    /.../pairs: 1 pairs, 2 draws per answer (by strata, coupled), seeds 0-1, batches of up to 8 in 5 length buckets
+    model ...accuracy (%)  vs /.../a
+    /.../a ...
+    /.../b ... +0.00 ± 0.00 (higher on 0 of 2 seeds)
+    <BLANKLINE>
+    source ...
+    swap:gender ...
+    0
+    >>> tmp.cleanup()
+    """
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     return error_status(lambda: score_pairs(args))
 
 
 def score_pairs(args: argparse.Namespace) -> None:
-    """The work of :func:`main`: load each model in turn, score it, print (and write) the scores."""
+    """The work of :func:`main`: load each model in turn, score it, print (and write) the scores.
+
+    Example
+    -------
+    Bad settings and a missing pair directory are reported before any model is loaded:
+
+    >>> score_pairs(get_parser().parse_args(["--pairs", "exp/pairs/valid", "--model_dir", "m", "--seeds", "0"]))
+    Traceback (most recent call last):
+     ...
+    ValueError: --seeds must be >= 1, got 0
+    >>> score_pairs(get_parser().parse_args(["--pairs", "exp/none", "--model_dir", "m"]))
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: exp/none/pairs.jsonl does not exist: --pairs names a directory of stage 6
+    (python -m diffa.bin.make_pairs), e.g. exp/pairs/valid
+    """
     for key in ("n_draws", "seeds", "batch_size", "num_buckets"):
         if getattr(args, key) < 1:
             raise ValueError(f"--{key} must be >= 1, got {getattr(args, key)}")

@@ -101,7 +101,26 @@ def _setup_logging(rank: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Parse the command line and the config, then :func:`train`; bad input exits with its message."""
+    """Parse the command line and the config, then :func:`train`; bad input exits with its message.
+
+    Example
+    -------
+    An unknown config key is refused, with the valid ones, before anything is loaded (a run that
+    trains: :func:`train`):
+
+    >>> import contextlib, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "sft.yaml")
+    >>> _ = open(path, "w").write("stage: sft\\n")
+    >>> try:
+    ...     with contextlib.redirect_stderr(sys.stdout):
+    ...         main([path, "--output_folder", "exp/sft", "--learning_rate", "1e-4"])
+    ... except SystemExit as stop:
+    ...     print("exit status", stop.code)
+    usage: python -m diffa.bin.train [-h] ...
+    python -m diffa.bin.train: error: unknown config key 'learning_rate' (command line); valid keys at the top
+    level: stage, output_folder, ..., lr, ...
+    exit status 2
+    """
     args, rest = get_parser().parse_known_args(argv)
     try:
         overrides = parse_overrides(rest)

@@ -25,6 +25,10 @@ Example
 ...     threshold=None, temperature=0.0, cfg_scale=0.0))
 >>> len(texts), all(isinstance(t, str) for t in texts), [0 < n <= 4 for n in nfe]
 (2, True, [True, True])
+>>> texts, nfe = decode_batch(DIFFA(tiny_config()).eval(), Tok(), batch, DecodeConfig(
+...     gen_length=4, block_length=4, steps=4).sampling(None), stop_at_eos=False, copies=2)
+>>> len(texts), nfe, texts[:2] == texts[2:]   # greedy: [row 0, row 1, row 0, row 1], the copies agree
+(4, [4, 4, 4, 4], True)
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ def decode_batch(
     -------
     (list of str, list of int)
         Hypotheses and NFE per decoded row, copy-major: ``[copy 0 of every row, copy 1, ...]``.
+
+    The module docstring has an example, with ``copies``.
     """
     device = model.llm.device
     n = batch["input_ids"].shape[0]

@@ -203,6 +203,25 @@ def answer(
     Returns
     -------
     Answer
+
+    Example
+    -------
+    A config whose ``task_overrides`` give ASR a longer answer, with a stand-in tokenizer:
+
+    >>> from diffa.model.diffa import DIFFA, tiny_config
+    >>> class Tok:  # one id per character
+    ...     mask_id, eos_id, eot_id, pad_id, vocab_size, special_ids = 99, 98, 97, 98, 100, {97, 98, 99}
+    ...     def encode(self, text): return [ord(c) % 90 for c in text]
+    ...     def decode(self, ids, skip_special_tokens=True): return "".join(chr(65 + i % 26) for i in ids)
+    >>> config = DecodeConfig(gen_length=4, block_length=4, steps=4, stop_at_eos=False,
+    ...                       task_overrides={"asr": {"gen_length": 8, "block_length": 8, "steps": 8}})
+    >>> model, silence = DIFFA(tiny_config()).eval(), np.zeros(16000, np.float32)
+    >>> [answer(model, Tok(), silence, "What is said?", config, 16000, task).nfe for task in (None, "asr")]
+    [4, 8]
+    >>> answer(model, Tok(), np.zeros(100, np.float32), "What is said?", config, sample_rate=16000)
+    Traceback (most recent call last):
+     ...
+    ValueError: waveform: shorter than one 10 ms frame
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be a non-empty string, got {question!r}")

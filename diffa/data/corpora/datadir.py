@@ -95,6 +95,19 @@ class PrepSummary:
     unmatched : list of str
         Ids of written multiple-choice rows whose answer is none of their choices (``gold`` null:
         scored by the answer text, see :func:`diffa.data.corpora.mcq.mcq_entry`).
+
+    Example
+    -------
+    What :func:`write_data_dir` returns for a 2.25-s clip and an example whose audio is missing:
+
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp(); wav = os.path.join(d, "a.wav")
+    >>> soundfile.write(wav, np.zeros(36000, np.float32), 16000)
+    >>> row = dict(id="u1-0", utt="u1", task="open_qa", instruction="Q?", answer="A.")
+    >>> s = write_data_dir(os.path.join(d, "set"), [Entry("u1", wav, "HI", row, "x.json:1"),
+    ...                    Entry("u2", wav + ".gone", "HO", dict(row, id="u2-0", utt="u2"), "x.json:2")])
+    >>> s.out_dir.name, s.n_utts, s.n_rows, round(s.hours * 3600, 2), s.dropped, s.unmatched
+    ('set', 1, 1, 2.25, ['u2-0'], [])
     """
 
     out_dir: Path
