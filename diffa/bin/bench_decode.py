@@ -53,21 +53,19 @@ QUESTIONS = ["What is said?", "Transcribe the audio.", "Is the speaker a man or 
 def random_model(config: str, logit_std: float, device: torch.device, dtype: torch.dtype, seed: int,
                  audio_dtype: torch.dtype):
     """A random DIFFA of a benchmark shape (the encoder and adapters in ``audio_dtype``) and a
-    small SentencePiece tokenizer.
+    small SentencePiece tokenizer (held in memory; its file is gone).
 
     Example
     -------
-    >>> import shutil
     >>> model, tok = random_model("tiny", 24.0, torch.device("cpu"), torch.float32, seed=0, audio_dtype=torch.float32)
     >>> type(model).__name__, model.encoder.n_mels, model.llm.config.vocab_size, tok.vocab_size
     ('DIFFA', 80, 512, 300)
     >>> head = model.llm.transformer["ff_out"].weight   # rows past the tokenizer's are 0
     >>> round(head[:300].std().item() * 64 ** 0.5), bool(head[300:].eq(0).all())   # logit_std
     (24, True)
-    >>> shutil.rmtree(tok.path.parent)   # the tokenizer's temporary folder
     """
-    folder = tempfile.mkdtemp(prefix="bench_decode_")
-    tok = SentencePieceTokenizer(train_sentencepiece(QUESTIONS * 4, os.path.join(folder, "spm.model"), vocab_size=300))
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as folder:  # the model is read into memory
+        tok = SentencePieceTokenizer(train_sentencepiece(QUESTIONS * 4, os.path.join(folder, "spm.model"), vocab_size=300))
     model = build_model(model_config(config), device, dtype, seed, audio_dtype)
     head = model.llm.transformer["ff_out"].weight
     with torch.no_grad():  # final hidden states have unit RMS: logit std = weight std * sqrt(d_model)
@@ -84,14 +82,12 @@ def synthetic_examples(model, tokenizer, n: int, min_seconds: float, max_seconds
 
     Example
     -------
-    >>> import shutil
     >>> model, tok = random_model("tiny", 24.0, torch.device("cpu"), torch.float32, 0, torch.float32)
     >>> examples = synthetic_examples(model, tok, 3, min_seconds=0.5, max_seconds=1.0, seed=0)
     >>> [ex.id for ex in examples], examples[0].row
     (['item0000', 'item0001', 'item0002'], {'task': 'open_qa'})
     >>> [(50 <= ex.feats.shape[0] <= 100, ex.feats.shape[1], ex.prompt_len == len(ex.input_ids)) for ex in examples]
     [(True, 80, True), (True, 80, True), (True, 80, True)]
-    >>> shutil.rmtree(tok.path.parent)
     """
     g = torch.Generator().manual_seed(seed)
     examples = []
@@ -108,14 +104,12 @@ def run(model, tokenizer, examples: List[Example], batch_size: int, config: Deco
 
     Example
     -------
-    >>> import shutil
     >>> model, tok = random_model("tiny", 24.0, torch.device("cpu"), torch.float32, 0, torch.float32)
     >>> examples = synthetic_examples(model, tok, 3, 0.5, 1.0, seed=0)
     >>> hyps, nfe, seconds = run(model, tok, examples, batch_size=2,
     ...                          config=DecodeConfig(gen_length=4, block_length=4, steps=4), seed=0)
     >>> sorted(hyps), all(hyps.values()), [0 < n <= 4 for n in nfe.values()], seconds > 0
     (['item0000', 'item0001', 'item0002'], True, [True, True, True], True)
-    >>> shutil.rmtree(tok.path.parent)
     """
     costs = [len(ex.input_ids) + ex.feats.shape[0] // 8 for ex in examples]
     plan = plan_batches(["open_qa"] * len(examples), costs, batch_size)
