@@ -4,8 +4,8 @@
 Usage:
     utils/combine_data.py <dest-dir> <src-dir> <src-dir> [<src-dir>...]
 
-Every source must pass utils/validate_data_dir.py (audio aside). wav.scp, text, utt2spk and
-spk2utt are merged; utt2dur only when every source has one (else it is left out, with a note);
+Every source must pass utils/validate_data_dir.py (audio aside). wav.scp, utt2spk and spk2utt are
+merged; text and utt2dur only when every source has one (else they are left out, with a note);
 tasks.jsonl merges the manifests of the sources that have one. A speaker may appear in several
 sources. The destination must not be one of the sources.
 """

@@ -7,7 +7,8 @@ A data directory describes one set of utterances, one entry per line, sorted by 
 file           line                             status
 =============  ===============================  ==========================================
 wav.scp        ``<utt> <audio path>``           required
-text           ``<utt> <transcript>``           required
+text           ``<utt> <transcript>``           optional: a set of audio questions needs
+                                                none (its references are in tasks.jsonl)
 utt2spk        ``<utt> <speaker>``              required
 spk2utt        ``<speaker> <utt> <utt> ...``    required; made from utt2spk when written
 utt2dur        ``<utt> <seconds>``              optional
@@ -46,8 +47,8 @@ import math
 import os
 import sys
 
-REQUIRED = ("wav.scp", "text", "utt2spk")
-UTT_FILES = REQUIRED + ("utt2dur",)
+REQUIRED = ("wav.scp", "utt2spk")
+UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur")
 SPK2UTT = "spk2utt"
 TASKS = "tasks.jsonl"
 VALUE_NAME = {
@@ -563,7 +564,7 @@ def check(path, audio=True, limit=20):
     data = DataDir.load(path, problems)
     if not data.utts and os.path.isfile(os.path.join(path, "wav.scp")):
         problems.messages.append(
-            f"{path} has no utterances: its wav.scp lists none; fill wav.scp, text and utt2spk "
+            f"{path} has no utterances: its wav.scp lists none; fill wav.scp and utt2spk "
             "(the corpus's data preparation writes them) or leave the directory out"
         )
     _check_ids(path, data, problems)
@@ -592,7 +593,7 @@ def load_valid(path):
     >>> load_valid(tempfile.mkdtemp())
     Traceback (most recent call last):
     ...
-    ValueError: ... is not a valid data directory (4 problems; run utils/validate_data_dir.py ...
+    ValueError: ... is not a valid data directory (3 problems; run utils/validate_data_dir.py ...
     """
     data, problems = check(path, audio=False)
     if problems:

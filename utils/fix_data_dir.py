@@ -4,7 +4,7 @@
 Usage:
     utils/fix_data_dir.py <data-dir>
 
-Reads wav.scp, text, utt2spk (and utt2dur, tasks.jsonl when there). Keeps an utterance when each
+Reads wav.scp, utt2spk (and text, utt2dur, tasks.jsonl when there). Keeps an utterance when each
 of those files has a well-formed, non-empty line for it (for a duplicate id the first line
 counts), then writes every file sorted, remakes spk2utt from utt2spk and keeps the tasks whose
 "utt" is kept (bad JSON lines, duplicate task ids and, when the diffa package is importable, rows

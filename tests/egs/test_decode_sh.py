@@ -1,7 +1,8 @@
 """The recipes' decode.sh (egs/TEMPLATE/decode.sh): stages 8-9 on a throw-away recipe, RESULTS.md.
 
-The recipe decodes a 25-example set (one example without features) with the tiny random model
-of tests/decode/conftest.py in two jobs, with the real diffa package.
+The recipe decodes a 25-example set (one example without features; no transcripts, as a set of
+audio questions has none) with the tiny random model of tests/decode/conftest.py in two jobs,
+with the real diffa package.
 """
 
 import importlib.util
@@ -50,7 +51,7 @@ def recipe(tmp_path_factory):
     utts = sorted({t["utt"] for t in tasks})
     data = rec / "data" / "test"
     data.mkdir(parents=True)
-    for name, value in (("wav.scp", "wav/{}.wav"), ("text", "HELLO"), ("utt2spk", "{}")):
+    for name, value in (("wav.scp", "wav/{}.wav"), ("utt2spk", "{}")):  # no text: the references are in tasks.jsonl
         (data / name).write_text("".join(f"{u} {value.format(u)}\n" for u in utts))
     (data / "spk2utt").write_text("".join(f"{u} {u}\n" for u in utts))
     (data / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in sorted(tasks, key=lambda t: t["id"])))
@@ -58,7 +59,7 @@ def recipe(tmp_path_factory):
     toy_builders.write_feats(dump, utts[:-1])
     (dump / "bad_utts").write_text(f"{utts[-1]} missing wav/{utts[-1]}.wav does not exist\n")
     (dump / ".done").touch()
-    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "tasks.jsonl"):  # copied by stage 2
+    for name in ("wav.scp", "utt2spk", "spk2utt", "tasks.jsonl"):  # copied by stage 2
         shutil.copy(data / name, dump / name)
     toy_builders.build_model_dir(rec / "model", toy_builders.SENTENCES * 4)
     return rec, tasks

@@ -27,10 +27,12 @@ def test_optional_files_some_sources_lack(run_util, read_ids, make_dir, tmp_path
     b = make_dir("b", ["spkB-1"])
     (b / "utt2dur").unlink()
     (b / "tasks.jsonl").unlink()
+    (b / "text").unlink()
     result = run_util("combine_data.py", tmp_path / "ab", a, b)
     assert result.returncode == 0, result.stderr
     assert f"utt2dur left out: {b} has none" in result.stderr
-    assert not (tmp_path / "ab" / "utt2dur").exists()
+    assert f"text left out: {b} has none" in result.stderr
+    assert not (tmp_path / "ab" / "utt2dur").exists() and not (tmp_path / "ab" / "text").exists()
     assert read_ids(tmp_path / "ab" / "wav.scp") == ["spkA-1", "spkA-2", "spkB-1"]
     assert len((tmp_path / "ab" / "tasks.jsonl").read_text().splitlines()) == 2
     assert run_util("validate_data_dir.py", tmp_path / "ab").returncode == 0

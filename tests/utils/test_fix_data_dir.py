@@ -39,6 +39,17 @@ def test_a_valid_dir_is_unchanged(run_util, data_dir):
     assert "(0 dropped)" in result.stdout and "dropped)" in result.stdout
 
 
+def test_a_set_without_transcripts_is_repaired_without_one(run_util, read_ids, data_dir):
+    (data_dir / "text").unlink()
+    lines = (data_dir / "utt2spk").read_text().splitlines()
+    (data_dir / "utt2spk").write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # one utterance less
+    result = run_util("fix_data_dir.py", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert not (data_dir / "text").exists()
+    assert read_ids(data_dir / "wav.scp") == read_ids(data_dir / "utt2spk") and len(read_ids(data_dir / "wav.scp")) == 5
+    assert run_util("validate_data_dir.py", data_dir).returncode == 0
+
+
 def test_missing_required_file_is_an_error(run_util, data_dir):
     (data_dir / "utt2spk").unlink()
     before = (data_dir / "text").read_bytes()

@@ -18,6 +18,14 @@ def test_valid_dir_passes(run_util, data_dir):
     assert f"{data_dir}: OK (6 utterances, 3 speakers, 6 tasks)" in result.stdout
 
 
+def test_a_set_without_transcripts_passes(run_util, data_dir):
+    """Audio questions need no text: their references are in tasks.jsonl."""
+    (data_dir / "text").unlink()
+    result = run_util("validate_data_dir.py", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"{data_dir}: OK (6 utterances, 3 speakers, 6 tasks)" in result.stdout
+
+
 def test_a_multiple_choice_answer_other_than_its_gold_choice_is_noted(run_util, data_dir):
     utt = (data_dir / "wav.scp").read_text().split()[0]
     with open(data_dir / "tasks.jsonl", "a") as f:  # ids sort after the ASR rows'
@@ -80,8 +88,8 @@ def unknown_task_utt(d):
     replace_line(d / "tasks.jsonl", 5, line)
 
 
-def missing_text(d):
-    (d / "text").unlink()
+def missing_utt2spk(d):
+    (d / "utt2spk").unlink()
 
 
 @pytest.mark.parametrize(
@@ -98,7 +106,7 @@ def missing_text(d):
         (zero_duration, "utt2dur:4: spkB-2: duration must be > 0 seconds, got '0'"),
         (bad_json, "tasks.jsonl:2: not valid JSON"),
         (unknown_task_utt, "tasks.jsonl:6: spkC-2-asr: utt spkZ-9 is not in wav.scp"),
-        (missing_text, "text: missing (every data directory needs it)"),
+        (missing_utt2spk, "utt2spk: missing (every data directory needs it)"),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )
