@@ -149,6 +149,8 @@ def masked_sft_loss(
         return SFTLoss(logits.sum() * 0.0, torch.zeros_like(n_answer), row_weights)
     weighted = F.cross_entropy(logits.float(), targets[masked], reduction="none") / row_t
     row_sums = torch.zeros_like(n_answer).index_add_(0, rows, weighted.detach())
+    # sum / n * (n / normaliser): the order of operations of the earlier one-token-row formulation,
+    # kept so that training runs round exactly as before
     return SFTLoss(weighted.sum() / n * factor, row_sums, row_weights)
 
 

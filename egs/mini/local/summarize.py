@@ -23,7 +23,9 @@ import argparse
 import json
 import os
 import sys
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
+
+import yaml
 
 
 def last_log_line(path: str, kind: str) -> Dict[str, str]:
@@ -46,20 +48,64 @@ def last_log_line(path: str, kind: str) -> Dict[str, str]:
     return fields
 
 
+# The settings of a training config that decide what its validation loss is (the dev set, its
+# batches and masks, the numerics); "batching" without its "shuffle".
+VALIDATION_KEYS = ("valid_data", "tokenizer_dir", "system_prompt", "max_answer_tokens", "seed", "t_eps",
+                   "batching", "loss_normalization", "precision", "frozen_dtype")
+
+
+def validation_differences(start_config: dict, end_config: dict, start_dir: str) -> List[str]:
+    """Why the last validation of ``start_config``'s stage is not where ``end_config``'s starts:
+    its model is not the one the other starts from, or they validate differently (empty: it is).
+
+    Example
+    -------
+    >>> a = {"seed": 1, "batching": {"max_batch_size": 32, "shuffle": True}, "output_folder": "exp/s2"}
+    >>> validation_differences(a, {**a, "batching": {"max_batch_size": 32}, "init_from": "exp/s2"}, "exp/s2")
+    []
+    >>> validation_differences(a, {**a, "seed": 2, "init_from": "exp/s1"}, "exp/s2")
+    ['init_from exp/s1 is not exp/s2', 'seed 1 != 2']
+    """
+    problems = []
+    init = os.path.normpath(str(end_config.get("init_from") or ""))
+    if init not in (os.path.normpath(start_dir), os.path.join(os.path.normpath(start_dir), "final")):
+        problems.append(f"init_from {end_config.get('init_from')} is not {start_dir}")
+    for key in VALIDATION_KEYS:
+        a, b = start_config.get(key), end_config.get(key)
+        if key == "batching":
+            a, b = ({k: v for k, v in (x or {}).items() if k != "shuffle"} for x in (a, b))
+        if a != b:
+            problems.append(f"{key} {a} != {b}")
+    return problems
+
+
 def sft_dev_loss(start_log: str, end_log: str) -> Dict[str, list]:
     """``{"loss": [start, end], "loss_<task>": [start, end], ...}`` from the last ``valid`` lines of
-    the two logs (the keys both have; empty when a log is missing).
+    the two logs (the keys both have). Empty when a log is missing, or when the two stages'
+    ``config.yaml`` (beside the logs) show that the first's last validation is not SFT's start
+    (:func:`validation_differences`, named on stderr).
 
     Example
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
-    >>> _ = open(f"{d}/a", "w").write("valid epoch=1 step=300 loss=0.58 loss_asr=1.9 loss_mcq=0.2\\n")
-    >>> _ = open(f"{d}/b", "w").write("valid epoch=1 step=400 loss=0.48 loss_asr=1.8 loss_mcq=0.1\\n")
-    >>> sft_dev_loss(f"{d}/a", f"{d}/b")
+    >>> for stage, line in (("s2", "step=300 loss=0.58 loss_asr=1.9 loss_mcq=0.2"), ("s3", "step=400 loss=0.48 loss_asr=1.8 loss_mcq=0.1")):
+    ...     os.makedirs(f"{d}/{stage}")
+    ...     _ = open(f"{d}/{stage}/train_log.txt", "w").write(f"valid epoch=1 {line}\\n")
+    ...     _ = open(f"{d}/{stage}/config.yaml", "w").write(f"seed: 1\\ninit_from: {d}/s2\\n")
+    >>> sft_dev_loss(f"{d}/s2/train_log.txt", f"{d}/s3/train_log.txt")
     {'loss': [0.58, 0.48], 'loss_asr': [1.9, 1.8], 'loss_mcq': [0.2, 0.1]}
     """
     if not (os.path.exists(start_log) and os.path.exists(end_log)):
+        return {}
+    start_dir, configs = os.path.dirname(start_log), []
+    for log in (start_log, end_log):
+        with open(os.path.join(os.path.dirname(log), "config.yaml"), encoding="utf-8") as f:
+            configs.append(yaml.safe_load(f))
+    problems = validation_differences(*configs, start_dir)
+    if problems:
+        print(f"summarize.py: no dev loss over SFT: {start_log}'s last validation is not where SFT starts "
+              f"({'; '.join(problems)})", file=sys.stderr)
         return {}
     start, end = last_log_line(start_log, "valid"), last_log_line(end_log, "valid")
     return {key: [float(start[key]), float(end[key])] for key in end if key.startswith("loss") and key in start}
