@@ -8,8 +8,8 @@ Usage:
     utils/subset_data_dir.py --tasks asr <src-dir> <dest-dir>
 
 Utterances are in sorted id order. FILE has an utterance id as the first field of each line;
-every id must be in <src-dir>. <dest-dir> gets wav.scp, utt2spk, spk2utt and (when the
-source has them) text, utt2dur and tasks.jsonl with the tasks of the kept utterances. ``--tasks T1,T2``
+every id must be in <src-dir>. <dest-dir> gets wav.scp, utt2spk, spk2utt and (when the source
+has them) text, utt2dur and tasks.jsonl with the tasks of the kept utterances. ``--tasks T1,T2``
 keeps only the task rows of those types (the "task" field of tasks.jsonl) and the utterances that
 still have one; it combines with the other selections (e.g. an ASR-only training set for
 semantic alignment). The source must pass utils/validate_data_dir.py (audio aside).

@@ -4,14 +4,14 @@
 Usage:
     utils/validate_data_dir.py [--no_audio_check] [--max_errors N] <data-dir> [<data-dir>...]
 
-A data directory needs wav.scp, utt2spk and spk2utt, and may have text (transcripts; a set of
-audio questions needs none), utt2dur and tasks.jsonl (see utils/datadir.py). The checks: every
-file is UTF-8 without a byte-order mark or blank lines; ids are unique and sorted (C locale);
-wav.scp lists at least one utterance, and utt2spk (and text, utt2dur) have the same ids; spk2utt is the inverse of utt2spk; no transcript is
-empty; audio files exist and are not pipe commands (relative paths from the current directory;
---no_audio_check skips this); durations are positive; tasks.jsonl has one JSON object per line
-with unique sorted "id"s and an "utt" of wav.scp (and passes diffa.data.tasks's schema check when
-the diffa package is importable).
+A data directory needs wav.scp, utt2spk and spk2utt, and may have text (transcripts; a set of audio
+questions needs none), utt2dur and tasks.jsonl (see utils/datadir.py). The checks: every file is
+UTF-8 without a byte-order mark or blank lines; ids are unique and sorted (C locale); wav.scp lists
+at least one utterance, and utt2spk (and text, utt2dur) have the same ids; spk2utt is the inverse
+of utt2spk; no transcript is empty; audio files exist and are not pipe commands (relative paths
+from the current directory; --no_audio_check skips this); durations are positive; tasks.jsonl has
+one JSON object per line with unique sorted "id"s and an "utt" of wav.scp (and passes
+diffa.data.tasks's schema check when the diffa package is importable).
 
 Prints "<dir>: OK (...)" for a valid directory. Exits 1 when any directory has a defect, after
 listing at most --max_errors of them per directory; utils/fix_data_dir.py repairs id mismatches.
