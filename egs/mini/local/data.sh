@@ -25,16 +25,4 @@ if ! "$python" -c "import diffa" 2>/dev/null; then
     echo "$0: '$python' cannot import diffa; source path.sh (or tools/activate.sh) first" >&2
     exit 1
 fi
-"$python" "$(dirname "$0")/make_corpus.py" "$@"
-$help && exit 0
-
-datadir=data
-prev=""
-for arg in "$@"; do
-    case "$arg" in --datadir=*) datadir=${arg#--datadir=} ;; esac
-    [ "$prev" = --datadir ] && datadir=$arg
-    prev=$arg
-done
-utils=$(dirname "$0")/../utils
-"$python" "$utils/subset_data_dir.py" --tasks asr "$datadir/train" "$datadir/train_asr"
-"$python" "$utils/subset_data_dir.py" --tasks mcq,open_qa "$datadir/train" "$datadir/train_qa"
+exec "$python" "$(dirname "$0")/make_corpus.py" "$@"

@@ -7,7 +7,9 @@ Usage:
 
 Writes, for each set in train, dev and test, a Kaldi data directory
 ``<datadir>/<set>/{wav.scp,text,utt2spk,spk2utt,utt2dur,tasks.jsonl,.done}`` and its 16 kHz
-mono 16-bit wavs under ``<datadir>/local/wav/<set>/``. wav.scp holds ``<datadir>/local/wav/...``
+mono 16-bit wavs under ``<datadir>/local/wav/<set>/``. Then it splits train's tasks as DIFFA-2's
+curriculum has its data (utils/subset_data_dir.py --tasks, the same clips): ``train_asr`` (the
+transcripts, replayed at 5% in stages 4-5) and ``train_qa`` (the questions). wav.scp holds ``<datadir>/local/wav/...``
 as given, so a relative ``--datadir`` gives paths relative to the current directory.
 
 Speech clips say a 3-6 word sentence (local/sentences.py) in an espeak-ng voice at a slow or fast
@@ -19,7 +21,7 @@ Each label is balanced: its values are dealt out in shuffled rounds.
 The same options give byte-identical outputs; --nj only sets how many processes synthesise.
 Wavs are synthesised under ``<datadir>/local/wav.tmp`` and renamed into place, and each data
 directory is swapped in whole (diffa.data.corpora.datadir), ``.done`` last. A rerun with the same
-options whose three ``.done`` files are present returns at once. Needs the diffa package (run
+options whose ``.done`` files (the three sets' and the two subsets') are present returns at once. Needs the diffa package (run
 from the recipe, whose path.sh activates the environment, or after ``. tools/activate.sh``).
 """
 import argparse
@@ -42,6 +44,8 @@ from sounds import KIND_FACTS, LEVEL_DB, sound_command
 from voices import PITCH_PARAM, RATE_WPM, VOICES, speech_commands
 
 SETS = ("train", "dev", "test")
+SUBSETS = {"train_asr": ("train", "asr"), "train_qa": ("train", "mcq,open_qa")}  # name: (source set, tasks)
+SUBSET_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "utils", "subset_data_dir.py")
 SOURCE = "diffa-mini"
 SPEECH_ASKED = ("gender", "rate", "pitch")
 
@@ -329,6 +333,13 @@ def _summary(name, clips, rows, durations):
     return "\n".join(lines)
 
 
+def _mark_done(setdir, stamp):
+    """Write ``<setdir>/.done`` (the options' ``stamp``) atomically: the set is complete."""
+    with open(f"{setdir}/.done.tmp", "w", encoding="utf-8") as f:
+        f.write(stamp + "\n")
+    os.rename(f"{setdir}/.done.tmp", f"{setdir}/.done")
+
+
 def _is_built(done_files, stamp):
     """True when every ``.done`` file exists and records ``stamp``."""
     for path in done_files:
@@ -349,7 +360,7 @@ def main():
     if any(n < 0 for pair in sizes.values() for n in pair) or not all(sum(sizes[s]) for s in SETS):
         raise ValueError(f"every set needs some clips and no count may be negative, got {sizes}")
     stamp = json.dumps({"seed": args.seed, "sizes": sizes}, sort_keys=True)
-    done_files = [os.path.join(args.datadir, name, ".done") for name in SETS]
+    done_files = [os.path.join(args.datadir, name, ".done") for name in (*SETS, *SUBSETS)]
     if _is_built(done_files, stamp):
         print(f"{args.datadir}: corpus already built with these options; remove it to rebuild")
         return
@@ -382,11 +393,15 @@ def main():
         setdir = os.path.join(args.datadir, name)
         rows, durations = write_set(setdir, clips[name], final_wavdir,
                                     random.Random(f"{args.seed}:{name}:tasks"))
-        with open(f"{setdir}/.done.tmp", "w", encoding="utf-8") as f:
-            f.write(stamp + "\n")
-        os.rename(f"{setdir}/.done.tmp", f"{setdir}/.done")
+        _mark_done(setdir, stamp)
         reports.append(_summary(name, clips[name], rows, durations))
     os.rmdir(tmp_wav)
+    for name, (source, tasks) in SUBSETS.items():
+        subset = os.path.join(args.datadir, name)
+        command = [sys.executable, SUBSET_DATA_DIR, "--tasks", tasks, os.path.join(args.datadir, source), subset]
+        if subprocess.run(command).returncode != 0:
+            raise RuntimeError(f"utils/subset_data_dir.py could not write {subset} (its message is above)")
+        _mark_done(subset, stamp)
     print("\n".join(reports))
     print(f"corpus written to {args.datadir} in {time.time() - start:.1f} s")
 
